@@ -1,0 +1,23 @@
+"""``torch``: torch.nn.functional.conv2d itself (oneDNN on CPU, cuDNN on GPU).
+
+The baseline every other backend is compared against in speed. On CUDA, whether cuDNN may
+use TF32 for float32 is a global torch setting; the benchmarks set and record it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from impls.registry import register_backend
+
+
+@register_backend(
+    name="torch",
+    devices=("cpu", "cuda"),
+    dtypes=(torch.float32, torch.float64, torch.float16, torch.bfloat16),
+    description="torch.nn.functional.conv2d (oneDNN on CPU, cuDNN on CUDA)",
+)
+def torch_conv2d(input, weight, bias, stride, padding, dilation, groups):
+    """F.conv2d on already-normalised arguments."""
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)

@@ -1,0 +1,209 @@
+"""``impls.conv2d``: torch.nn.functional.conv2d's semantics in front of any backend.
+
+Why it exists: every backend would otherwise re-implement argument parsing, "same" padding
+and error messages, each slightly differently. Here they are done once, and a backend
+receives exactly what F.conv2d's kernels receive: a 4-D input, (int, int) stride, padding
+and dilation, an int groups, and symmetric padding only.
+
+Errors are of the type F.conv2d raises for the same input (TypeError for a wrong argument
+type, RuntimeError for a bad value or shape), but the message names the argument. A backend
+that cannot run the call raises NotImplementedError (a RuntimeError, as F.conv2d raises for
+an unsupported dtype on a device) with its declared reason; there is never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from impls.registry import Backend, get_backend, require
+
+Pair = tuple[int, int]
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           backend: str | Backend = "torch") -> torch.Tensor:
+    """2D cross-correlation with F.conv2d's exact semantics, computed by ``backend``."""
+    entry = get_backend(backend)
+    call = normalize(input, weight, bias, stride, padding, dilation, groups)
+    entry = require(entry)
+    reason = entry.unsupported(device=call.input.device.type, dtype=call.input.dtype,
+                               features=call.features())
+    if reason:
+        raise NotImplementedError(reason)
+    out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding, call.dilation,
+                   call.groups)
+    return out.squeeze(0) if call.unbatched else out
+
+
+class NormalizedCall:
+    """A validated call: 4-D input (extra "same" row/column already added), int pairs."""
+
+    __slots__ = ("input", "weight", "bias", "stride", "padding", "dilation", "groups",
+                 "unbatched")
+
+    def __init__(self, input, weight, bias, stride, padding, dilation, groups, unbatched):
+        self.input, self.weight, self.bias = input, weight, bias
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.unbatched = groups, unbatched
+
+    def features(self) -> set[str]:
+        """The features of :data:`impls.registry.FEATURES` this call uses."""
+        used = set()
+        if self.stride != (1, 1):
+            used.add("stride")
+        if self.padding != (0, 0):
+            used.add("padding")
+        if self.dilation != (1, 1):
+            used.add("dilation")
+        if self.groups != 1:
+            used.add("groups")
+        if self.bias is not None:
+            used.add("bias")
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (self.input, self.weight, self.bias)
+        ):
+            used.add("autograd")
+        return used
+
+
+def normalize(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
+              ) -> NormalizedCall:
+    """Validate a conv2d call once and bring it to the form every backend receives."""
+    _check_tensor("input", input)
+    _check_tensor("weight", weight)
+    if bias is not None:
+        _check_tensor("bias", bias)
+    stride = _pair("stride", stride)
+    dilation = _pair("dilation", dilation)
+    groups = _int("groups", groups)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise RuntimeError(f"Invalid padding string: {padding!r} (padding must be "
+                               "'same', 'valid', an int or a pair of ints)")
+    else:
+        padding = _pair("padding", padding)
+
+    if input.dim() not in (3, 4):
+        raise RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv2d, but got "
+                           f"input of size: {list(input.shape)}")
+    if weight.dim() != 4:
+        raise RuntimeError(f"expected weight to be 4-dimensional (out_channels, in_channels/"
+                           f"groups, kH, kW), but got weight of size {list(weight.shape)}")
+    _check_positive(groups=(groups,), stride=stride, dilation=dilation)
+    if isinstance(padding, tuple) and min(padding) < 0:
+        raise RuntimeError(f"negative padding is not supported: padding={padding}")
+    _check_dtype_device(input, weight, bias)
+
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_shapes(input, weight, bias, groups)
+    input, padding = _resolve_padding(input, weight, padding, stride, dilation)
+    _check_kernel_fits(input, weight, padding, dilation)
+    return NormalizedCall(input, weight, bias, stride, padding, dilation, groups, unbatched)
+
+
+def _check_tensor(name: str, value) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"conv2d(): argument '{name}' must be Tensor, not "
+                        f"{type(value).__name__}")
+
+
+def _int(name: str, value) -> int:
+    # bool is an int in Python, but F.conv2d rejects it: so do we.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"conv2d(): argument '{name}' must be int, not {type(value).__name__}")
+    return int(value)
+
+
+def _pair(name: str, value) -> Pair:
+    """An int or a sequence of one or two ints, as F.conv2d accepts, as an (int, int)."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = [_int(name, v) for v in value]
+        if len(items) == 1:
+            items = items * 2
+        if len(items) != 2:
+            raise RuntimeError(f"expected {name} to be a single integer value or a list of 2 "
+                               f"values to match the convolution dimensions, but got "
+                               f"{name}={list(value)}")
+        return items[0], items[1]
+    if isinstance(value, torch.Size):
+        return _pair(name, tuple(value))
+    value = _int(name, value)
+    return value, value
+
+
+def _check_positive(**pairs: tuple[int, ...]) -> None:
+    for name, values in pairs.items():
+        if min(values) <= 0:
+            shown = values[0] if len(values) == 1 else values
+            raise RuntimeError(f"non-positive {name} is not supported: {name}={shown}")
+
+
+def _check_dtype_device(input, weight, bias) -> None:
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is None:
+            continue
+        if tensor.dtype != input.dtype:
+            raise RuntimeError(f"expected {name} to have the input's dtype {input.dtype}, "
+                               f"but got {name} of dtype {tensor.dtype}")
+        if tensor.device != input.device:
+            raise RuntimeError(f"expected {name} on the input's device {input.device}, "
+                               f"but got {name} on {tensor.device}")
+
+
+def _check_shapes(input, weight, bias, groups: int) -> None:
+    out_channels = weight.shape[0]
+    if out_channels < 1 or out_channels % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
+                           f"and at least 1 at dimension 0 (out_channels), but got weight of "
+                           f"size {list(weight.shape)}")
+    if input.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, "
+                           f"expected input{list(input.shape)} to have "
+                           f"{weight.shape[1] * groups} channels, but got {input.shape[1]} "
+                           f"channels instead")
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be "
+                           f"1-dimensional with {out_channels} elements, but got bias of size "
+                           f"{list(bias.shape)} instead")
+
+
+def _resolve_padding(input, weight, padding, stride: Pair, dilation: Pair):
+    """Turn "same"/"valid" into symmetric int padding, adding PyTorch's extra row/column.
+
+    For "same", the total padding is dilation*(k-1) per axis; when that is odd PyTorch puts
+    the extra row/column at the bottom/right. We pad it here so backends see symmetric padding.
+    """
+    if padding == "valid":
+        return input, (0, 0)
+    if padding != "same":
+        return input, padding
+    if stride != (1, 1):
+        raise RuntimeError(f"padding='same' is not supported for strided convolutions "
+                           f"(stride={stride})")
+    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    extra_h, extra_w = totals[0] % 2, totals[1] % 2
+    if extra_h or extra_w:
+        input = F.pad(input, (0, extra_w, 0, extra_h))
+    return input, (totals[0] // 2, totals[1] // 2)
+
+
+def _check_kernel_fits(input, weight, padding: Pair, dilation: Pair) -> None:
+    padded = [s + 2 * p for s, p in zip(input.shape[2:], padding)]
+    kernel = [d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]
+    if min(weight.shape[2:]) < 1 or any(k > s for k, s in zip(kernel, padded)):
+        raise RuntimeError(f"Calculated padded input size per channel: ({padded[0]} x "
+                           f"{padded[1]}). Kernel size: ({kernel[0]} x {kernel[1]}). Kernel "
+                           f"size can't be greater than actual input size (check weight, "
+                           f"padding and dilation)")
+
+
+def output_size(size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
+    """(H + 2P - D*(K-1) - 1) // S + 1 per axis: the output height and width."""
+    return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1
+                 for s, k, st, p, d in zip(size, kernel, stride, padding, dilation))

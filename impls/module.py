@@ -1,0 +1,40 @@
+"""``impls.Conv2d``: torch.nn.Conv2d with a ``backend=`` argument.
+
+It subclasses nn.Conv2d so that constructor arguments, parameter names, initialisation,
+padding modes and state_dict are nn.Conv2d's own, and a state_dict moves between the two
+unchanged. Only the convolution itself is routed through :func:`impls.conv2d`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from impls.frontend import conv2d
+from impls.registry import get_backend
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d computed by a convbench backend (default "torch")."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", device=None,
+                 dtype=None, *, backend: str = "torch"):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device, dtype)
+        self.backend = get_backend(backend).name
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            # As nn.Conv2d: pad with the mode first, then convolve without padding.
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        else:
+            padding = self.padding
+        return conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups,
+                      backend=self.backend)

@@ -1,0 +1,222 @@
+"""The backend registry: a dict from name to entry, filled by each backend file on import.
+
+Why a registry: tests, sweeps and reports iterate over backends and skip what a backend
+declares it cannot do, so capabilities are data here, not try/except scattered around.
+
+What it must not do: import an optional dependency (Triton, CUDA) at load. A backend file
+registers a cheap ``probe`` that answers "" (available) or the reason it is not; the probe
+runs on first use of ``.available``. User backends come in as "package.module:function"
+or through the ``convbench.backends`` entry-point group; neither needs a file of this repo.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+#: Everything a conv2d call can ask of a backend beyond the plain dense case.
+FEATURES = frozenset({"stride", "padding", "dilation", "groups", "bias", "autograd"})
+#: The dtypes a backend supports unless it says otherwise.
+DEFAULT_DTYPES = (torch.float32, torch.float64)
+
+#: Modules of the built-in backends, imported on first lookup (each registers itself).
+BUILTIN_MODULES = (
+    "impls.backends.naive",
+    "impls.backends.unfold",
+    "impls.backends.fft",
+    "impls.backends.torch_native",
+    "impls.backends.triton_conv",
+)
+ENTRY_POINT_GROUP = "convbench.backends"
+
+ConvFn = Callable[..., torch.Tensor]
+
+
+@dataclass(eq=False)
+class Backend:
+    """One registered conv2d implementation and what it can do.
+
+    ``fn`` has F.conv2d's signature but always receives normalised arguments: a 4-D input,
+    (int, int) stride/padding/dilation, an int groups, symmetric padding only.
+    ``exact`` says whether it must match the float64 reference bit for bit on exact-integer
+    data (direct and GEMM methods do; FFT and Winograd round inside their transforms).
+    ``error_model`` names the tolerance model of impls.tolerances used in random mode.
+    """
+
+    name: str
+    fn: ConvFn
+    devices: tuple[str, ...] = ("cpu",)
+    dtypes: tuple[torch.dtype, ...] = DEFAULT_DTYPES
+    features: frozenset[str] = FEATURES
+    exact: bool = True
+    error_model: str = "direct"
+    description: str = ""
+    probe: Callable[[], str] | None = field(default=None, repr=False)
+    #: Largest case it should be asked to run in the checker, in multiply-adds (None: any).
+    max_macs: int | None = None
+
+    @cached_property
+    def reason(self) -> str:
+        """Why the backend cannot run here, or "" when it can."""
+        if self.probe is None:
+            return ""
+        try:
+            return self.probe() or ""
+        except Exception as exc:  # a probe that breaks means "unavailable", not a crash
+            return f"probe failed: {type(exc).__name__}: {exc}"
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    def unsupported(self, *, device: str = "cpu", dtype: torch.dtype | None = None,
+                    features: Iterable[str] = ()) -> str:
+        """The reason this backend cannot run a case, or "" when it can."""
+        if self.reason:
+            return f"{self.name} unavailable: {self.reason}"
+        if device.split(":")[0] not in self.devices:
+            return f"{self.name} does not run on {device} (devices: {', '.join(self.devices)})"
+        if dtype is not None and dtype not in self.dtypes:
+            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
+            return f"{self.name} does not support {str(dtype).removeprefix('torch.')} ({names})"
+        missing = sorted(set(features) - self.features)
+        if missing:
+            return f"{self.name} does not support {', '.join(missing)}"
+        return ""
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        return self.fn(*args, **kwargs)
+
+    def capabilities(self) -> dict:
+        """A JSON-friendly summary, for ``python -m impls list`` and result files."""
+        return {
+            "name": self.name,
+            "available": self.available,
+            "reason": self.reason,
+            "devices": list(self.devices),
+            "dtypes": [str(d).removeprefix("torch.") for d in self.dtypes],
+            "features": sorted(self.features),
+            "exact": self.exact,
+            "description": self.description,
+        }
+
+
+_REGISTRY: dict[str, Backend] = {}
+_builtins_loaded = False
+
+
+def register_backend(fn: ConvFn | None = None, *, name: str | None = None, **capabilities):
+    """Register ``fn`` as a backend; usable as ``@register_backend(name=..., devices=...)``.
+
+    Re-registering a name replaces the entry, so reloading a module in a notebook works.
+    """
+
+    def decorator(f: ConvFn) -> ConvFn:
+        entry = Backend(name=name or f.__name__, fn=f, **capabilities)
+        _REGISTRY[entry.name] = entry
+        f.convbench_backend = entry
+        return f
+
+    return decorator if fn is None else decorator(fn)
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            _REGISTRY[ep.name] = _entry_from_object(ep.load, ep.name)
+
+
+def _entry_from_object(load: Callable[[], object], name: str) -> Backend:
+    """Make an entry from a user's object: a Backend, a registered fn, or a plain callable.
+
+    A plain callable may carry ``convbench_capabilities`` (a dict of Backend fields, e.g.
+    ``{"devices": ("cpu", "cuda"), "dtypes": (torch.float32,)}``). A callable that cannot be
+    loaded becomes an unavailable entry with the import error as its reason.
+    """
+    try:
+        obj = load()
+    except Exception as exc:
+        reason = f"cannot load: {type(exc).__name__}: {exc}"
+        return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+    if isinstance(obj, Backend):
+        return obj
+    if hasattr(obj, "convbench_backend"):
+        return obj.convbench_backend
+    if not callable(obj):
+        reason = f"{name} is a {type(obj).__name__}, not a callable"
+        return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+    capabilities = dict(getattr(obj, "convbench_capabilities", {}))
+    for key in ("features",):
+        if key in capabilities:
+            capabilities[key] = frozenset(capabilities[key])
+    for key in ("devices", "dtypes"):
+        if key in capabilities:
+            capabilities[key] = tuple(capabilities[key])
+    capabilities.setdefault("description", (obj.__doc__ or "").strip().split("\n")[0])
+    return Backend(name=name, fn=obj, **capabilities)
+
+
+def _unavailable(reason: str) -> ConvFn:
+    def fn(*args, **kwargs):
+        raise RuntimeError(reason)
+
+    return fn
+
+
+def _load_spec(spec: str) -> Backend:
+    module_name, _, attr = spec.partition(":")
+
+    def load():
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    return _entry_from_object(load, spec)
+
+
+def backends() -> list[Backend]:
+    """Every registered entry, built-in and plug-in, available or not, in registration order."""
+    _load_builtins()
+    return list(_REGISTRY.values())
+
+
+def get_backend(name: str | Backend) -> Backend:
+    """The entry for ``name``; "package.module:function" loads a user's callable.
+
+    Unknown names raise ValueError listing the known ones. The entry may be unavailable:
+    callers that run it use :func:`require`.
+    """
+    if isinstance(name, Backend):
+        return name
+    _load_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if isinstance(name, str) and ":" in name:
+        entry = _load_spec(name)
+        _REGISTRY[name] = entry
+        return entry
+    known = ", ".join(sorted(_REGISTRY))
+    raise ValueError(
+        f"unknown backend {name!r}; known backends: {known} "
+        "(or name a callable as 'package.module:function')"
+    )
+
+
+def require(name: str | Backend) -> Backend:
+    """The entry for ``name``, raising RuntimeError with its reason when it cannot run here."""
+    entry = get_backend(name)
+    if not entry.available:
+        raise RuntimeError(f"backend {entry.name!r} is unavailable: {entry.reason}")
+    return entry
