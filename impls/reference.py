@@ -2,8 +2,10 @@
 
 Why independent: a reference that calls the code it checks proves nothing. This one is
 written from the definition, out[n, k, p, q] = bias[k] + sum over c, r, s of
-x[n, g*C/g + c, p*sh + r*dh - ph, q*sw + s*dw - pw] * w[k, c, r, s], with one NumPy
+x[n, g*C/g + c, p*sh + r*dh - pt, q*sw + s*dw - pl] * w[k, c, r, s], with one NumPy
 contraction per kernel tap (R*S of them) so it stays fast enough for the whole case table.
+It resolves "same"/"valid" padding itself (PyTorch's rule: the odd extra row/column goes at
+the bottom/right) rather than borrowing the front end's, so a front-end bug cannot hide.
 Integer-valued data gives exact sums in float64, so exact mode compares bit for bit.
 """
 
@@ -12,19 +14,38 @@ from __future__ import annotations
 import numpy as np
 
 
-def reference_conv2d(x, w, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                     groups=1) -> np.ndarray:
-    """Forward conv2d in float64 over normalised arguments (4-D x, int pairs, symmetric pad)."""
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
+
+
+def resolve_padding(padding, kernel, dilation) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) for an int, a pair, "valid" or "same"."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        sides = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            sides.append((total // 2, total - total // 2))
+        return sides[0], sides[1]
+    ph, pw = _pair(padding)
+    return (ph, ph), (pw, pw)
+
+
+def reference_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
+    """Forward conv2d in float64 with F.conv2d's arguments; x is 4-D (N, C, H, W)."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    p = (h + 2 * ph - dh * (r - 1) - 1) // sh + 1
-    q = (wd + 2 * pw - dw * (s - 1) - 1) // sw + 1
-    xp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw))
-    xp[:, :, ph:ph + h, pw:pw + wd] = x
-    xg = xp.reshape(n, groups, cg, h + 2 * ph, wd + 2 * pw)
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), (dh, dw))
+    hp, wp = h + pt + pb, wd + pl + pr
+    p = (hp - dh * (r - 1) - 1) // sh + 1
+    q = (wp - dw * (s - 1) - 1) // sw + 1
+    xp = np.zeros((n, c, hp, wp))
+    xp[:, :, pt:pt + h, pl:pl + wd] = x
+    xg = xp.reshape(n, groups, cg, hp, wp)
     wg = w.reshape(groups, k // groups, cg, r, s)
     out = np.zeros((n, groups, k // groups, p, q))
     for i in range(r):

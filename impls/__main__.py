@@ -1,0 +1,124 @@
+"""``python -m impls``: list the backends, or check one against the reference.
+
+    python -m impls list  [--format json]
+    python -m impls check --backend NAME|pkg.mod:fn [--case ID ...] [--mode exact|random]
+                          [--dtype float32 ...] [--device cpu|cuda] [--seed N] [--format json]
+
+``check`` exits 0 when everything ran passed (skips carry reasons), 1 when anything failed,
+2 on bad usage (argparse's convention), so scripts and CI can branch on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from impls.cases import CASES, CASES_BY_ID
+from impls.checker import BAD, SKIPPED, check_backend, summarize
+from impls.fill import MODES
+from impls.parity import MODULE_CASES, PADDING_MODES, check_module
+from impls.registry import backends, get_backend
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        return _list(args)
+    return _check(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m impls", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="backends, availability and capabilities")
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    check = sub.add_parser("check", help="check a backend against the float64 reference")
+    check.add_argument("--backend", required=True, help="a name, or package.module:function")
+    check.add_argument("--case", action="append", choices=sorted(CASES_BY_ID), metavar="ID",
+                       help="only these case ids (repeatable); default: the whole table")
+    check.add_argument("--mode", action="append", choices=MODES, help="default: both")
+    check.add_argument("--dtype", action="append", choices=sorted(DTYPES),
+                       help="default: float32 and float64")
+    check.add_argument("--device", default="cpu")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
+    check.add_argument("--no-module", action="store_true", help="skip module parity")
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def _list(args) -> int:
+    entries = [entry.capabilities() for entry in backends()]
+    if args.format == "json":
+        print(json.dumps(entries, indent=2))
+        return 0
+    table = Table(title="convbench backends")
+    for column in ("name", "available", "devices", "dtypes", "features", "exact", "about"):
+        table.add_column(column)
+    for e in entries:
+        status = "yes" if e["available"] else f"no: {e['reason']}"
+        table.add_row(e["name"], status, ", ".join(e["devices"]), ", ".join(e["dtypes"]),
+                      ", ".join(e["features"]), "yes" if e["exact"] else "bounded",
+                      e["description"])
+    Console(width=200).print(table)
+    return 0
+
+
+def _check(args) -> int:
+    try:
+        entry = get_backend(args.backend)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cases = [CASES_BY_ID[i] for i in args.case] if args.case else list(CASES)
+    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32, torch.float64]
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    err = Console(stderr=True)
+    with err.status(f"checking {entry.name}") as status:
+        def progress(result):
+            status.update(f"checking {entry.name}: {result.case} {result.mode} {result.dtype}")
+
+        results = check_backend(entry, cases, tuple(args.mode or MODES), dtypes, args.device,
+                                args.seed, args.tf32, progress)
+        if not args.no_module and not args.case and args.device == "cpu":
+            results += [check_module(entry, mc, mode, dtype, args.seed)
+                        for mc in MODULE_CASES for mode in PADDING_MODES for dtype in dtypes]
+    failed = [r for r in results if r.status in BAD]
+    if args.format == "json":
+        print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
+                          "summary": summarize(results),
+                          "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        _print_report(entry.name, results, failed)
+    return 1 if failed else 0
+
+
+def _print_report(name: str, results, failed) -> None:
+    out = Console(width=200)
+    table = Table(title=f"{name}: {len(results)} comparisons against the float64 reference")
+    for column in ("feature", "passed", "failed", "skipped"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for feature, row in summarize(results).items():
+        table.add_row(feature, str(row["passed"]), str(row["failed"]), str(row["skipped"]))
+    out.print(table)
+    reasons = sorted({r.reason for r in results if r.status == SKIPPED})
+    for reason in reasons:
+        out.print(f"skipped: {reason}", highlight=False)
+    for result in failed:
+        out.print(result.repro(), highlight=False, soft_wrap=True)
+    verdict = f"{len(failed)} failed" if failed else "all passed"
+    out.print(f"{name}: {verdict}", highlight=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

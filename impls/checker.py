@@ -1,0 +1,179 @@
+"""The correctness checker: a backend against the float64 reference, over the case table.
+
+Why a library module (not only tests): a user checks their own conv with
+``python -m impls check --backend pkg.mod:fn`` from an install, and the test suite drives
+the very same function, so what CI proves is what users run.
+
+Each comparison yields a :class:`CaseResult`; nothing is silently passed over: a case a
+backend cannot run is "skipped" with the backend's declared reason, an exception is
+"error", and a case whose reference is mostly zeros is "mistrusted" (it would prove
+nothing, as benchdnn's MISTRUSTED). A failure carries a one-line repro: the command that
+reruns exactly that comparison and the problem's benchdnn descriptor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from impls.cases import CASES, Case
+from impls.fill import MODES, fill
+from impls.frontend import conv2d
+from impls.reference import reference_conv2d, resolve_padding
+from impls.registry import Backend, get_backend
+from impls.tolerances import error_bound, fft_transform_size
+
+PASSED, FAILED, SKIPPED, ERROR, MISTRUSTED = "passed", "failed", "skipped", "error", "mistrusted"
+BAD = (FAILED, ERROR, MISTRUSTED)
+#: A reference with more exact zeros than this fraction proves too little to trust a pass.
+MISTRUST_ZERO_FRACTION = 0.5
+
+
+@dataclass
+class CaseResult:
+    """One comparison: backend x case x mode x dtype x device."""
+
+    backend: str
+    case: str
+    mode: str
+    dtype: str
+    device: str
+    seed: int
+    status: str
+    features: list[str] = field(default_factory=list)
+    reason: str = ""
+    max_error: float = 0.0
+    bound: float = 0.0
+    where: tuple[int, ...] = ()
+    descriptor: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in BAD
+
+    def repro(self) -> str:
+        """The one line that reruns this comparison, and what went wrong."""
+        command = (f"python -m impls check --backend {self.backend} --case {self.case} "
+                   f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
+                   f"--seed {self.seed}")
+        detail = self.reason or (f"max|err|={self.max_error:.3g} at {self.where} "
+                                 f"(bound {self.bound:.3g})")
+        return f"{self.status.upper()} {self.descriptor} {detail}\n  repro: {command}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def descriptor(case: Case) -> str:
+    """The case in benchdnn's grammar, as the backend sees it (symmetric padding)."""
+    from impls.spec import ConvSpec
+
+    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    # PyTorch's odd "same" padding is one extra zero row/column at the bottom/right.
+    shape = (case.n, case.c, case.h + pb - pt, case.w + pr - pl)
+    spec = ConvSpec.from_torch(shape, case.weight_shape, _pair(case.stride), (pt, pl),
+                               _pair(case.dilation), case.groups, name=case.id)
+    return str(spec)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_case(backend: str | Backend, case: Case, mode: str = "exact",
+               dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0,
+               tf32: bool = False) -> CaseResult:
+    """Compare one backend with the reference on one case."""
+    entry = get_backend(backend)
+    result = CaseResult(entry.name, case.id, mode, _dtype_name(dtype), device, seed, SKIPPED,
+                        features=sorted(case.features()) or ["plain"])
+    try:
+        result.descriptor = descriptor(case)
+    except Exception as exc:  # a descriptor that cannot be printed must not hide a result
+        result.descriptor = f"<{case.id}: {exc}>"
+    reason = entry.unsupported(device=device, dtype=dtype, features=case.features())
+    if not reason and entry.max_macs is not None and case.macs() > entry.max_macs:
+        reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
+                  f"here; this case has {case.macs():.3g}")
+    if reason:
+        result.reason = reason
+        return result
+    data = fill(case, mode, dtype, seed)
+    try:
+        with torch.no_grad():
+            out = conv2d(data.input.to(device), data.weight.to(device),
+                         None if data.bias is None else data.bias.to(device),
+                         backend=entry, **case.kwargs())
+        out = out.detach().to("cpu", torch.float64).numpy()
+    except Exception as exc:
+        result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        return result
+    _compare(result, entry, case, data, out, dtype, tf32)
+    return result
+
+
+def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarray,
+             dtype: torch.dtype, tf32: bool) -> None:
+    x, w = data.input.double().numpy(), data.weight.double().numpy()
+    b = None if data.bias is None else data.bias.double().numpy()
+    ref = reference_conv2d(x, w, b, **case.kwargs())
+    if out.shape != ref.shape:
+        result.status = FAILED
+        result.reason = f"output shape {out.shape}, expected {ref.shape}"
+        return
+    absref = reference_conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b),
+                              **case.kwargs())
+    # Outputs that only see padding are zero by construction; a zero elsewhere is
+    # cancellation. Many of those, or nothing but structural zeros, prove too little.
+    live = absref > 0
+    if ref.size and (not live.any() or np.mean(ref[live] == 0) > MISTRUST_ZERO_FRACTION):
+        result.status = MISTRUSTED
+        result.reason = (f"{np.mean(ref == 0):.0%} of the reference is zero "
+                         f"({np.mean(~live):.0%} by construction)")
+        return
+    error = np.abs(out - ref)
+    error[~np.isfinite(error)] = math.inf
+    if result.mode == "exact" and entry.exact and not tf32:
+        bound = np.zeros_like(ref)
+    else:
+        transform = fft_transform_size(case.h, case.w, case.r, case.s)
+        bound = error_bound(entry.error_model, dtype, case.reduction, absref, transform, tf32)
+    excess = error - bound
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
+    result.where = tuple(int(i) for i in worst)
+    result.max_error = float(error.max()) if error.size else 0.0
+    result.bound = float(bound[worst]) if error.size else 0.0
+    result.status = FAILED if excess.size and excess.max() > 0 else PASSED
+
+
+def check_backend(backend: str | Backend, cases=CASES, modes=MODES,
+                  dtypes=(torch.float32, torch.float64), device: str = "cpu", seed: int = 0,
+                  tf32: bool = False, progress=None) -> list[CaseResult]:
+    """Every case x mode x dtype for one backend; ``progress(result)`` is called per result."""
+    results = []
+    for case in cases:
+        for mode in modes:
+            for dtype in dtypes:
+                result = check_case(backend, case, mode, dtype, device, seed, tf32)
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+    return results
+
+
+def summarize(results: list[CaseResult]) -> dict[str, dict[str, int]]:
+    """Counts per feature and status: {feature: {passed: n, failed: n, skipped: n}}."""
+    table: dict[str, dict[str, int]] = {}
+    for result in results:
+        status = FAILED if result.status in BAD else result.status
+        for feature in result.features:
+            row = table.setdefault(feature, {PASSED: 0, FAILED: 0, SKIPPED: 0})
+            row[status] += 1
+    return dict(sorted(table.items()))

@@ -1,0 +1,99 @@
+"""Module parity: impls.Conv2d must behave as torch.nn.Conv2d with the same state_dict.
+
+Why separate from the functional checker: the module adds padding modes (reflect,
+replicate, circular), parameter initialisation and state_dict layout, none of which the
+functional case table exercises. Data is exact-integer (see impls.fill), so for an exact
+backend the two modules must agree bit for bit; others get the direct/fft bound.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from impls.cases import Case
+from impls.checker import ERROR, FAILED, PASSED, SKIPPED, CaseResult
+from impls.fill import fill
+from impls.module import Conv2d
+from impls.registry import Backend, get_backend
+from impls.tolerances import error_bound, fft_transform_size
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@dataclass(frozen=True)
+class ModuleCase:
+    """Constructor arguments shared by both modules, plus the input size."""
+
+    id: str
+    case: Case  # shapes and conv arguments; padding applies through padding_mode
+
+    def module_kwargs(self) -> dict:
+        c = self.case
+        return dict(in_channels=c.c, out_channels=c.k, kernel_size=(c.r, c.s),
+                    stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups,
+                    bias=c.bias)
+
+
+MODULE_CASES = (
+    ModuleCase("module-3x3-pad1", Case("m1", 2, 4, 9, 8, 6, 3, 3, padding=1)),
+    ModuleCase("module-strided-dilated-grouped",
+               Case("m2", 1, 4, 13, 11, 6, 3, 2, stride=2, padding=(2, 1), dilation=(1, 2),
+                    groups=2)),
+    ModuleCase("module-same-even-kernel",
+               Case("m3", 2, 3, 10, 9, 5, 2, 4, padding="same", bias=False)),
+)
+
+
+def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: str,
+                 dtype: torch.dtype = torch.float32, seed: int = 0) -> CaseResult:
+    """Compare impls.Conv2d(backend=...) with nn.Conv2d on the same state_dict and input."""
+    entry = get_backend(backend)
+    case = module_case.case
+    features = sorted(case.features() | {f"padding_mode={padding_mode}"})
+    result = CaseResult(entry.name, f"{module_case.id}/{padding_mode}", "exact",
+                        str(dtype).removeprefix("torch."), "cpu", seed, SKIPPED, features)
+    reason = entry.unsupported(dtype=dtype, features=case.features())
+    if reason:
+        result.reason = reason
+        return result
+    torch.manual_seed(seed)
+    kwargs = dict(module_case.module_kwargs(), padding_mode=padding_mode, dtype=dtype)
+    ours = Conv2d(**kwargs, backend=entry.name)
+    theirs = nn.Conv2d(**kwargs)
+    data = fill(case, "exact", dtype, seed)
+    state = {"weight": data.weight} | ({"bias": data.bias} if case.bias else {})
+    ours.load_state_dict(state)
+    theirs.load_state_dict(ours.state_dict())  # the layout must round-trip
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # nn.Conv2d warns that an even "same" kernel copies the input: known, not news.
+            warnings.filterwarnings("ignore", message="Using padding='same'")
+            got = ours(data.input).double().numpy()
+            want = theirs(data.input).double().numpy()
+    except Exception as exc:
+        result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        return result
+    if got.shape != want.shape:
+        result.status, result.reason = FAILED, f"output shape {got.shape}, expected {want.shape}"
+        return result
+    error = np.abs(got - want)
+    if entry.exact:
+        bound = np.zeros_like(want)
+    else:
+        # Any padding mode only repeats input values, so max|x| * max_k sum|w_k| + max|b|
+        # bounds every output's absolute sum: a safe scale for the bound.
+        w = np.abs(data.weight.double().numpy()).reshape(case.k, -1).sum(axis=1).max()
+        b = np.abs(data.bias.double().numpy()).max() if case.bias else 0.0
+        absref = np.full(want.shape, np.abs(data.input.double().numpy()).max() * w + b)
+        bound = error_bound(entry.error_model, dtype, case.reduction, absref,
+                            fft_transform_size(case.h, case.w, case.r, case.s))
+    worst = np.unravel_index(int(np.argmax(error - bound)), error.shape)
+    result.max_error, result.bound = float(error.max()), float(bound[worst])
+    result.where = tuple(int(i) for i in worst)
+    result.status = FAILED if (error > bound).any() else PASSED
+    return result

@@ -1,0 +1,78 @@
+"""Shared test setup: device selection, backend selection, Triton interpreter, hypothesis.
+
+TRITON_INTERPRET must be set before the Triton kernel module is imported (Triton reads it
+when a kernel is decorated), so it is decided here, before any test imports impls' backends:
+on a machine without CUDA the Triton backend runs on the CPU interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import impls  # noqa: E402
+
+# CI derandomises hypothesis so a red build is reproducible; locally it explores.
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=60)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE",
+                                                                      "dev"))
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("convbench")
+    group.addoption("--device", default="cpu",
+                    help="device the correctness suite runs on (cpu, cuda)")
+    group.addoption("--backend", action="append", default=None,
+                    help="only these backends (repeatable); a name or package.module:function")
+
+
+#: (dtype, tf32) checked per device: the CPU suite is float32/float64; a GPU adds float32
+#: under TF32 and the half types with fp32 accumulation.
+PRECISIONS = {
+    "cpu": [(torch.float32, False), (torch.float64, False)],
+    "cuda": [(torch.float32, False), (torch.float32, True), (torch.float16, False),
+             (torch.bfloat16, False), (torch.float64, False)],
+}
+
+
+def _precision_id(precision) -> str:
+    dtype, tf32 = precision
+    return str(dtype).removeprefix("torch.") + ("-tf32" if tf32 else "")
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``backend`` over every registered backend (or --backend's), and
+    ``precision`` over the (dtype, tf32) pairs of the --device."""
+    if "backend" in metafunc.fixturenames:
+        names = metafunc.config.getoption("backend") or [b.name for b in impls.backends()]
+        metafunc.parametrize("backend", names)
+    if "precision" in metafunc.fixturenames:
+        kind = metafunc.config.getoption("device").split(":")[0]
+        values = PRECISIONS.get(kind, PRECISIONS["cpu"])
+        metafunc.parametrize("precision", values, ids=[_precision_id(v) for v in values])
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig) -> str:
+    name = pytestconfig.getoption("device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("--device cuda asked for, but torch sees no CUDA device")
+    return name
+
+
+def skip_unless_runs(backend: str, **kwargs) -> impls.Backend:
+    """The entry, or a pytest skip carrying the backend's own reason."""
+    entry = impls.get_backend(backend)
+    reason = entry.unsupported(**kwargs)
+    if reason:
+        pytest.skip(reason)
+    return entry

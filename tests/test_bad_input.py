@@ -1,0 +1,129 @@
+"""Bad input gets what F.conv2d gives it: the same exception type, a message naming the
+argument; NaN/Inf are never hidden; an empty batch works; unknown backends are refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import impls
+
+X = torch.randn(2, 4, 8, 8)
+W = torch.randn(6, 4, 3, 3)
+
+# id: (args, kwargs, a word the message must contain)
+BAD_CALLS = {
+    "input-5d": ((torch.randn(1, 2, 4, 8, 8), W), {}, "input"),
+    "input-2d": ((torch.randn(8, 8), W), {}, "input"),
+    "weight-3d": ((X, torch.randn(6, 4, 3)), {}, "weight"),
+    "channel-mismatch": ((X, torch.randn(6, 3, 3, 3)), {}, "channels"),
+    "groups-do-not-divide-input": ((X, torch.randn(6, 4, 3, 3)), {"groups": 3}, "groups"),
+    "groups-do-not-divide-output": ((X, torch.randn(5, 2, 3, 3)), {"groups": 2}, "groups"),
+    "groups-zero": ((X, W), {"groups": 0}, "groups"),
+    "stride-zero": ((X, W), {"stride": 0}, "stride"),
+    "stride-negative": ((X, W), {"stride": (1, -1)}, "stride"),
+    "dilation-zero": ((X, W), {"dilation": 0}, "dilation"),
+    "padding-negative": ((X, W), {"padding": -1}, "padding"),
+    "kernel-larger-than-padded-input": ((X, torch.randn(6, 4, 9, 9)), {}, "Kernel size"),
+    "dilated-kernel-too-large": ((X, W), {"dilation": 4}, "Kernel size"),
+    "same-with-stride": ((X, W), {"padding": "same", "stride": 2}, "stride"),
+    "padding-unknown-string": ((X, W), {"padding": "full"}, "padding"),
+    "stride-three-values": ((X, W), {"stride": (1, 1, 1)}, "stride"),
+    "padding-three-values": ((X, W), {"padding": (1, 1, 1)}, "padding"),
+    "stride-float": ((X, W), {"stride": 1.5}, "stride"),
+    "stride-bool": ((X, W), {"stride": True}, "stride"),
+    "groups-float": ((X, W), {"groups": 1.0}, "groups"),
+    "input-not-tensor": (([1.0, 2.0], W), {}, "input"),
+    "weight-not-tensor": ((X, 3.0), {}, "weight"),
+    "dtype-mismatch": ((X.double(), W), {}, "dtype"),
+    "bias-dtype-mismatch": ((X, W, torch.randn(6, dtype=torch.float64)), {}, "bias"),
+    "bias-wrong-size": ((X, W, torch.randn(5)), {}, "bias"),
+    "weight-no-output-channels": ((X, torch.randn(0, 4, 3, 3)), {}, "weight"),
+}
+
+
+def _error_of(fn):
+    try:
+        fn()
+    except Exception as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("call", BAD_CALLS, ids=list(BAD_CALLS))
+def test_bad_input_raises_like_f_conv2d(call, backend):
+    args, kwargs, word = BAD_CALLS[call]
+    theirs = _error_of(lambda: F.conv2d(*args, **kwargs))
+    assert theirs is not None, "the table must only hold calls F.conv2d rejects"
+    ours = _error_of(lambda: impls.conv2d(*args, **kwargs, backend=backend))
+    assert ours is not None, f"impls.conv2d accepted {call}"
+    assert type(ours) is type(theirs), f"{type(ours).__name__} where F.conv2d raises " \
+                                       f"{type(theirs).__name__}: {ours}"
+    assert word.lower() in str(ours).lower(), f"message does not name {word!r}: {ours}"
+
+
+def test_unknown_backend_lists_known_names():
+    with pytest.raises(ValueError, match="known backends:.*torch") as info:
+        impls.conv2d(X, W, backend="no-such-backend")
+    for entry in impls.backends():
+        assert entry.name in str(info.value)
+
+
+def test_unavailable_backend_raises_its_reason():
+    entry = impls.Backend(name="nowhere", fn=F.conv2d, probe=lambda: "needs a quantum GPU")
+    with pytest.raises(RuntimeError, match="needs a quantum GPU"):
+        impls.conv2d(X, W, backend=entry)
+
+
+def test_unsupported_dtype_is_refused_not_converted(backend):
+    entry = impls.get_backend(backend)
+    missing = [d for d in (torch.float16, torch.bfloat16, torch.float64, torch.float32)
+               if d not in entry.dtypes]
+    if not missing or not entry.available or "cpu" not in entry.devices:
+        pytest.skip(f"{backend} supports every float dtype here (or does not run on the CPU)")
+    with pytest.raises(NotImplementedError, match=str(missing[0]).removeprefix("torch.")):
+        impls.conv2d(X.to(missing[0]), W.to(missing[0]), backend=backend)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_values_are_never_hidden(backend, value):
+    entry = impls.get_backend(backend)
+    if entry.unsupported(dtype=torch.float32, features={"padding", "bias"}):
+        pytest.skip(entry.unsupported(dtype=torch.float32, features={"padding", "bias"}))
+    x = torch.randn(1, 3, 9, 9)
+    x[0, 1, 4, 5] = value
+    w, b = torch.randn(4, 3, 3, 3), torch.randn(4)
+    want = ~torch.isfinite(F.conv2d(x, w, b, padding=1))
+    got = ~torch.isfinite(impls.conv2d(x, w, b, padding=1, backend=backend))
+    assert want.any()
+    assert got[want].all(), "a non-finite output of F.conv2d is finite here"
+
+
+def test_empty_batch(backend):
+    skip = impls.get_backend(backend).unsupported(dtype=torch.float32, features={"padding"})
+    if skip:
+        pytest.skip(skip)
+    x = torch.randn(0, 4, 8, 8)
+    out = impls.conv2d(x, W, padding=1, backend=backend)
+    assert out.shape == F.conv2d(x, W, padding=1).shape == (0, 6, 8, 8)
+
+
+def test_unbatched_input(backend):
+    skip = impls.get_backend(backend).unsupported(dtype=torch.float64, features={"padding"})
+    if skip:
+        pytest.skip(skip)
+    x, w = torch.randn(4, 7, 9, dtype=torch.float64), W.double()
+    out = impls.conv2d(x, w, padding=(1, 2), backend=backend)
+    torch.testing.assert_close(out, F.conv2d(x, w, padding=(1, 2)))
+
+
+@pytest.mark.parametrize("form", [2, (2,), (2, 2), [2, 2], torch.Size([2, 2])],
+                         ids=["int", "1-tuple", "tuple", "list", "size"])
+def test_argument_forms(form):
+    x, w = torch.randn(1, 4, 9, 9, dtype=torch.float64), W.double()
+    out = impls.conv2d(x, w, stride=form, padding=form, dilation=form)
+    torch.testing.assert_close(out, F.conv2d(x, w, stride=form, padding=form, dilation=form))

@@ -1,0 +1,65 @@
+"""impls.Conv2d is a drop-in for nn.Conv2d: arguments, init, state_dict, padding modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import impls
+from impls.checker import SKIPPED
+from impls.parity import MODULE_CASES, PADDING_MODES, check_module
+
+
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+@pytest.mark.parametrize("module_case", MODULE_CASES, ids=[m.id for m in MODULE_CASES])
+def test_module_matches_nn_conv2d(backend, module_case, padding_mode, precision, device):
+    dtype, _ = precision
+    if device != "cpu":
+        pytest.skip("module parity runs on the CPU")
+    result = check_module(backend, module_case, padding_mode, dtype)
+    if result.status == SKIPPED:
+        pytest.skip(result.reason)
+    assert result.ok, result.repro()
+
+
+def test_same_init_and_state_dict_as_nn_conv2d():
+    kwargs = dict(in_channels=6, out_channels=4, kernel_size=(3, 2), stride=2, padding=1,
+                  dilation=(1, 2), groups=2, bias=True, padding_mode="reflect")
+    torch.manual_seed(7)
+    ours = impls.Conv2d(**kwargs, backend="torch")
+    torch.manual_seed(7)
+    theirs = nn.Conv2d(**kwargs)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight", "bias"]
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    theirs.load_state_dict(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+
+
+def test_constructor_arguments_are_nn_conv2ds():
+    module = impls.Conv2d(3, 8, 5, padding="same", bias=False, dtype=torch.float64,
+                          backend="torch")
+    assert module.weight.dtype == torch.float64 and module.bias is None
+    assert module.padding == "same" and module.kernel_size == (5, 5)
+    assert "backend='torch'" in repr(module)
+    with pytest.raises(ValueError, match="known backends"):
+        impls.Conv2d(3, 8, 3, backend="no-such-backend")
+    with pytest.raises(ValueError):
+        impls.Conv2d(3, 8, 3, padding_mode="mirror")
+
+
+def test_module_trains_with_autograd_backends(backend):
+    entry = impls.get_backend(backend)
+    skip = entry.unsupported(dtype=torch.float64, features={"autograd", "padding", "bias"})
+    if skip:
+        pytest.skip(skip)
+    torch.manual_seed(0)
+    ours = impls.Conv2d(3, 4, 3, padding=1, dtype=torch.float64, backend=backend)
+    theirs = nn.Conv2d(3, 4, 3, padding=1, dtype=torch.float64)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    ours(x).square().sum().backward()
+    theirs(x).square().sum().backward()
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, theirs.bias.grad)
