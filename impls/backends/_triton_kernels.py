@@ -1,0 +1,164 @@
+"""The Triton kernel behind the ``triton`` backend: an implicit-GEMM forward conv2d.
+
+Why a module of its own: ``triton.jit`` decides when a function is *decorated* whether it
+becomes a GPU kernel or a CPU-interpreter function (TRITON_INTERPRET=1). So this module
+imports Triton at load and must be imported only lazily, by impls/backends/triton_conv.py on
+the first call, after the environment is settled. ``import impls`` must never import it.
+It holds no launch logic (shapes, layouts, grid, the TF32 decision): that is triton_conv.py's.
+
+The GEMM view, per group g (a grid axis):
+    M = N*P*Q output pixels (rows),  N_gemm = K/g output channels (columns),
+    K_gemm = C/g*R*S reduction, ordered (r, s, c) with c innermost.
+No im2col buffer exists: each A tile is gathered straight from the input with computed
+pointers, and zero padding is a load mask. The launcher hands over channels_last input,
+weight and output, so c (the innermost reduction index) is the unit-stride axis of both
+operands and k that of the output tile: loads and stores vectorise, and Triton's stride-1
+specialisation makes that visible to the compiler. Strides are still passed for every
+tensor, so any layout computes the right answer (only slower).
+
+Two reduction loops, picked by the FLAT_K constexpr:
+  * FLAT_K=False: one loop over (r, s, channel block), r and s scalars per step. Cheap address
+    math; the choice when C/g fills a BLOCK_K tile (every ResNet 3x3 and 1x1 layer).
+  * FLAT_K=True: C/g*R*S flattened, (r, s, c) recovered per element with div/mod. Used when
+    C/g is small (the 3-channel stem, depthwise), where a channel block would be mostly mask.
+Both are a single loop, so the software pipeliner (num_stages) sees the whole reduction.
+
+Precision: fp32 accumulation always; the output is cast to the input dtype; the bias is added
+in fp32 in the epilogue. INPUT_PRECISION ("ieee" or "tf32") only matters for float32 inputs.
+
+Two names: ``conv2d_fwd_kernel`` is the plain @triton.jit function, which
+tests/test_triton_aot.py compiles ahead of time for every entry of GPU_CONFIGS (in a process
+without TRITON_INTERPRET); ``conv2d_fwd`` is its autotuned wrapper, the one launched.
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+#: Read once, like triton.jit itself does at decoration time.
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+#: Tile configurations for the GPU autotuner: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages).
+#: Every one must compile and fit shared memory on sm_80 (163 KB) and sm_90 (227 KB) in all
+#: dtypes, float32 included (4-byte tiles): tests/test_triton_aot.py checks exactly this list.
+#: Shared memory per stage is (BLOCK_M + BLOCK_N) * BLOCK_K * itemsize.
+GPU_CONFIGS = (
+    (128, 128, 32, 4, 4),   # the all-rounder for K/g >= 128 (ResNet stages 2-4)
+    (128, 128, 64, 8, 2),   # deeper K steps for 2-byte dtypes, half the loop trips
+    (128, 64, 32, 4, 4),    # K/g = 64 layers (ResNet stage 1) with large M
+    (64, 128, 32, 4, 4),    # small M (7x7 images, small batch), wide K
+    (128, 256, 32, 8, 3),   # K/g >= 256 with large M: most reuse per loaded byte
+    (256, 64, 32, 8, 3),    # very large M, narrow K
+    (64, 64, 32, 4, 4),     # small problems: more programs to fill 132 SMs
+    (64, 32, 32, 2, 4),     # K/g <= 32 (depthwise, grouped): little N waste
+)
+
+#: The interpreter cannot time anything, so autotuning there is meaningless (and slow): it
+#: gets one tile. Its cost is per program step (~40 interpreted ops, int32-overflow-checked),
+#: nearly independent of tile size, so the tile is as large as small test shapes allow while
+#: still crossing tile edges in M, N and K (tests use M > 64, K/g and C/g > 32).
+INTERPRETER_CONFIGS = ((64, 32, 32, 1, 1),)
+
+#: Tiles handed out in GROUP_M-row bands so consecutive programs share weight columns in L2.
+GROUP_M = 8
+
+
+def _triton_configs(table) -> list[triton.Config]:
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk},
+                          num_warps=warps, num_stages=stages)
+            for bm, bn, bk, warps, stages in table]
+
+
+@triton.jit
+def conv2d_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    M, H, W, P, Q, CG, KG,
+    sxn, sxc, sxh, sxw,
+    swk, swc, swr, sws,
+    syn, syk, syp, syq,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    R: tl.constexpr, S: tl.constexpr,
+    HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr, FLAT_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    """One BLOCK_M x BLOCK_N output tile of group program_id(1)."""
+    # Grouped ordering: walk GROUP_M row tiles down one column band before moving right,
+    # so the weight tile and the input rows stay in L2 across neighbouring programs.
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(KG, BLOCK_N)
+    pids_per_band = GROUP_M * num_pid_n
+    first_m = (pid // pids_per_band) * GROUP_M
+    band_m = min(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % pids_per_band) % band_m
+    pid_n = (pid % pids_per_band) // band_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < KG
+    # Output pixel m -> (n, p, q); the top-left input tap of its window is (h0, w0).
+    q = offs_m % Q
+    p = (offs_m // Q) % P
+    n = offs_m // (P * Q)
+    h0 = p * stride_h - pad_h
+    w0 = q * stride_w - pad_w
+    # The batch term in int64: N*C*H*W may pass 2**31 when a single image does not.
+    x_rows = x_ptr + n.to(tl.int64) * sxn + g * CG * sxc
+    k_abs = g * KG + offs_n
+    w_cols = w_ptr + k_abs * swk
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if FLAT_K:
+        k_total = CG * R * S
+        for k0 in range(0, k_total, BLOCK_K):
+            kk = k0 + offs_k
+            c = kk % CG
+            rs = kk // CG
+            r = rs // S
+            s = rs % S
+            mask_k = kk < k_total
+            h = h0[:, None] + (r * dil_h)[None, :]
+            w = w0[:, None] + (s * dil_w)[None, :]
+            inside = (h >= 0) & (h < H) & (w >= 0) & (w < W)
+            a = tl.load(x_rows[:, None] + h * sxh + w * sxw + (c * sxc)[None, :],
+                        mask=mask_m[:, None] & mask_k[None, :] & inside, other=0.0)
+            b = tl.load(w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None],
+                        mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    else:
+        c_blocks = tl.cdiv(CG, BLOCK_K)
+        for step in range(0, R * S * c_blocks):
+            rs = step // c_blocks
+            c = (step % c_blocks) * BLOCK_K + offs_k
+            r = rs // S
+            s = rs % S
+            h = h0 + r * dil_h
+            w = w0 + s * dil_w
+            inside = mask_m & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+            mask_c = c < CG
+            a = tl.load((x_rows + h * sxh + w * sxw)[:, None] + (c * sxc)[None, :],
+                        mask=inside[:, None] & mask_c[None, :], other=0.0)
+            b = tl.load(w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None],
+                        mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + k_abs, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    y_rows = y_ptr + n.to(tl.int64) * syn + p * syp + q * syq
+    tl.store(y_rows[:, None] + (k_abs * syk)[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=mask_m[:, None] & mask_n[None, :])
+
+
+#: What the launcher calls. The key is the problem shape (the autotuner adds the tensors'
+#: dtypes itself); FLAT_K and INPUT_PRECISION are constexprs, so each value compiles apart.
+conv2d_fwd = triton.autotune(
+    configs=_triton_configs(INTERPRETER_CONFIGS if INTERPRET else GPU_CONFIGS),
+    key=["M", "CG", "KG", "H", "W", "R", "S", "stride_h", "stride_w", "dil_h", "dil_w"],
+)(conv2d_fwd_kernel)

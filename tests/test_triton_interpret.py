@@ -1,0 +1,170 @@
+"""The Triton conv kernel against the float64 reference: on the CPU interpreter, or a GPU.
+
+Why: CI has no GPU, but TRITON_INTERPRET=1 runs the very kernel source the GPU compiles, so
+its index math, masks (padding, tile edges), strides, dilation and groups are checked here on
+tiny shapes that cross every tile edge of the interpreter's 64x32x32 tile. On a machine with
+CUDA (no interpreter) the same tests run the compiled kernel on the GPU, float32 strict.
+
+Exact mode: small integers whose every partial sum is exact in fp32, so the result must equal
+the reference bit for bit (half types: the reference rounded once to the dtype). Random mode:
+normal data against the summation-error bound eps32 * (n + 2) * sum|x*w| (n the reduction
+length C/g*R*S, any summation order), plus one rounding to the output dtype.
+
+What it must not do: set TRITON_INTERPRET where CUDA exists (the whole process would then
+interpret), or import every built-in backend (only the one under test).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # Same rule as conftest.py; repeated so this file also runs on its own. It must precede
+    # the first import of the kernel module (triton.jit reads it at decoration).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from impls.backends import triton_conv  # noqa: E402
+from impls.frontend import conv2d  # noqa: E402
+from impls.reference import reference_conv2d  # noqa: E402
+
+pytestmark = pytest.mark.triton
+ENTRY = triton_conv.triton_conv2d.convbench_backend
+DEVICE = "cpu" if triton_conv.INTERPRET else "cuda"
+
+# id: (N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
+CASES = {
+    "3x3-pad1": (2, 4, 9, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+    "rect-kernel-stride-2x1": (2, 5, 11, 9, 7, 2, 3, (2, 1), (1, 0), (1, 1), 1, True),
+    "dilation-2x3": (1, 3, 10, 12, 4, 3, 3, (1, 1), (2, 1), (2, 3), 1, False),
+    "groups-3": (2, 6, 8, 8, 9, 3, 3, (1, 1), (1, 1), (1, 1), 3, True),
+    "depthwise-stride2": (2, 8, 7, 9, 8, 3, 3, (2, 2), (1, 1), (1, 1), 8, True),
+    "depthwise-x2-5x5": (1, 4, 6, 6, 8, 5, 5, (1, 1), (2, 2), (1, 1), 4, False),
+    "channel-blocks-all-edges": (2, 40, 7, 6, 36, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+    "grouped-channel-blocks": (1, 72, 5, 5, 70, 3, 3, (1, 1), (1, 1), (1, 1), 2, True),
+    "1x1-stride2": (2, 33, 7, 7, 40, 1, 1, (2, 2), (0, 0), (1, 1), 1, True),
+    "stem-7x7-stride2": (1, 3, 16, 15, 8, 7, 7, (2, 2), (3, 3), (1, 1), 1, True),
+    "kernel-fills-padded-input": (1, 3, 4, 5, 2, 6, 7, (1, 1), (1, 1), (1, 1), 1, True),
+    "1x1-image-pad1": (2, 8, 1, 1, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+    "stride-beyond-kernel": (1, 4, 13, 11, 3, 2, 2, (3, 3), (0, 0), (1, 1), 1, False),
+    "batch-0": (0, 4, 5, 5, 3, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+}
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@pytest.fixture(autouse=True)
+def strict_fp32():
+    """Strict fp32 dots on a GPU: TF32 is torch's default and would break exact mode."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
+def _skip_unless_runs(dtype=torch.float32):
+    reason = ENTRY.unsupported(device=DEVICE, dtype=dtype)
+    if reason:
+        pytest.skip(reason)
+
+
+def _make(case, mode, dtype, seed=0):
+    n, c, h, w, k, r, s, stride, padding, dilation, groups, has_bias = case
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(n, c, h, w), (k, c // groups, r, s)] + ([(k,)] if has_bias else [])
+    if mode == "exact":
+        # |x|, |w| <= 3 over <= 360 taps: every partial sum < 2**12, exact in fp32's 24 bits.
+        tensors = [torch.randint(-3, 4, shape, generator=gen).float() for shape in shapes]
+    else:
+        tensors = [torch.randn(shape, generator=gen) for shape in shapes]
+    tensors = [t.to(dtype) for t in tensors]  # the reference sees exactly these values
+    x, wt, b = tensors + [None] * (3 - len(tensors))
+    return x, wt, b, (stride, padding, dilation, groups)
+
+
+def _check(x, wt, b, args, mode, **kwargs):
+    expect = reference_conv2d(x.double().numpy(), wt.double().numpy(),
+                              None if b is None else b.double().numpy(), *args)
+    dev = [t.to(DEVICE) if t is not None else None for t in (x, wt, b)]
+    got = triton_conv.conv2d_forward(*dev, *args, **kwargs)
+    assert got.dtype == x.dtype and tuple(got.shape) == expect.shape
+    got = got.cpu().double().numpy()
+    if mode == "exact":
+        # Exact fp32 sums, then one rounding to the output dtype, like the kernel's cast.
+        rounded = torch.from_numpy(expect).to(x.dtype).double().numpy()
+        bad = got != rounded
+        assert not bad.any(), f"{bad.sum()} of {bad.size} differ; first at " \
+                              f"{np.argwhere(bad)[0]}: {got[bad][0]} vs {rounded[bad][0]}"
+        return
+    n_taps = wt.shape[1] * wt.shape[2] * wt.shape[3]
+    abs_sum = reference_conv2d(np.abs(x.double().numpy()), np.abs(wt.double().numpy()),
+                               None if b is None else np.abs(b.double().numpy()), *args)
+    bound = (np.finfo(np.float32).eps * (n_taps + 2) * abs_sum
+             + torch.finfo(x.dtype).eps * np.abs(expect))
+    err = np.abs(got - expect)
+    assert (err <= bound).all(), f"max error {err.max():.3g}, worst error/bound " \
+                                 f"{(err / np.maximum(bound, 1e-300)).max():.3g}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("mode", ["exact", "random"])
+@pytest.mark.parametrize("name", CASES)
+def test_matches_reference(name, mode, dtype):
+    _skip_unless_runs(dtype)
+    x, wt, b, args = _make(CASES[name], mode, dtype)
+    _check(x, wt, b, args, mode)
+
+
+@pytest.mark.parametrize("flat_k", [False, True], ids=["channel-block-loop", "flat-loop"])
+@pytest.mark.parametrize("name", ["groups-3", "channel-blocks-all-edges", "stem-7x7-stride2",
+                                  "dilation-2x3"])
+def test_both_reduction_loops(name, flat_k):
+    """Each loop on shapes the default heuristic would give to the other one."""
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES[name], "exact", torch.float32, seed=1)
+    _check(x, wt, b, args, "exact", flat_k=flat_k)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced"])
+def test_input_layouts(layout):
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES["groups-3"], "exact", torch.float32, seed=2)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        x = torch.cat([x, x], dim=3)[..., ::2]  # every other column: non-unit strides
+    _check(x, wt, b, args, "exact")
+
+
+def test_front_end_same_padding_unbatched():
+    """Through impls.conv2d: "same" with an even kernel (extra row/column) and 3-D input."""
+    _skip_unless_runs()
+    x = torch.randint(-3, 4, (5, 9, 8)).float()
+    wt = torch.randint(-3, 4, (6, 5, 4, 2)).float()
+    got = conv2d(x.to(DEVICE), wt.to(DEVICE), padding="same", dilation=(1, 3), backend=ENTRY)
+    expect = torch.nn.functional.conv2d(x, wt, padding="same", dilation=(1, 3))
+    assert torch.equal(got.cpu(), expect)
+
+
+def test_capabilities_follow_the_interpreter():
+    if triton_conv.INTERPRET:
+        assert "cpu" in ENTRY.devices and ENTRY.max_macs
+        assert torch.bfloat16 not in ENTRY.dtypes  # the interpreter's bf16 dot is garbage
+    else:
+        assert ENTRY.devices == ("cuda",) and ENTRY.max_macs is None
+
+
+def test_probe_explains_missing_device(monkeypatch):
+    monkeypatch.setattr(triton_conv, "INTERPRET", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    reason = triton_conv._probe()
+    assert reason == triton_conv._NO_DEVICE or reason.startswith("triton is not")
+
+
+def test_fp32_precision_follows_cudnn_flag():
+    torch.backends.cudnn.allow_tf32 = True
+    assert triton_conv.fp32_input_precision() == "tf32"
+    torch.backends.cudnn.allow_tf32 = False
+    assert triton_conv.fp32_input_precision() == "ieee"
