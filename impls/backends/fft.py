@@ -1,0 +1,181 @@
+"""``fft``: conv2d as a product in the frequency domain (scipy.fft), for large kernels.
+
+Why it exists: a direct or GEMM convolution costs C/g*R*S multiply-adds per output; here
+each input tile and each kernel is transformed once, the channels are contracted per
+frequency (one batched complex GEMM), and each output tile is transformed back once, so
+the cost barely grows with R*S. It wins for big kernels at stride 1 and loses for 3x3.
+
+How: overlap-save. The output is cut into tiles; a tile of T outputs needs T+R-1 inputs,
+and a cyclic correlation of that length L (a fast FFT size) gives its T outputs exactly.
+A small cost model picks the tile: one transform of the whole image would make K*C/g
+kernel spectra of H*W/2 values each, which dominate with many channels; smaller tiles
+shrink them and turn the contraction into a real GEMM, at the price of the R-1 overlap.
+Stride s is a polyphase split (space-to-depth): input and kernel are cut into s_h*s_w
+phases, which become extra channels of a stride-1 correlation, so no output is computed
+only to be thrown away; phases the kernel never touches (1x1 stride 2) are dropped.
+Dilation inserts zeros into the kernel: one longer transform, simpler than splitting the
+output into dilation phases.
+
+What it must not do: claim exactness (float32 runs in complex64; its error model is
+"fft"), hide a NaN or Inf (a non-finite value spreads over its tile's outputs, an Inf may
+come out as NaN, but it never vanishes), or track gradients: it detaches its inputs, and
+declares no "autograd" until an explicit backward exists.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft as sfft
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
+from impls.registry import register_backend
+
+# Per-spectrum-value costs (ns, measured on 2 cores), used only to rank tile sizes: a kernel
+# (a base plus a part that grows with its Rs rows, see _kernel_spectra), an input or output
+# tile transform with its copies, and one complex multiply-add of the contraction, which
+# runs at GEMV speed until many tiles share each kernel spectrum.
+_KERNEL_NS, _KERNEL_ROW_NS, _TILE_NS, _MAC_NS, _MAC_FEW_ROWS_NS = 3.0, 0.2, 9.0, 0.06, 0.5
+
+
+@register_backend(
+    name="fft",
+    devices=("cpu",),
+    dtypes=(torch.float32, torch.float64),
+    features=frozenset({"stride", "padding", "dilation", "groups", "bias"}),
+    exact=False,
+    error_model="fft",
+    description="scipy.fft overlap-save: tiles and kernels transformed once, channels "
+                "contracted per frequency by one batched complex GEMM",
+)
+def fft_conv2d(input, weight, bias, stride, padding, dilation, groups):
+    """Forward conv2d (cross-correlation) through real FFTs; float32 stays in complex64."""
+    x = input.detach().numpy()
+    w = weight.detach().numpy()
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    p = (h + 2 * ph - dh * (r - 1) - 1) // sh + 1
+    q = (wd + 2 * pw - dw * (s - 1) - 1) // sw + 1
+    out = np.zeros((n, k, p, q), dtype=x.dtype)
+    if n and cg:  # an empty batch or zero channels: nothing to transform, bias only
+        u_used = _used_phases(r, dh, sh)
+        v_used = _used_phases(s, dw, sw)
+        rs, ss = -(-(dh * (r - 1) + 1) // sh), -(-(dw * (s - 1) + 1) // sw)
+        plan = _plan(n, groups, cg * len(u_used) * len(v_used), k // groups,
+                     (p, q), (rs, ss))
+        spectra = _kernel_spectra(w, groups, dilation, stride, (u_used, v_used), plan,
+                                  (rs, ss))
+        tiles = _input_tiles(x, groups, padding, stride, (u_used, v_used), plan)
+        out[...] = _correlate(tiles, spectra, plan, n, (p, q))
+    if bias is not None:
+        out += bias.detach().numpy().reshape(1, k, 1, 1)
+    return torch.from_numpy(out)
+
+
+def _used_phases(r: int, d: int, st: int) -> list[int]:
+    """The stride phases (offsets mod st) that hold at least one kernel tap."""
+    return sorted({(i * d) % st for i in range(r)})
+
+
+@lru_cache(maxsize=256)
+def _plan(n: int, g: int, cgp: int, kg: int, out_hw: tuple[int, int],
+          kernel_hw: tuple[int, int]) -> tuple[tuple[int, int, int], ...]:
+    """(transform length L, tile T, tile count) per axis, minimising the cost model.
+
+    Per axis the candidates come from cutting the output into 1, 2, ... tiles and rounding
+    T+R-1 up to a fast length (then growing T to fill it). Cached: sweeps repeat shapes.
+    """
+    axes = []
+    for size, taps in zip(out_hw, kernel_hw):
+        found = {}
+        for m in range(1, min(size, 64) + 1):
+            length = sfft.next_fast_len(-(-size // m) + taps - 1, real=True)
+            tile = length - taps + 1
+            found[length] = (length, tile, -(-size // tile))
+        axes.append(list(found.values()))
+
+    def cost(ah, aw):
+        spectrum = ah[0] * (aw[0] // 2 + 1)
+        tiles = n * ah[2] * aw[2]
+        kernel = _KERNEL_NS + _KERNEL_ROW_NS * kernel_hw[0]
+        mac = _MAC_NS + _MAC_FEW_ROWS_NS / tiles
+        per_value = g * (cgp * kg * kernel + tiles * (cgp + kg) * _TILE_NS + tiles * cgp * kg * mac)
+        return spectrum * per_value
+
+    return min(((ah, aw) for ah in axes[0] for aw in axes[1]), key=lambda a: cost(*a))
+
+
+def _kernel_spectra(w, groups, dilation, stride, phases, plan, kernel_hw):
+    """conj(DFT) of every dilated, phase-split kernel, laid out (F, g, C/g*phases, K/g).
+
+    Conjugate because conv2d is a correlation. The layout is the one the GEMM wants: a
+    transpose of the large spectrum afterwards would cost more than computing it. Along
+    the rows the kernel has only Rs non-zero entries out of Lh, so that transform is a
+    (Lh x Rs) DFT-matrix product, one large GEMM, instead of Lh-point FFTs over zeros.
+    """
+    k, cg, r, s = w.shape
+    (dh, dw), (sh, sw) = dilation, stride
+    (lh, _, _), (lw, _, _) = plan
+    rs, ss = kernel_hw                       # phase-domain kernel size: ceil(dilated / stride)
+    # Dilate by placing the taps dh apart in zeros, then cut the rows/cols into stride phases.
+    wz = np.zeros((groups, k // groups, cg, rs, sh, ss, sw), dtype=w.dtype)
+    taps = wz.reshape(groups, k // groups, cg, rs * sh, ss * sw)
+    taps[..., :dh * (r - 1) + 1:dh, :dw * (s - 1) + 1:dw] = w.reshape(taps.shape[:3] + (r, s))
+    wz = _take(_take(wz, phases[0], 4), phases[1], 6)        # (g, Kg, Cg, Rs, u, Ss, v)
+    wz = wz.transpose(3, 5, 0, 2, 4, 6, 1).reshape(rs, ss, groups, -1, k // groups)
+    half = np.conj(sfft.rfft(wz, n=lw, axis=1, workers=_workers()))
+    # exp(+2 pi i u r / Lh): the conjugate DFT; the angle is reduced mod Lh in integers.
+    angle = np.outer(np.arange(lh), np.arange(rs)) % lh * (2 * np.pi / lh)
+    dft = torch.from_numpy(np.exp(1j * angle).astype(half.dtype))
+    spec = torch.matmul(dft, torch.from_numpy(half.reshape(rs, -1))).numpy()
+    return spec.reshape(lh * half.shape[1], *half.shape[2:])
+
+
+def _input_tiles(x, groups, padding, stride, phases, plan):
+    """DFT of every overlapping input tile, laid out (F, g, N*tiles, C/g*phases)."""
+    n, c, h, wd = x.shape
+    (ph, pw), (sh, sw) = padding, stride
+    (lh, th, nth), (lw, tw, ntw) = plan
+    hq, wq = (nth - 1) * th + lh, (ntw - 1) * tw + lw     # phase-domain rows/cols read
+    # Pad, crop and move space first in one copy: rows past hq*sh feed no output.
+    xp = np.zeros((hq * sh, wq * sw, n, c), dtype=x.dtype)
+    rows, cols = max(0, min(h, hq * sh - ph)), max(0, min(wd, wq * sw - pw))
+    xp[ph:ph + rows, pw:pw + cols] = x[:, :, :rows, :cols].transpose(2, 3, 0, 1)
+    xp = _take(_take(xp.reshape(hq, sh, wq, sw, n, groups, c // groups), phases[0], 1),
+               phases[1], 3)
+    # Overlapping tiles as a view; the first transform reads it in place (no tile copy).
+    win = sliding_window_view(xp, (lh, lw), axis=(0, 2))[::th, :, ::tw]
+    win = win.transpose(7, 8, 5, 4, 0, 2, 6, 1, 3)   # (Lh, Lw, g, N, nth, ntw, Cg, u, v)
+    half = sfft.rfft(win, axis=1, workers=_workers())
+    spec = sfft.fft(half, axis=0, workers=_workers(), overwrite_x=True)
+    return spec.reshape(lh * half.shape[1], groups, n * nth * ntw, -1)
+
+
+def _correlate(tiles, spectra, plan, n, out_hw):
+    """Contract channels per frequency, transform back, stitch the tiles into (N, K, P, Q)."""
+    (lh, th, nth), (lw, tw, ntw) = plan
+    g, kg = spectra.shape[1], spectra.shape[3]
+    if tiles.shape[-1] == 1:  # depthwise: a 1-long contraction is a broadcast product
+        prod = tiles * spectra
+    else:  # torch's batched GEMM is ~2x numpy's stacked matmul here, and uses its threads
+        prod = torch.matmul(torch.from_numpy(tiles), torch.from_numpy(spectra)).numpy()
+    prod = prod.reshape(lh, lw // 2 + 1, g, n, nth, ntw, kg)
+    rows = sfft.ifft(prod, axis=0, workers=_workers(), overwrite_x=True)[:th]
+    # The last transform reads the tiles in output order, so its result needs no transpose.
+    y = sfft.irfft(rows.transpose(3, 2, 6, 4, 0, 5, 1), n=lw, axis=-1, workers=_workers())
+    y = y[..., :tw].reshape(n, g * kg, nth * th, ntw * tw)
+    return y[:, :, :out_hw[0], :out_hw[1]]
+
+
+def _take(a, phases: list[int], axis: int):
+    """The given stride phases of ``a`` along ``axis``; a view when all are used."""
+    return a if len(phases) == a.shape[axis] else np.take(a, phases, axis=axis)
+
+
+def _workers() -> int:
+    # Follow torch's thread count, so a benchmark that pins torch to 2 threads pins us too.
+    return torch.get_num_threads()
+
