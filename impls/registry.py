@@ -26,11 +26,11 @@ DEFAULT_DTYPES = (torch.float32, torch.float64)
 
 #: Modules of the built-in backends, imported on first lookup (each registers itself).
 BUILTIN_MODULES = (
-    "impls.backends.naive",
-    "impls.backends.unfold",
-    "impls.backends.fft",
-    "impls.backends.torch_native",
-    "impls.backends.triton_conv",
+    "impls.builtin.naive",
+    "impls.builtin.unfold",
+    "impls.builtin.fft",
+    "impls.builtin.torch_native",
+    "impls.builtin.triton_conv",
 )
 ENTRY_POINT_GROUP = "convbench.backends"
 

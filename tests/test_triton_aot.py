@@ -74,7 +74,7 @@ def _gpu_configs() -> tuple:
     """The full GPU list, even when this process's kernel is an interpreter function."""
     if importlib.util.find_spec("triton") is None:
         return ()
-    from impls.backends._triton_kernels import GPU_CONFIGS
+    from impls.builtin._triton_kernels import GPU_CONFIGS
 
     return GPU_CONFIGS
 
@@ -91,7 +91,7 @@ def _compile(job: dict) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from impls.backends import _triton_kernels as kernels
+    from impls.builtin import _triton_kernels as kernels
 
     kernel = kernels.conv2d_fwd_kernel
     bm, bn, bk, warps, stages = job["config"]

@@ -27,7 +27,7 @@ if not torch.cuda.is_available():
     # the first import of the kernel module (triton.jit reads it at decoration).
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from impls.backends import triton_conv  # noqa: E402
+from impls.builtin import triton_conv  # noqa: E402
 from impls.frontend import conv2d  # noqa: E402
 from impls.reference import reference_conv2d  # noqa: E402
 

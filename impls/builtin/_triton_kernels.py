@@ -2,7 +2,7 @@
 
 Why a module of its own: ``triton.jit`` decides when a function is *decorated* whether it
 becomes a GPU kernel or a CPU-interpreter function (TRITON_INTERPRET=1). So this module
-imports Triton at load and must be imported only lazily, by impls/backends/triton_conv.py on
+imports Triton at load and must be imported only lazily, by impls/builtin/triton_conv.py on
 the first call, after the environment is settled. ``import impls`` must never import it.
 It holds no launch logic (shapes, layouts, grid, the TF32 decision): that is triton_conv.py's.
 

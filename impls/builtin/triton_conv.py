@@ -1,7 +1,7 @@
 """``triton``: a hand-written implicit-GEMM conv2d kernel in Triton (CUDA; CPU via interpreter).
 
 Why it exists: the one backend whose GPU kernel is ours, so its speed against cuDNN measures
-our own code. The kernel lives in impls/backends/_triton_kernels.py; this file registers the
+our own code. The kernel lives in impls/builtin/_triton_kernels.py; this file registers the
 backend and launches the kernel (layouts, output allocation, grid, precision).
 
 What it must not do: import Triton at load. ``import impls`` works without Triton or a GPU;
@@ -63,7 +63,7 @@ def _probe() -> str:
 
 def _kernels():
     """The kernel module, imported on first use (after TRITON_INTERPRET is settled)."""
-    module = importlib.import_module("impls.backends._triton_kernels")
+    module = importlib.import_module("impls.builtin._triton_kernels")
     if module.INTERPRET != INTERPRET:
         # triton.jit saw a different TRITON_INTERPRET than our registration did: the declared
         # devices would lie about where the kernel runs.
