@@ -24,7 +24,7 @@ from impls.fill import MODES, fill
 from impls.frontend import conv2d
 from impls.reference import reference_conv2d, resolve_padding
 from impls.registry import Backend, get_backend
-from impls.tolerances import error_bound, fft_transform_size
+from impls.tolerances import Problem, error_bound
 
 PASSED, FAILED, SKIPPED, ERROR, MISTRUSTED = "passed", "failed", "skipped", "error", "mistrusted"
 BAD = (FAILED, ERROR, MISTRUSTED)
@@ -81,6 +81,14 @@ def descriptor(case: Case) -> str:
 
 def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def problem(case: Case, x: np.ndarray, w: np.ndarray) -> Problem:
+    """The quantities the tolerance model of impls.tolerances needs for this comparison."""
+    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    xw = float(np.abs(x).max(initial=0.0) * np.abs(w).max(initial=0.0))
+    return Problem(case.reduction, case.c // case.groups,
+                   (case.h + pt + pb) * (case.w + pl + pr), xw)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -143,8 +151,8 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
     if result.mode == "exact" and entry.exact and not tf32:
         bound = np.zeros_like(ref)
     else:
-        transform = fft_transform_size(case.h, case.w, case.r, case.s)
-        bound = error_bound(entry.error_model, dtype, case.reduction, absref, transform, tf32)
+        bound = error_bound(entry.error_model, dtype, result.mode, problem(case, x, w), ref,
+                            absref, tf32)
     excess = error - bound
     worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
     result.where = tuple(int(i) for i in worst)

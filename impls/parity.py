@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from impls.cases import Case
-from impls.checker import ERROR, FAILED, PASSED, SKIPPED, CaseResult
+from impls.checker import ERROR, FAILED, PASSED, SKIPPED, CaseResult, problem
 from impls.fill import fill
 from impls.module import Conv2d
+from impls.reference import reference_conv2d
 from impls.registry import Backend, get_backend
-from impls.tolerances import error_bound, fft_transform_size
+from impls.tolerances import error_bound
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -85,15 +87,22 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
     if entry.exact:
         bound = np.zeros_like(want)
     else:
-        # Any padding mode only repeats input values, so max|x| * max_k sum|w_k| + max|b|
-        # bounds every output's absolute sum: a safe scale for the bound.
-        w = np.abs(data.weight.double().numpy()).reshape(case.k, -1).sum(axis=1).max()
-        b = np.abs(data.bias.double().numpy()).max() if case.bias else 0.0
-        absref = np.full(want.shape, np.abs(data.input.double().numpy()).max() * w + b)
-        bound = error_bound(entry.error_model, dtype, case.reduction, absref,
-                            fft_transform_size(case.h, case.w, case.r, case.s))
+        absref = _abs_reference(ours, data, case)
+        bound = error_bound(entry.error_model, dtype, "exact",
+                            problem(case, data.input.double().numpy(),
+                                    data.weight.double().numpy()), want, absref)
     worst = np.unravel_index(int(np.argmax(error - bound)), error.shape)
     result.max_error, result.bound = float(error.max()), float(bound[worst])
     result.where = tuple(int(i) for i in worst)
     result.status = FAILED if (error > bound).any() else PASSED
     return result
+
+
+def _abs_reference(module: Conv2d, data, case: Case) -> np.ndarray:
+    """conv(|x|, |w|) + |b| on the input as the module pads it: the direct model's scale."""
+    x, kwargs = data.input.double(), case.kwargs()
+    if module.padding_mode != "zeros":
+        x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+        kwargs = dict(kwargs, padding=0)
+    b = None if data.bias is None else data.bias.double().abs().numpy()
+    return reference_conv2d(x.abs().numpy(), data.weight.double().abs().numpy(), b, **kwargs)
