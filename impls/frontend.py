@@ -101,6 +101,12 @@ def normalize(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
+    if min(input.shape[2:]) == 0:
+        raise RuntimeError("Only zero batch or zero channel inputs are supported, but got "
+                           f"input shape: {list(input.shape)}")
+    if min(weight.shape[2:]) == 0:
+        raise RuntimeError("kernel size should be greater than zero, but got weight of size "
+                           f"{list(weight.shape)}")
     _check_shapes(input, weight, bias, groups)
     input, padding = _resolve_padding(input, weight, padding, stride, dilation)
     _check_kernel_fits(input, weight, padding, dilation)
@@ -196,7 +202,7 @@ def _resolve_padding(input, weight, padding, stride: Pair, dilation: Pair):
 def _check_kernel_fits(input, weight, padding: Pair, dilation: Pair) -> None:
     padded = [s + 2 * p for s, p in zip(input.shape[2:], padding)]
     kernel = [d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]
-    if min(weight.shape[2:]) < 1 or any(k > s for k, s in zip(kernel, padded)):
+    if any(k > s for k, s in zip(kernel, padded)):
         raise RuntimeError(f"Calculated padded input size per channel: ({padded[0]} x "
                            f"{padded[1]}). Kernel size: ({kernel[0]} x {kernel[1]}). Kernel "
                            f"size can't be greater than actual input size (check weight, "

@@ -42,6 +42,8 @@ BAD_CALLS = {
     "dtype-mismatch": ((X.double(), W), {}, "dtype"),
     "bias-dtype-mismatch": ((X, W, torch.randn(6, dtype=torch.float64)), {}, "bias"),
     "bias-wrong-size": ((X, W, torch.randn(5)), {}, "bias"),
+    "input-zero-height": ((torch.randn(1, 4, 0, 8), W), {"padding": 2}, "input"),
+    "weight-zero-width": ((X, torch.randn(6, 4, 3, 0)), {}, "weight"),
     "weight-no-output-channels": ((X, torch.randn(0, 4, 3, 3)), {}, "weight"),
 }
 
