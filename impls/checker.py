@@ -21,7 +21,7 @@ import torch
 
 from impls.cases import CASES, Case
 from impls.fill import MODES, fill
-from impls.frontend import conv2d
+from impls.frontend import conv2d, normalize
 from impls.reference import reference_conv2d, resolve_padding
 from impls.registry import Backend, get_backend
 from impls.tolerances import Problem, error_bound
@@ -91,6 +91,17 @@ def problem(case: Case, x: np.ndarray, w: np.ndarray) -> Problem:
                    (case.h + pt + pb) * (case.w + pl + pr), xw)
 
 
+def refusal(entry: Backend, case: Case) -> str:
+    """The backend's declared reason for not taking this problem at all (e.g. not 3x3)."""
+    if entry.accepts is None:
+        return ""
+    meta = dict(device="meta")
+    call = normalize(torch.empty(case.input_shape, **meta), torch.empty(case.weight_shape, **meta),
+                     None, **case.kwargs())
+    return entry.refuses(call.input.shape, call.weight.shape, call.stride, call.padding,
+                         call.dilation, call.groups)
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -107,6 +118,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
         result.descriptor = f"<{case.id}: {exc}>"
     reason = entry.unsupported(device=device, dtype=dtype, features=case.features())
+    reason = reason or refusal(entry, case)
     if not reason and entry.max_macs is not None and case.macs() > entry.max_macs:
         reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
                   f"here; this case has {case.macs():.3g}")

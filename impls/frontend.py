@@ -32,6 +32,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     entry = require(entry)
     reason = entry.unsupported(device=call.input.device.type, dtype=call.input.dtype,
                                features=call.features())
+    reason = reason or entry.refuses(call.input.shape, call.weight.shape, call.stride,
+                                     call.padding, call.dilation, call.groups)
     if reason:
         raise NotImplementedError(reason)
     out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding, call.dilation,

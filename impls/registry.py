@@ -59,6 +59,10 @@ class Backend:
     probe: Callable[[], str] | None = field(default=None, repr=False)
     #: Largest case it should be asked to run in the checker, in multiply-adds (None: any).
     max_macs: int | None = None
+    #: For algorithms defined only for some problems (Winograd: 3x3, stride 1): called with
+    #: the normalised (input_shape, weight_shape, stride, padding, dilation, groups), it
+    #: returns why this problem is outside the method, or "".
+    accepts: Callable[..., str] | None = field(default=None, repr=False)
 
     @cached_property
     def reason(self) -> str:
@@ -88,6 +92,14 @@ class Backend:
         if missing:
             return f"{self.name} does not support {', '.join(missing)}"
         return ""
+
+    def refuses(self, input_shape, weight_shape, stride, padding, dilation, groups) -> str:
+        """Why this problem (normalised arguments) is outside the method, or "" if it is not."""
+        if self.accepts is None:
+            return ""
+        reason = self.accepts(tuple(input_shape), tuple(weight_shape), tuple(stride),
+                              tuple(padding), tuple(dilation), groups)
+        return f"{self.name} does not support {reason}" if reason else ""
 
     def __call__(self, *args, **kwargs) -> torch.Tensor:
         return self.fn(*args, **kwargs)
