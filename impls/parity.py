@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impls.cases import Case
-from impls.checker import ERROR, FAILED, PASSED, SKIPPED, CaseResult, problem
+from impls.checker import ERROR, FAILED, PASSED, SKIPPED, CaseResult, problem, refusal
 from impls.fill import fill
 from impls.module import Conv2d
 from impls.reference import reference_conv2d
@@ -59,7 +59,7 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
     features = sorted(case.features() | {f"padding_mode={padding_mode}"})
     result = CaseResult(entry.name, f"{module_case.id}/{padding_mode}", "exact",
                         str(dtype).removeprefix("torch."), "cpu", seed, SKIPPED, features)
-    reason = entry.unsupported(dtype=dtype, features=case.features())
+    reason = entry.unsupported(dtype=dtype, features=case.features()) or refusal(entry, case)
     if reason:
         result.reason = reason
         return result
