@@ -78,6 +78,9 @@ def _check(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not entry.available:  # every case would skip: checking nothing must not pass
+        print(f"error: backend {entry.name!r} is unavailable: {entry.reason}", file=sys.stderr)
+        return 1
     cases = [CASES_BY_ID[i] for i in args.case] if args.case else list(CASES)
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32, torch.float64]
     if args.device.startswith("cuda"):

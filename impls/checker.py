@@ -126,14 +126,27 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         result.reason = reason
         return result
     data = fill(case, mode, dtype, seed)
+    # The backend gets copies: the reference must see the data as filled, even if the
+    # backend (wrongly) writes to its arguments, and that write must not go unnoticed.
+    args = [None if t is None else t.to(device, copy=True)
+            for t in (data.input, data.weight, data.bias)]
     try:
         with torch.no_grad():
-            out = conv2d(data.input.to(device), data.weight.to(device),
-                         None if data.bias is None else data.bias.to(device),
-                         backend=entry, **case.kwargs())
+            out = conv2d(*args, backend=entry, **case.kwargs())
+        changed = [name for name, arg, t in zip(("input", "weight", "bias"), args,
+                                                 (data.input, data.weight, data.bias))
+                   if t is not None and not torch.equal(arg.cpu(), t)]
+        wrong_type = (out.dtype, out.device.type) != (dtype, torch.device(device).type)
+        out_type = f"{_dtype_name(out.dtype)} on {out.device.type}"
         out = out.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        return result
+    if changed or wrong_type:  # F.conv2d never writes its arguments, nor changes dtype
+        result.status = FAILED
+        result.reason = (f"the backend changed its {' and '.join(changed)} in place" if changed
+                         else f"output is {out_type}, expected {result.dtype} on "
+                              f"{torch.device(device).type}")
         return result
     _compare(result, entry, case, data, out, dtype, tf32)
     return result

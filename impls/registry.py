@@ -144,6 +144,15 @@ def _load_builtins() -> None:
     _builtins_loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
+    _load_entry_points()
+
+
+def _load_entry_points() -> None:
+    """Add the ``convbench.backends`` entry points not registered yet.
+
+    Called again on a lookup miss, so a package installed (or put on sys.path) after the
+    first lookup is found without restarting the process.
+    """
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
             _REGISTRY[ep.name] = _entry_from_object(ep.load, ep.name)
@@ -168,15 +177,34 @@ def _entry_from_object(load: Callable[[], object], name: str) -> Backend:
     if not callable(obj):
         reason = f"{name} is a {type(obj).__name__}, not a callable"
         return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+    try:
+        return Backend(name=name, fn=obj, **_capabilities(obj))
+    except (TypeError, ValueError) as exc:  # a typo in a user's dict: say so, don't crash
+        reason = f"bad convbench_capabilities: {exc}"
+        return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+
+
+def _capabilities(obj) -> dict:
+    """A callable's ``convbench_capabilities`` as Backend fields; dtypes may be names."""
     capabilities = dict(getattr(obj, "convbench_capabilities", {}))
-    for key in ("features",):
-        if key in capabilities:
-            capabilities[key] = frozenset(capabilities[key])
-    for key in ("devices", "dtypes"):
-        if key in capabilities:
-            capabilities[key] = tuple(capabilities[key])
+    # A lone string is one item, not a sequence of letters: "cpu" -> ("cpu",).
+    as_tuple = lambda v: (v,) if isinstance(v, str) else tuple(v)  # noqa: E731
+    if "features" in capabilities:
+        capabilities["features"] = frozenset(as_tuple(capabilities["features"]))
+        unknown = sorted(capabilities["features"] - FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; features: {sorted(FEATURES)}")
+    if "devices" in capabilities:
+        capabilities["devices"] = as_tuple(capabilities["devices"])
+    if "dtypes" in capabilities:
+        dtypes = [getattr(torch, d, d) if isinstance(d, str) else d
+                  for d in as_tuple(capabilities["dtypes"])]
+        bad = [d for d in dtypes if not isinstance(d, torch.dtype)]
+        if bad:
+            raise ValueError(f"not torch dtypes: {bad}")
+        capabilities["dtypes"] = tuple(dtypes)
     capabilities.setdefault("description", (obj.__doc__ or "").strip().split("\n")[0])
-    return Backend(name=name, fn=obj, **capabilities)
+    return capabilities
 
 
 def _unavailable(reason: str) -> ConvFn:
@@ -219,6 +247,9 @@ def get_backend(name: str | Backend) -> Backend:
         entry = _load_spec(name)
         _REGISTRY[name] = entry
         return entry
+    _load_entry_points()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     known = ", ".join(sorted(_REGISTRY))
     raise ValueError(
         f"unknown backend {name!r}; known backends: {known} "

@@ -1,0 +1,283 @@
+"""Bring your own backend: a user's conv2d is checked without editing the repo.
+
+A user's callable comes in as "package.module:function" or through the
+``convbench.backends`` entry-point group, optionally with ``convbench_capabilities``.
+These tests use examples/third_party_conv (a package of its own, never pip-installed
+here: its src/ goes on sys.path, and a hand-made ``*.dist-info`` folder stands in for
+the install so importlib.metadata finds its entry point) and small modules written to a
+temporary directory. They check that a user's callable receives normalised arguments,
+that what cannot load becomes an unavailable entry with the reason (and ``check`` exits 1
+with it, not a traceback), and that declared gaps become skips with their reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import impls
+from impls import registry
+from impls.__main__ import main
+from impls.cases import CASES, CASES_BY_ID
+from impls.checker import PASSED, SKIPPED, check_backend, check_case
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "third_party_conv"
+EXAMPLE_SPEC = "third_party_conv.conv:conv2d"
+
+
+@pytest.fixture(autouse=True)
+def isolated_registry():
+    """User entries loaded here must not stay in impls.backends() for other tests."""
+    impls.backends()  # load the built-ins first: they belong in the snapshot
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+
+
+@pytest.fixture
+def example_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """write(name, source): a module importable as ``name`` for this test only."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    written = []
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        written.append(name)
+        return name
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+def fake_install(site: Path) -> None:
+    """A dist-info for the example, as pip would write it: importlib.metadata reads it."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    points = project["entry-points"][registry.ENTRY_POINT_GROUP]
+    info = site / "third_party_conv-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\n"
+                                   f"Version: {project['version']}\n")
+    (info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\n"
+        + "".join(f"{name} = {target}\n" for name, target in points.items()))
+
+
+def cli(*args: str, path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m impls ARGS`` in a fresh process, with ``path`` on PYTHONPATH."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, (*map(str, path), str(ROOT), os.environ.get("PYTHONPATH")))))
+    return subprocess.run([sys.executable, "-m", "impls", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# -- the example package -------------------------------------------------------------------
+
+def test_example_passes_the_whole_suite_from_the_command_line():
+    run = cli("check", "--backend", EXAMPLE_SPEC, "--format", "json", path=(EXAMPLE / "src",))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    statuses = {r["status"] for r in report["results"]}
+    assert statuses == {PASSED}, statuses
+    modes = {(r["mode"], r["dtype"]) for r in report["results"]}
+    assert modes == {(m, d) for m in ("exact", "random") for d in ("float32", "float64")}
+    assert {"bias", "dilation", "groups", "padding", "stride",
+            "padding_mode=circular"} <= set(report["summary"])
+    assert report["capabilities"]["dtypes"] == ["float32", "float64"]
+
+
+def test_example_found_through_its_entry_point(tmp_path, monkeypatch, example_on_path):
+    fake_install(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = impls.get_backend("myconv")  # not loaded yet: a miss rescans the entry points
+    assert entry.available, entry.reason
+    assert entry.features == impls.FEATURES
+    assert entry.dtypes == (torch.float32, torch.float64)
+    assert "myconv" in [b.name for b in impls.backends()]
+    x, w, b = torch.randn(2, 4, 9, 7), torch.randn(6, 2, 3, 2), torch.randn(6)
+    got = impls.conv2d(x, w, b, stride=(2, 1), padding="valid", dilation=(1, 2), groups=2,
+                       backend="myconv")
+    want = F.conv2d(x, w, b, stride=(2, 1), dilation=(1, 2), groups=2)
+    torch.testing.assert_close(got, want)
+
+
+def test_entry_point_route_from_the_command_line(tmp_path):
+    fake_install(tmp_path)
+    path = (tmp_path, EXAMPLE / "src")
+    listing = cli("list", "--format", "json", path=path)
+    assert listing.returncode == 0, listing.stderr
+    entries = {e["name"]: e for e in json.loads(listing.stdout)}
+    assert entries["myconv"]["available"], entries["myconv"]["reason"]
+    run = cli("check", "--backend", "myconv", "--case", "groups-3-rect", "--case",
+              "same-even-dilated-4x2", path=path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "myconv: all passed" in run.stdout
+
+
+def test_example_never_calls_torch_conv(monkeypatch, example_on_path):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the example must compute the conv itself")
+
+    for module, name in ((F, "conv2d"), (torch, "conv2d"), (torch, "convolution")):
+        monkeypatch.setattr(module, name, forbidden)
+    cases = [CASES_BY_ID[i] for i in ("groups-4-stride-2", "dilation-3x1-pad-1x2",
+                                      "same-even-kernel-2x4")]
+    results = check_backend(EXAMPLE_SPEC, cases)
+    assert [r.status for r in results] == [PASSED] * len(results), \
+        [r.repro() for r in results if r.status != PASSED]
+
+
+def test_example_supports_autograd_as_it_declares(example_on_path):
+    x = torch.randn(1, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+
+    def conv(x, w, b):
+        return impls.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2,
+                            backend=EXAMPLE_SPEC)
+
+    assert torch.autograd.gradcheck(conv, (x, w, b))
+
+
+# -- what a user's callable receives -------------------------------------------------------
+
+RECORDER = """
+    import torch.nn.functional as F
+
+    calls = []
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        calls.append((input.shape, stride, padding, dilation, groups))
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+"""
+
+
+def test_user_callable_receives_normalised_arguments(user_module):
+    name = user_module("cb_recorder", RECORDER)
+    x, w = torch.randn(3, 7, 6), torch.randn(4, 3, 2, 4)  # unbatched; even kernel
+    got = impls.conv2d(x, w, None, [1], "same", torch.Size([1]), np.int64(1),
+                       backend=f"{name}:conv")
+    (shape, stride, padding, dilation, groups), = sys.modules[name].calls
+    # 4-D; PyTorch's odd "same" row/column (kernel 2x4: 1 and 3 in total) is already added.
+    assert shape == (1, 3, 8, 7)
+    assert (stride, padding, dilation, groups) == ((1, 1), (0, 1), (1, 1), 1)
+    assert all(type(v) is int for v in (*stride, *padding, *dilation, groups))
+    torch.testing.assert_close(got, F.conv2d(x, w, padding="same"))
+
+
+# -- what cannot load is unavailable, with the reason --------------------------------------
+
+BROKEN = """
+    import cb_no_such_dependency  # noqa: F401
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        raise AssertionError("never loaded")
+"""
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    ("cb_no_such_package.conv:conv2d", "ModuleNotFoundError: No module named "
+                                       "'cb_no_such_package'"),
+    ("cb_broken:conv", "No module named 'cb_no_such_dependency'"),
+    ("cb_recorder:missing", "AttributeError"),
+    ("cb_recorder:calls", "is a list, not a callable"),
+])
+def test_what_cannot_load_is_unavailable_with_its_reason(spec, reason, user_module, capsys):
+    user_module("cb_recorder", RECORDER)
+    user_module("cb_broken", BROKEN)
+    entry = impls.get_backend(spec)
+    assert not entry.available and reason in entry.reason, entry.reason
+    with pytest.raises(RuntimeError, match="unavailable"):
+        impls.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), backend=spec)
+    assert main(["check", "--backend", spec]) == 1
+    assert reason in capsys.readouterr().err
+
+
+def test_check_of_an_unloadable_backend_exits_1_with_the_reason_not_a_traceback():
+    run = cli("check", "--backend", "cb_no_such_package.conv:conv2d")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "No module named 'cb_no_such_package'" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+# -- declared capabilities -----------------------------------------------------------------
+
+NO_GROUPS = """
+    import torch.nn.functional as F
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        assert groups == 1, "declared: no groups"
+        return F.conv2d(input, weight, bias, stride, padding, dilation)
+
+    conv.convbench_capabilities = {"features": ("stride", "padding", "dilation", "bias")}
+"""
+
+
+def test_declared_missing_feature_skips_its_cases_with_the_reason(user_module, capsys):
+    spec = f"{user_module('cb_no_groups', NO_GROUPS)}:conv"
+    results = check_backend(spec, CASES)
+    for result in results:
+        grouped = "groups" in result.features
+        assert result.status == (SKIPPED if grouped else PASSED), result.repro()
+        if grouped:
+            assert result.reason == f"{spec} does not support groups"
+    with pytest.raises(NotImplementedError, match="does not support groups"):
+        impls.conv2d(torch.ones(1, 2, 3, 3), torch.ones(2, 1, 1, 1), groups=2, backend=spec)
+    assert main(["check", "--backend", spec, "--case", "groups-2", "--case", "valid-3x3"]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped: {spec} does not support groups" in out and "all passed" in out
+
+
+@pytest.mark.parametrize(("module", "capabilities", "reason"), [
+    ("cb_caps_key", {"device": ("cpu",)}, "unexpected keyword argument 'device'"),
+    ("cb_caps_feature", {"features": ("group",)}, "unknown features ['group']"),
+    ("cb_caps_dtype", {"dtypes": ("float33",)}, "not torch dtypes: ['float33']"),
+])
+def test_bad_capabilities_make_an_unavailable_entry(module, capabilities, reason, user_module):
+    name = user_module(module, f"""
+        import torch.nn.functional as F
+
+        def conv(*args):
+            return F.conv2d(*args)
+
+        conv.convbench_capabilities = {capabilities!r}
+    """)
+    entry = impls.get_backend(f"{name}:conv")
+    assert not entry.available
+    assert "bad convbench_capabilities" in entry.reason and reason in entry.reason, entry.reason
+
+
+def test_capabilities_may_name_dtypes_and_give_single_strings(user_module):
+    name = user_module("cb_caps_strings", """
+        import torch.nn.functional as F
+
+        def conv(*args):
+            '''Only float64, only on the CPU.'''
+            return F.conv2d(*args)
+
+        conv.convbench_capabilities = {"dtypes": "float64", "devices": "cpu"}
+    """)
+    entry = impls.get_backend(f"{name}:conv")
+    assert entry.available, entry.reason
+    assert (entry.dtypes, entry.devices) == ((torch.float64,), ("cpu",))
+    assert entry.description == "Only float64, only on the CPU."
+    skipped = check_case(entry, CASES[0], dtype=torch.float32)
+    assert skipped.status == SKIPPED and "does not support float32" in skipped.reason
+    assert check_case(entry, CASES[0], dtype=torch.float64).status == PASSED
