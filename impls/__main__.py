@@ -83,6 +83,9 @@ def _check(args) -> int:
         return 1
     cases = [CASES_BY_ID[i] for i in args.case] if args.case else list(CASES)
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32, torch.float64]
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+        return 1
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
@@ -103,6 +106,10 @@ def _check(args) -> int:
                           "results": [r.to_dict() for r in results]}, indent=2))
     else:
         _print_report(entry.name, results, failed)
+    if not any(r.status not in BAD + (SKIPPED,) for r in results):
+        print(f"error: nothing was checked: every comparison of {entry.name} was skipped",
+              file=sys.stderr)
+        return 1
     return 1 if failed else 0
 
 

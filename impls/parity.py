@@ -75,11 +75,16 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
         with torch.no_grad(), warnings.catch_warnings():
             # nn.Conv2d warns that an even "same" kernel copies the input: known, not news.
             warnings.filterwarnings("ignore", message="Using padding='same'")
-            got = ours(data.input).double().numpy()
-            want = theirs(data.input).double().numpy()
+            # Each module gets its own copy: an in-place change must not reach the other.
+            got_tensor = ours(data.input.clone())
+            want = theirs(data.input.clone()).double().numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
+    if got_tensor.dtype != dtype:
+        result.status, result.reason = FAILED, f"output dtype {got_tensor.dtype}, expected {dtype}"
+        return result
+    got = got_tensor.double().numpy()
     if got.shape != want.shape:
         result.status, result.reason = FAILED, f"output shape {got.shape}, expected {want.shape}"
         return result

@@ -13,6 +13,10 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per xdist worker: workers already fill the cores, and two torch threads
+    # per worker on a 2-core machine cost ~3x the CPU time through oversubscription.
+    torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
