@@ -7,6 +7,11 @@ contraction per kernel tap (R*S of them) so it stays fast enough for the whole c
 It resolves "same"/"valid" padding itself (PyTorch's rule: the odd extra row/column goes at
 the bottom/right) rather than borrowing the front end's, so a front-end bug cannot hide.
 Integer-valued data gives exact sums in float64, so exact mode compares bit for bit.
+
+The gradients (:func:`reference_conv2d_backward`) come from the same definition, read
+backwards over the same tap loop: each tap's output-gradient contraction is scatter-added
+into the input-gradient window that tap read, and the weight gradient of a tap is that
+window contracted with the output gradient over N, P, Q. No autograd, no transposed conv.
 """
 
 from __future__ import annotations
@@ -57,3 +62,45 @@ def reference_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1)
     if bias is not None:
         out += np.asarray(bias, dtype=np.float64).reshape(1, k, 1, 1)
     return out
+
+
+def reference_conv2d_backward(x, w, grad_out, stride=1, padding=0, dilation=1, groups=1, *,
+                              output_mask=(True, True, True)):
+    """(grad_input, grad_weight, grad_bias) in float64 for ``grad_out`` = dLoss/dOutput.
+
+    From the forward's definition: output[n, g, k, p, q] takes window_ij[n, g, c, p, q] *
+    w[g, k, c, i, j] for every tap (i, j), where window_ij is the strided slice of the padded
+    input that tap reads. So per tap, grad_out contracted over k is added into that same slice
+    of the padded input's gradient (which is then cropped), and grad_out contracted with the
+    slice over n, p, q is the weight gradient of the tap. grad_bias sums grad_out over N, P, Q.
+    ``output_mask`` (as aten's convolution_backward) skips gradients not asked for: None.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    grad_out = np.asarray(grad_out, dtype=np.float64)
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), (dh, dw))
+    hp, wp = h + pt + pb, wd + pl + pr
+    p, q = grad_out.shape[2:]
+    xp = np.zeros((n, c, hp, wp))
+    xp[:, :, pt:pt + h, pl:pl + wd] = x
+    xg = xp.reshape(n, groups, cg, hp, wp)
+    wg = w.reshape(groups, k // groups, cg, r, s)
+    go = grad_out.reshape(n, groups, k // groups, p, q)
+    grad_xg = np.zeros_like(xg)
+    grad_wg = np.zeros_like(wg)
+    # einsum's own loops, not matmul: BLAS threads slow it 50x when the cores are shared.
+    for i in range(r):
+        for j in range(s):
+            tap = (slice(None),) * 3 + (slice(i * dh, i * dh + sh * (p - 1) + 1, sh),
+                                        slice(j * dw, j * dw + sw * (q - 1) + 1, sw))
+            if output_mask[0]:
+                grad_xg[tap] += np.einsum("ngkpq,gkc->ngcpq", go, wg[:, :, :, i, j])
+            if output_mask[1]:
+                grad_wg[:, :, :, i, j] = np.einsum("ngcpq,ngkpq->gkc", xg[tap], go)
+    grad_x = grad_xg.reshape(n, c, hp, wp)[:, :, pt:pt + h, pl:pl + wd]
+    return (grad_x if output_mask[0] else None,
+            grad_wg.reshape(k, cg, r, s) if output_mask[1] else None,
+            grad_out.sum(axis=(0, 2, 3)) if output_mask[2] else None)

@@ -16,10 +16,18 @@ only to be thrown away; phases the kernel never touches (1x1 stride 2) are dropp
 Dilation inserts zeros into the kernel: one longer transform, simpler than splitting the
 output into dilation phases.
 
+Gradients (an explicit torch.autograd.Function, as SciPy is invisible to autograd) are
+two more correlations through the same machinery, never torch's convolution:
+backward-data is the output gradient, strided apart by zeros, correlated with the flipped
+kernel (in and out channels swapped) and padded to give exactly the input's size;
+backward-weights correlates the padded input with the output gradient as the "kernel",
+images as the contracted channels, its stride and dilation swapped. A call that needs no
+gradient never enters the Function, and one that does saves only what its backward reads
+(the weight for the data gradient, the input for the weight gradient).
+
 What it must not do: claim exactness (float32 runs in complex64; its error model is
 "fft"), hide a NaN or Inf (a non-finite value spreads over its tile's outputs, an Inf may
-come out as NaN, but it never vanishes), or track gradients: it detaches its inputs, and
-declares no "autograd" until an explicit backward exists.
+come out as NaN, but it never vanishes), or support double backward (once_differentiable).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import numpy as np
 import scipy.fft as sfft
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
+from torch.autograd.function import once_differentiable
 
 from impls.registry import register_backend
 
@@ -44,7 +53,7 @@ _KERNEL_NS, _KERNEL_ROW_NS, _TILE_NS, _MAC_NS, _MAC_FEW_ROWS_NS = 3.0, 0.2, 9.0,
     name="fft",
     devices=("cpu",),
     dtypes=(torch.float32, torch.float64),
-    features=frozenset({"stride", "padding", "dilation", "groups", "bias"}),
+    features=frozenset({"stride", "padding", "dilation", "groups", "bias", "autograd"}),
     exact=False,
     error_model="fft",
     description="scipy.fft overlap-save: tiles and kernels transformed once, channels "
@@ -52,15 +61,116 @@ _KERNEL_NS, _KERNEL_ROW_NS, _TILE_NS, _MAC_NS, _MAC_FEW_ROWS_NS = 3.0, 0.2, 9.0,
 )
 def fft_conv2d(input, weight, bias, stride, padding, dilation, groups):
     """Forward conv2d (cross-correlation) through real FFTs; float32 stays in complex64."""
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, weight, bias)
+    ):
+        return _FFTConv2d.apply(input, weight, bias, stride, padding, dilation, groups)
+    return _forward(input, weight, bias, stride, padding, dilation, groups)
+
+
+def _forward(input, weight, bias, stride, padding, dilation, groups):
     x = input.detach().numpy()
-    w = weight.detach().numpy()
+    (ph, pw) = padding
+    out = _correlate2d(x, weight.detach().numpy(), stride, ((ph, ph), (pw, pw)), dilation,
+                       groups)
+    if bias is not None:
+        out += bias.detach().numpy().reshape(1, -1, 1, 1)
+    return torch.from_numpy(out)
+
+
+class _FFTConv2d(torch.autograd.Function):
+    """fft_conv2d with gradients for input, weight and bias, all computed by FFT."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        need_input, need_weight = ctx.needs_input_grad[:2]
+        # Keep only what backward reads: the data gradient needs the weight, the weight
+        # gradient the input; nothing else outlives the forward.
+        ctx.save_for_backward(input if need_weight else None, weight if need_input else None)
+        ctx.shapes = (input.shape, weight.shape)
+        ctx.conv = (stride, padding, dilation, groups)
+        return _forward(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        input, weight = ctx.saved_tensors
+        (input_shape, weight_shape), conv = ctx.shapes, ctx.conv
+        go = grad_out.detach().resolve_neg().numpy()
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.from_numpy(
+                _data_gradient(go, weight.detach().numpy(), input_shape[2:], *conv))
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.from_numpy(
+                _weight_gradient(input.detach().numpy(), go, weight_shape, *conv))
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(dim=(0, 2, 3))
+        return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _data_gradient(go, w, input_hw, stride, padding, dilation, groups):
+    """dL/dinput: a full convolution of the output gradient with the kernel, by FFT.
+
+    Input row y fed output row p through tap i where p*sh + i*dh = y + ph. With the output
+    gradient spread out by the stride (zeros between rows) that is a correlation, dilation
+    dh, with the kernel flipped, its in/out channels swapped per group, and dh*(R-1) - ph
+    rows of padding on top (a crop where negative); the bottom padding makes it H rows.
+    """
+    n, k, p, q = go.shape
+    _, cg, r, s = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if (sh, sw) != (1, 1):
+        spread = np.zeros((n, k, sh * (p - 1) + 1, sw * (q - 1) + 1), dtype=go.dtype)
+        spread[:, :, ::sh, ::sw] = go
+        go = spread
+    flipped = w.reshape(groups, k // groups, cg, r, s)[..., ::-1, ::-1]
+    flipped = flipped.transpose(0, 2, 1, 3, 4).reshape(groups * cg, k // groups, r, s)
+    top, left = dh * (r - 1) - ph, dw * (s - 1) - pw
+    bottom = input_hw[0] + dh * (r - 1) - go.shape[2] - top
+    right = input_hw[1] + dw * (s - 1) - go.shape[3] - left
+    return _correlate2d(go, flipped, (1, 1), ((top, bottom), (left, right)), dilation, groups)
+
+
+def _weight_gradient(x, go, weight_shape, stride, padding, dilation, groups):
+    """dL/dweight: the padded input correlated with the output gradient, by FFT.
+
+    grad_w[k, c, i, j] = sum over n, p, q of xpad[n, c, p*sh + i*dh, q*sw + j*dw] *
+    go[n, k, p, q]: a correlation whose "kernel" is the output gradient (P x Q, dilated by
+    the stride), whose output (R x S) steps by the dilation, and whose contracted channels
+    are the images; the group's input channels become the batch. The bottom padding (a
+    crop where negative) leaves exactly the rows that R x S outputs read.
+    """
+    n, c, h, wd = x.shape
+    k, cg, r, s = weight_shape
+    _, _, p, q = go.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    images = x.reshape(n, groups, cg, h, wd).transpose(2, 1, 0, 3, 4)
+    images = images.reshape(cg, groups * n, h, wd)     # batch C/g, channels (g, N)
+    kernels = go.transpose(1, 0, 2, 3)                  # (K, N, P, Q): K/g kernels per group
+    bottom = dh * (r - 1) + sh * (p - 1) + 1 - h - ph
+    right = dw * (s - 1) + sw * (q - 1) + 1 - wd - pw
+    out = _correlate2d(images, kernels, dilation, ((ph, bottom), (pw, right)), stride, groups,
+                       few_rows=True)
+    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+
+def _correlate2d(x, w, stride, pads, dilation, groups, few_rows=False):
+    """The forward correlation without bias, padding ((top, bottom), (left, right)).
+
+    Padding may differ per side and be negative (a crop), as the gradients need it.
+    ``few_rows`` goes to :func:`_correlate`.
+    """
+    (pt, pb), (pl, pr) = pads
+    x = x[:, :, max(0, -pt):, max(0, -pl):]
+    pt, pl = max(0, pt), max(0, pl)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    p = (h + 2 * ph - dh * (r - 1) - 1) // sh + 1
-    q = (wd + 2 * pw - dw * (s - 1) - 1) // sw + 1
+    (sh, sw), (dh, dw) = stride, dilation
+    p = (h + pt + pb - dh * (r - 1) - 1) // sh + 1
+    q = (wd + pl + pr - dw * (s - 1) - 1) // sw + 1
     out = np.zeros((n, k, p, q), dtype=x.dtype)
-    if n and cg:  # an empty batch or zero channels: nothing to transform, bias only
+    if n and cg:  # an empty batch or zero channels: nothing to transform
         u_used = _used_phases(r, dh, sh)
         v_used = _used_phases(s, dw, sw)
         rs, ss = -(-(dh * (r - 1) + 1) // sh), -(-(dw * (s - 1) + 1) // sw)
@@ -68,11 +178,9 @@ def fft_conv2d(input, weight, bias, stride, padding, dilation, groups):
                      (p, q), (rs, ss))
         spectra = _kernel_spectra(w, groups, dilation, stride, (u_used, v_used), plan,
                                   (rs, ss))
-        tiles = _input_tiles(x, groups, padding, stride, (u_used, v_used), plan)
-        out[...] = _correlate(tiles, spectra, plan, n, (p, q))
-    if bias is not None:
-        out += bias.detach().numpy().reshape(1, k, 1, 1)
-    return torch.from_numpy(out)
+        tiles = _input_tiles(x, groups, (pt, pl), stride, (u_used, v_used), plan)
+        out[...] = _correlate(tiles, spectra, plan, n, (p, q), few_rows)
+    return out
 
 
 def _used_phases(r: int, d: int, st: int) -> list[int]:
@@ -135,7 +243,10 @@ def _kernel_spectra(w, groups, dilation, stride, phases, plan, kernel_hw):
 
 
 def _input_tiles(x, groups, padding, stride, phases, plan):
-    """DFT of every overlapping input tile, laid out (F, g, N*tiles, C/g*phases)."""
+    """DFT of every overlapping input tile, laid out (F, g, N*tiles, C/g*phases).
+
+    ``padding`` is (top, left); the bottom and right need no zeros beyond the buffer's.
+    """
     n, c, h, wd = x.shape
     (ph, pw), (sh, sw) = padding, stride
     (lh, th, nth), (lw, tw, ntw) = plan
@@ -154,8 +265,13 @@ def _input_tiles(x, groups, padding, stride, phases, plan):
     return spec.reshape(lh * half.shape[1], groups, n * nth * ntw, -1)
 
 
-def _correlate(tiles, spectra, plan, n, out_hw):
-    """Contract channels per frequency, transform back, stitch the tiles into (N, K, P, Q)."""
+def _correlate(tiles, spectra, plan, n, out_hw, few_rows=False):
+    """Contract channels per frequency, transform back, stitch the tiles into (N, K, P, Q).
+
+    ``few_rows``: the tiles keep only a few of their Lh rows (the weight gradient's R x S
+    outputs of an image-sized transform), so the inverse along the rows is a (T x Lh)
+    DFT-matrix product, one GEMM, instead of Lh-point transforms whose rows are dropped.
+    """
     (lh, th, nth), (lw, tw, ntw) = plan
     g, kg = spectra.shape[1], spectra.shape[3]
     if tiles.shape[-1] == 1:  # depthwise: a 1-long contraction is a broadcast product
@@ -163,7 +279,14 @@ def _correlate(tiles, spectra, plan, n, out_hw):
     else:  # torch's batched GEMM is ~2x numpy's stacked matmul here, and uses its threads
         prod = torch.matmul(torch.from_numpy(tiles), torch.from_numpy(spectra)).numpy()
     prod = prod.reshape(lh, lw // 2 + 1, g, n, nth, ntw, kg)
-    rows = sfft.ifft(prod, axis=0, workers=_workers(), overwrite_x=True)[:th]
+    if few_rows:
+        # exp(+2 pi i t u / Lh) / Lh for t < T: the first T rows of the inverse DFT.
+        angle = np.outer(np.arange(th), np.arange(lh)) % lh * (2 * np.pi / lh)
+        idft = torch.from_numpy((np.exp(1j * angle) / lh).astype(prod.dtype))
+        rows = torch.matmul(idft, torch.from_numpy(prod.reshape(lh, -1))).numpy()
+        rows = rows.reshape(th, *prod.shape[1:])
+    else:
+        rows = sfft.ifft(prod, axis=0, workers=_workers(), overwrite_x=True)[:th]
     # The last transform reads the tiles in output order, so its result needs no transpose.
     y = sfft.irfft(rows.transpose(3, 2, 6, 4, 0, 5, 1), n=lw, axis=-1, workers=_workers())
     y = y[..., :tw].reshape(n, g * kg, nth * th, ntw * tw)

@@ -1,0 +1,284 @@
+"""The gradient checker: a backend's autograd gradients against the float64 reference.
+
+Why: training runs the two backward directions (benchdnn's BWD_D and BWD_WB) as often as
+the forward, and a backend can have a right forward and a wrong gradient. This mirrors
+impls.checker (same CaseResult, statuses, mistrust rule and repro) for "backward-data"
+(dL/dinput) and "backward-weights" (dL/dweight, and dL/dbias with it).
+
+Each direction is a separate call in which only its own tensors require grad, as a
+training step asks (a frozen layer, the first layer's input): the backend's autograd must
+produce exactly those gradients, and a backend with a hand-written backward (fft) computes
+only what is asked. The output gradient comes from its own seeded stream:
+
+- exact mode: small nonzero integers, so every gradient is an integer sum. Beyond the
+  forward's sums (which impls.fill bounds), the data gradient sums go*w over (k, i, j) and
+  the weight and bias gradients sum over N*P*Q, which can be long. So the magnitude of go
+  is chosen from the weight's largest per-channel column sum, and where N*P*Q terms could
+  reach 2**digits only a fixed number of go entries per output channel stay nonzero. The
+  reference's sum of |terms| (which bounds every partial sum in any order) is then checked
+  below 2**digits; a case where it is not is skipped with that reason, never compared
+  inexactly. Exact backends must then match bit for bit.
+- random mode: standard normal go; tolerances from impls.tolerances.backward_problem.
+
+What it must not do: compute a reference through torch autograd (the reference is
+impls.reference.reference_conv2d_backward, NumPy from the definition).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from impls.cases import CASES, Case
+from impls.checker import (
+    ERROR,
+    FAILED,
+    MISTRUST_ZERO_FRACTION,
+    MISTRUSTED,
+    PASSED,
+    SKIPPED,
+    CaseResult,
+    descriptor,
+)
+from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
+from impls.frontend import conv2d
+from impls.reference import reference_conv2d_backward, resolve_padding
+from impls.registry import Backend, get_backend
+from impls.tolerances import backward_problem, error_bound
+
+DIRECTIONS = ("backward-data", "backward-weights")
+#: Magnitudes tried, largest first, for exact-mode output gradients.
+_GRAD_RANGES = (3, 2, 1)
+
+
+@dataclass
+class BackwardResult(CaseResult):
+    """A CaseResult that knows its direction, so its repro reruns that direction."""
+
+    direction: str = "backward-data"
+
+    def repro(self) -> str:
+        return f"{super().repro()} --direction {self.direction}"
+
+
+def check_backward(backend: str | Backend, case: Case, direction: str = "backward-data",
+                   mode: str = "exact", dtype: torch.dtype = torch.float32,
+                   device: str = "cpu", seed: int = 0, tf32: bool = False) -> CaseResult:
+    """Compare one backend's gradients of one direction with the reference on one case."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; directions: {', '.join(DIRECTIONS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown fill mode {mode!r}; modes: {', '.join(MODES)}")
+    entry = get_backend(backend)
+    result = BackwardResult(entry.name, case.id, mode, str(dtype).removeprefix("torch."),
+                            device, seed, SKIPPED, sorted(case.features()) or ["plain"],
+                            direction=direction)
+    try:
+        result.descriptor = descriptor(case)
+    except Exception as exc:  # a descriptor that cannot be printed must not hide a result
+        result.descriptor = f"<{case.id}: {exc}>"
+    result.reason = _skip_reason(entry, case, dtype, device)
+    if result.reason:
+        return result
+    data = fill(case, mode, dtype, seed)
+    x, w = data.input.double().numpy(), data.weight.double().numpy()
+    go = _grad_out(case, mode, x, w, DIGITS.get(dtype, 24), seed)
+    refs, absrefs = _references(case, direction, x, w, go)
+    if mode == "exact":
+        result.reason = _inexact_reason(absrefs, direction, dtype)
+        if result.reason:
+            return result
+    try:
+        grads = _backend_gradients(entry, case, direction, data, go, dtype, device)
+    except Exception as exc:
+        result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        return result
+    _compare(result, entry, case, (x, w, go), grads, refs, absrefs, dtype, tf32)
+    return result
+
+
+def check_backend_backward(backend: str | Backend, cases=CASES, directions=DIRECTIONS,
+                           modes=MODES, dtypes=(torch.float32, torch.float64),
+                           device: str = "cpu", seed: int = 0, tf32: bool = False,
+                           progress=None) -> list[CaseResult]:
+    """Every case x direction x mode x dtype for one backend, as impls.checker.check_backend."""
+    results = []
+    for case in cases:
+        for direction in directions:
+            for mode in modes:
+                for dtype in dtypes:
+                    result = check_backward(backend, case, direction, mode, dtype, device,
+                                            seed, tf32)
+                    results.append(result)
+                    if progress is not None:
+                        progress(result)
+    return results
+
+
+def _skip_reason(entry: Backend, case: Case, dtype: torch.dtype, device: str) -> str:
+    reason = entry.unsupported(device=device, dtype=dtype,
+                               features=case.features() | {"autograd"})
+    # A backward step is a forward plus one gradient, each about the forward's cost.
+    if not reason and entry.max_macs is not None and 2 * case.macs() > entry.max_macs:
+        reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
+                  f"here; this case's forward + backward has {2 * case.macs():.3g}")
+    return reason
+
+
+def output_hw(case: Case) -> tuple[int, int]:
+    """(P, Q) of the case's output, from the reference's padding rule."""
+    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    (sh, sw), (dh, dw) = _pair(case.stride), _pair(case.dilation)
+    return ((case.h + pt + pb - dh * (case.r - 1) - 1) // sh + 1,
+            (case.w + pl + pr - dw * (case.s - 1) - 1) // sw + 1)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _grad_out(case: Case, mode: str, x: np.ndarray, w: np.ndarray, digits: int,
+              seed: int) -> np.ndarray:
+    """The output gradient, float64, on a stream separate from the inputs' fill."""
+    rng = np.random.default_rng([seed, _stable_hash(case.id), 1])
+    shape = (case.n, case.k, *output_hw(case))
+    if mode == "random":
+        return rng.standard_normal(shape)
+    limit = 2**digits
+    g = case.groups
+    # backward-data: sum over (k, i, j) of go*w for one input channel c.
+    column = np.abs(w).reshape(g, case.k // g, case.c // g, -1).sum(axis=(1, 3)).max()
+    go_max = next((m for m in _GRAD_RANGES if m * column < limit), 1)
+    go = _nonzero_ints(rng, shape, go_max)
+    # backward-weights and bias: sums over N*P*Q per output channel, each term <= x_max*go_max.
+    keep = (limit - 1) // (go_max * max(np.abs(x).max(initial=0.0), 1.0))
+    if keep < go.size // case.k:  # N*P*Q terms per output channel
+        channels = go.transpose(1, 0, 2, 3).reshape(case.k, -1)  # a copy: write back below
+        for row in channels:
+            row[rng.permutation(row.size)[int(keep):]] = 0.0
+        go = channels.reshape(case.k, case.n, *shape[2:]).transpose(1, 0, 2, 3).copy()
+    return go
+
+
+def _references(case: Case, direction: str, x, w, go):
+    """The reference gradients of ``direction`` and the sums of their |terms|, by name."""
+    data_side = direction == "backward-data"
+    mask = (data_side, not data_side, not data_side and case.bias)
+    ref = reference_conv2d_backward(x, w, go, **case.kwargs(), output_mask=mask)
+    absref = reference_conv2d_backward(np.abs(x), np.abs(w), np.abs(go), **case.kwargs(),
+                                       output_mask=mask)
+    names = ("input", "weight", "bias")
+    return ({n: g for n, g in zip(names, ref) if g is not None},
+            {n: g for n, g in zip(names, absref) if g is not None})
+
+
+def _inexact_reason(absrefs: dict, direction: str, dtype: torch.dtype) -> str:
+    digits = DIGITS.get(dtype, 24)
+    for name, absref in absrefs.items():
+        largest = float(absref.max(initial=0.0))
+        if largest >= 2**digits:
+            return (f"exact mode: the grad_{name} sums of {direction} reach {largest:.3g} >= "
+                    f"2**{digits}, not exact in {str(dtype).removeprefix('torch.')} "
+                    f"(random mode checks it)")
+    return ""
+
+
+def _backend_gradients(entry: Backend, case: Case, direction: str, data, go, dtype, device):
+    """The backend's gradients by name, only this direction's tensors requiring grad."""
+    data_side = direction == "backward-data"
+    x = data.input.to(device).requires_grad_(data_side)
+    w = data.weight.to(device).requires_grad_(not data_side)
+    b = None if data.bias is None else data.bias.to(device).requires_grad_(not data_side)
+    targets = {"input": x} if data_side else {"weight": w, "bias": b}
+    targets = {name: t for name, t in targets.items() if t is not None}
+    grad_out = torch.from_numpy(go).to(device, dtype)
+    with torch.enable_grad():
+        out = conv2d(x, w, b, backend=entry, **case.kwargs())
+        if out.shape != grad_out.shape:
+            raise RuntimeError(f"output shape {tuple(out.shape)}, expected "
+                               f"{tuple(grad_out.shape)}")
+        grads = torch.autograd.grad(out, list(targets.values()), grad_out, allow_unused=True)
+    missing = [name for name, g in zip(targets, grads) if g is None]
+    if missing:
+        raise RuntimeError(f"autograd gave no gradient for {', '.join(missing)}")
+    return {name: g.detach().to("cpu", torch.float64).numpy() for name, g in zip(targets, grads)}
+
+
+def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads: dict,
+             refs: dict, absrefs: dict, dtype: torch.dtype, tf32: bool) -> None:
+    """Set result's status from the worst gradient (relative to its bound)."""
+    for name, ref in refs.items():
+        if grads[name].shape != ref.shape:
+            result.status = FAILED
+            result.reason = f"grad_{name} shape {grads[name].shape}, expected {ref.shape}"
+            return
+        live = absrefs[name] > 0
+        if ref.size and (not live.any() or np.mean(ref[live] == 0) > MISTRUST_ZERO_FRACTION):
+            result.status = MISTRUSTED
+            result.reason = (f"{np.mean(ref == 0):.0%} of the reference grad_{name} is zero "
+                             f"({np.mean(~live):.0%} by construction)")
+            return
+    worst = None
+    for name, ref in refs.items():
+        error = np.abs(grads[name] - ref)
+        error[~np.isfinite(error)] = math.inf
+        if result.mode == "exact" and entry.exact and not tf32:
+            bound = np.zeros_like(ref)
+        else:
+            problem = _problem(case, name, result.direction, operands)
+            bound = error_bound(entry.error_model, dtype, result.mode, problem, ref,
+                                absrefs[name], tf32)
+        if not error.size:
+            continue
+        excess = error - bound
+        at = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        if worst is None or excess[at] > worst[0]:
+            worst = (float(excess[at]), name, tuple(int(i) for i in at), float(error.max()),
+                     float(bound[at]))
+    if worst is None:
+        result.status = PASSED
+        return
+    excess, name, result.where, result.max_error, result.bound = worst
+    result.status = FAILED if excess > 0 else PASSED
+    if result.status == FAILED:
+        result.reason = (f"grad_{name}: max|err|={result.max_error:.3g} at {result.where} "
+                         f"(bound {result.bound:.3g})")
+
+
+def _problem(case: Case, name: str, direction: str, operands):
+    x, w, go = operands
+    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    top = lambda a: float(np.abs(a).max(initial=0.0))  # noqa: E731
+    xw = {"input": top(go) * top(w), "weight": top(x) * top(go), "bias": top(go)}[name]
+    return backward_problem("bias" if name == "bias" else direction, batch=case.n,
+                            group_out=case.k // case.groups, kernel=(case.r, case.s),
+                            out_hw=go.shape[2:], in_hw=(case.h + pt + pb, case.w + pl + pr),
+                            stride=_pair(case.stride), dilation=_pair(case.dilation), xw=xw)
+
+
+def gradient_call(backend: str | Backend, input: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None, direction: str, **conv_kwargs):
+    """A zero-argument callable that runs one ``direction`` backward pass, for timing.
+
+    The forward runs once here, with only the direction's tensors requiring grad (so a
+    hand-written backward computes only that gradient); each call then replays the
+    backward of the retained graph with a fixed output gradient and returns the gradients.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; directions: {', '.join(DIRECTIONS)}")
+    data_side = direction == "backward-data"
+    x = input.detach().requires_grad_(data_side)
+    w = weight.detach().requires_grad_(not data_side)
+    b = None if bias is None else bias.detach().requires_grad_(not data_side)
+    targets = [x] if data_side else [t for t in (w, b) if t is not None]
+    with torch.enable_grad():
+        out = conv2d(x, w, b, backend=backend, **conv_kwargs)
+    grad_out = torch.randn_like(out)
+
+    def call():
+        return torch.autograd.grad(out, targets, grad_out, retain_graph=True)
+
+    return call

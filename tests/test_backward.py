@@ -1,0 +1,232 @@
+"""Gradients: every backend's autograd against the float64 reference, and gradcheck.
+
+Three layers, each trusting the one before it:
+- the NumPy gradient reference (impls.reference) against torch autograd in float64,
+  bit for bit on integer data;
+- torch.autograd.gradcheck (finite differences, float64) on small cases, for every
+  backend that declares float64 and "autograd";
+- the gradient checker (impls.backward) over the whole case table, both directions, both
+  fill modes, every backend; declared gaps (no "autograd", dtype, max_macs) are skips with
+  the backend's reason, so a backend picks these tests up as soon as it declares autograd.
+Plus fft's own promises (the forward is unchanged and saves only what backward reads)
+and the checker catching wrong gradients with a repro that names the direction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import impls
+from impls.backward import DIRECTIONS, check_backward
+from impls.cases import CASES, Case
+from impls.checker import FAILED, SKIPPED
+from impls.fill import MODES, fill
+from impls.reference import reference_conv2d_backward
+
+#: Small enough for finite differences on every backend (the naive loops included).
+GRADCHECK_CASES = (
+    Case("plain-bias", 2, 3, 5, 6, 4, 3, 2),
+    Case("stride-pad-rect", 1, 2, 7, 6, 3, 3, 2, stride=(2, 1), padding=(1, 2)),
+    Case("dilation-pad-larger", 1, 2, 6, 5, 2, 2, 3, padding=(3, 1), dilation=(2, 1)),
+    Case("groups-stride-no-bias", 2, 4, 6, 6, 6, 3, 3, stride=2, padding=1, groups=2,
+         bias=False),
+    Case("depthwise-dilated", 1, 3, 7, 7, 3, 3, 3, padding=2, dilation=2, groups=3),
+    Case("same-even-kernel", 1, 2, 5, 6, 3, 2, 4, padding="same"),
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test worker: with xdist's worker per core, two threads each
+    oversubscribe the cores, and OpenMP's spin-waits then make the many tiny ops here
+    10-100x slower (measured: a 2x3x8x8 conv, 0.04 ms on one thread, 8 ms on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def skip_unless_runs(backend: str, **needs) -> None:
+    """Skip with the backend's own reason when it cannot run what the test needs."""
+    reason = impls.get_backend(backend).unsupported(**needs)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_reference_gradients_match_torch_autograd(case, mode):
+    data = fill(case, mode, torch.float64, seed=1)
+    x = data.input.clone().requires_grad_()
+    w = data.weight.clone().requires_grad_()
+    b = torch.zeros(case.k, dtype=torch.float64, requires_grad=True)
+    out = F.conv2d(x, w, b, **case.kwargs())
+    go = fill(Case("go", *out.shape[:2], *out.shape[2:], 1, 1, 1), mode, torch.float64).input
+    out.backward(go)
+    refs = reference_conv2d_backward(data.input, data.weight, go, **case.kwargs())
+    for name, ref, grad in zip(("input", "weight", "bias"), refs, (x.grad, w.grad, b.grad)):
+        got = grad.numpy()
+        if mode == "exact":  # integer sums far below 2**53: both are exact
+            np.testing.assert_array_equal(got, ref, err_msg=f"grad_{name}")
+        else:
+            scale = np.abs(ref).max(initial=1.0)
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * scale,
+                                       err_msg=f"grad_{name}")
+
+
+@pytest.mark.parametrize("case", GRADCHECK_CASES, ids=[c.id for c in GRADCHECK_CASES])
+def test_gradcheck(backend, case):
+    skip_unless_runs(backend, dtype=torch.float64, features=case.features() | {"autograd"})
+    gen = torch.Generator().manual_seed(0)
+    make = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64,  # noqa: E731
+                                      requires_grad=True)
+    inputs = (make(*case.input_shape), make(*case.weight_shape),
+              make(case.k) if case.bias else None)
+
+    def conv(x, w, b):
+        return impls.conv2d(x, w, b, backend=backend, **case.kwargs())
+
+    # fast_mode compares v^T J u for random u, v instead of every Jacobian entry: any wrong
+    # entry still shows (with probability 1), at a few forwards instead of one per element,
+    # which the naive loops need (full mode: ~45 s for this test).
+    assert torch.autograd.gradcheck(conv, inputs, eps=1e-6, atol=1e-7, rtol=1e-5,
+                                    fast_mode=True)
+
+
+def test_gradcheck_unbatched_input(backend):
+    skip_unless_runs(backend, dtype=torch.float64, features={"autograd", "padding", "bias"})
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True)
+               for s in ((2, 5, 4), (3, 2, 3, 3), (3,)))
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: impls.conv2d(x, w, b, padding=1, backend=backend), (x, w, b),
+        fast_mode=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_gradients_match_reference(backend, case, direction, mode, precision, device):
+    dtype, tf32 = precision
+    if device.startswith("cuda"):
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    result = check_backward(backend, case, direction, mode, dtype, device, seed=0, tf32=tf32)
+    if result.status == SKIPPED:
+        pytest.skip(result.reason)
+    assert result.ok, result.repro()
+
+
+# --- fft's explicit backward -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", GRADCHECK_CASES[:3] + CASES[-4:-2],
+                         ids=lambda c: c.id)
+def test_fft_forward_is_the_same_with_and_without_autograd(case):
+    data = fill(case, "random", torch.float32)
+    plain = impls.conv2d(data.input, data.weight, data.bias, backend="fft", **case.kwargs())
+    x = data.input.clone().requires_grad_()
+    tracked = impls.conv2d(x, data.weight, data.bias, backend="fft", **case.kwargs())
+    assert tracked.grad_fn is not None
+    assert torch.equal(plain, tracked.detach())
+
+
+def test_fft_without_grad_mode_builds_no_graph():
+    x = torch.randn(1, 2, 8, 8, requires_grad=True)
+    with torch.no_grad():
+        out = impls.conv2d(x, torch.randn(3, 2, 3, 3), backend="fft")
+    assert out.grad_fn is None
+
+
+@pytest.mark.parametrize(("needs", "saved"), [
+    ("input", (False, True)),      # grad_input reads the weight only
+    ("weight", (True, False)),     # grad_weight reads the input only
+    ("bias", (False, False)),      # grad_bias reads nothing
+])
+def test_fft_saves_only_what_its_backward_reads(needs, saved):
+    x, w, b = torch.randn(2, 4, 9, 9), torch.randn(6, 2, 3, 3), torch.randn(6)
+    {"input": x, "weight": w, "bias": b}[needs].requires_grad_()
+    out = impls.conv2d(x, w, b, padding=1, groups=2, backend="fft")
+    kept = tuple(t is not None for t in out.grad_fn.saved_tensors)
+    assert kept == saved
+
+
+def test_fft_takes_a_broadcast_output_gradient():
+    # out.sum().backward() hands backward an expanded (stride-0) gradient.
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for backend in ("fft", "torch"):
+        impls.conv2d(x, w, b, stride=2, padding=1, groups=2, backend=backend).sum().backward()
+        grads.append([t.grad.clone() for t in (x, w, b)])
+        x.grad = w.grad = b.grad = None
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_fft_refuses_double_backward():
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = impls.conv2d(x, w, backend="fft")
+    # grad_input depends on w; a grad_out that requires grad makes it a real double backward.
+    go = torch.ones_like(out, requires_grad=True)
+    (gx,) = torch.autograd.grad(out, x, go, create_graph=True)
+    with pytest.raises(RuntimeError, match="twice|once_differentiable|double"):
+        gx.sum().backward()
+
+
+# --- the checker catches wrong gradients -------------------------------------------------
+
+
+class _OffByOneBatchWeightGrad(torch.autograd.Function):
+    """F.conv2d whose weight gradient forgets the last image (a classic reduction bug)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w)
+        ctx.conv = (stride, padding, dilation, groups)
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, go):
+        x, w = ctx.saved_tensors
+        with torch.enable_grad():
+            xs, ws = x.detach().requires_grad_(), w.detach().requires_grad_()
+            out = F.conv2d(xs, ws, None, *ctx.conv)
+            gx, gw = torch.autograd.grad(out, (xs, ws), go)
+        if x.shape[0] > 1:
+            with torch.enable_grad():
+                out = F.conv2d(xs[-1:], ws, None, *ctx.conv)
+                gw = gw - torch.autograd.grad(out, ws, go[-1:])[0]
+        return gx, gw, go.sum((0, 2, 3)), None, None, None, None
+
+
+def _transposed_flip_data_grad(x, w, b, stride, padding, dilation, groups):
+    """Data gradient with the kernel not flipped: right for symmetric kernels only."""
+    out = F.conv2d(x, w, b, stride, padding, dilation, groups)
+    if not x.requires_grad:
+        return out
+    flipped = F.conv2d(x, w.flip(2, 3).detach(), None, stride, padding, dilation, groups)
+    return out.detach() + flipped - flipped.detach()  # forward value, flipped-kernel grad
+
+
+def _mutant(name, fn) -> impls.Backend:
+    return impls.Backend(name=name, fn=fn, dtypes=(torch.float32, torch.float64))
+
+
+@pytest.mark.parametrize(("mutant", "direction"), [
+    (_mutant("weight-grad-drops-last-image",
+             lambda *a: _OffByOneBatchWeightGrad.apply(*a)), "backward-weights"),
+    (_mutant("data-grad-unflipped-kernel", _transposed_flip_data_grad), "backward-data"),
+], ids=["weight-grad-drops-last-image", "data-grad-unflipped-kernel"])
+@pytest.mark.parametrize("mode", MODES)
+def test_checker_catches_wrong_gradients(mutant, direction, mode):
+    case = next(c for c in CASES if c.id == "basic-3x3-pad1")
+    result = check_backward(mutant, case, direction, mode, torch.float32)
+    assert result.status == FAILED, result
+    assert f"--direction {direction}" in result.repro()
+    assert f"--case {case.id}" in result.repro()
