@@ -2,6 +2,7 @@
 
     python -m impls list  [--format json]
     python -m impls check --backend NAME|pkg.mod:fn [--case ID ...] [--mode exact|random]
+                          [--direction forward|backward-data|backward-weights ...]
                           [--dtype float32 ...] [--device cpu|cuda] [--seed N] [--format json]
 
 ``check`` exits 0 when everything ran passed (skips carry reasons), 1 when anything failed,
@@ -18,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from impls.backward import DIRECTIONS, check_backend_backward
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, check_backend, summarize
 from impls.fill import MODES
@@ -47,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--mode", action="append", choices=MODES, help="default: both")
     check.add_argument("--dtype", action="append", choices=sorted(DTYPES),
                        help="default: float32 and float64")
+    check.add_argument("--direction", action="append", choices=("forward",) + DIRECTIONS,
+                       help="forward (default), backward-data, backward-weights; repeatable")
     check.add_argument("--device", default="cpu")
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
@@ -94,8 +98,16 @@ def _check(args) -> int:
         def progress(result):
             status.update(f"checking {entry.name}: {result.case} {result.mode} {result.dtype}")
 
-        results = check_backend(entry, cases, tuple(args.mode or MODES), dtypes, args.device,
-                                args.seed, args.tf32, progress)
+        directions = args.direction or ["forward"]
+        modes = tuple(args.mode or MODES)
+        results = []
+        if "forward" in directions:
+            results += check_backend(entry, cases, modes, dtypes, args.device, args.seed,
+                                     args.tf32, progress)
+        backward = tuple(d for d in directions if d != "forward")
+        if backward:
+            results += check_backend_backward(entry, cases, backward, modes, dtypes,
+                                              args.device, args.seed, args.tf32, progress)
         if not args.no_module and not args.case and args.device == "cpu":
             results += [check_module(entry, mc, mode, dtype, args.seed)
                         for mc in MODULE_CASES for mode in PADDING_MODES for dtype in dtypes]

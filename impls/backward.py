@@ -42,6 +42,7 @@ from impls.checker import (
     SKIPPED,
     CaseResult,
     descriptor,
+    refusal,
 )
 from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
 from impls.frontend import conv2d
@@ -120,7 +121,7 @@ def check_backend_backward(backend: str | Backend, cases=CASES, directions=DIREC
 
 def _skip_reason(entry: Backend, case: Case, dtype: torch.dtype, device: str) -> str:
     reason = entry.unsupported(device=device, dtype=dtype,
-                               features=case.features() | {"autograd"})
+                               features=case.features() | {"autograd"}) or refusal(entry, case)
     # A backward step is a forward plus one gradient, each about the forward's cost.
     if not reason and entry.max_macs is not None and 2 * case.macs() > entry.max_macs:
         reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "

@@ -29,6 +29,7 @@ BUILTIN_MODULES = (
     "impls.builtin.naive",
     "impls.builtin.unfold",
     "impls.builtin.fft",
+    "impls.builtin.winograd",
     "impls.builtin.torch_native",
     "impls.builtin.triton_conv",
 )

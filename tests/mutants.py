@@ -322,12 +322,12 @@ def _gap(fn):
     return fn
 
 
-@_gap
+@mutant(None, caught_by=("basic-3x3-pad1",))
 def float64_via_float32(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """float64 computed in float32: a float64 result with float32's accuracy.
 
-    Exact-integer sums stay below 2**24, and random mode's float64 tolerance (torch.testing's
-    rtol 1e-7, ~1e9 ulps) is looser than float32 rounding, so nothing catches it.
+    Exact-integer sums stay below 2**24, so only random mode can see it, and only because
+    the float64 tolerance is 1e-12 (torch.testing's 1e-7 let it through: a known gap once).
     """
     fbias = None if bias is None else bias.float()
     return F.conv2d(input.float(), weight.float(), fbias, stride, padding, dilation,
