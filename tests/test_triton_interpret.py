@@ -1,4 +1,4 @@
-"""The Triton conv kernel against the float64 reference: on the CPU interpreter, or a GPU.
+"""The Triton conv kernels (forward and gradients) against float64: CPU interpreter or a GPU.
 
 Why: CI has no GPU, but TRITON_INTERPRET=1 runs the very kernel source the GPU compiles, so
 its index math, masks (padding, tile edges), strides, dilation and groups are checked here on
@@ -8,7 +8,8 @@ CUDA (no interpreter) the same tests run the compiled kernel on the GPU, float32
 Exact mode: small integers whose every partial sum is exact in fp32, so the result must equal
 the reference bit for bit (half types: the reference rounded once to the dtype). Random mode:
 normal data against the summation-error bound eps32 * (n + 2) * sum|x*w| (n the reduction
-length C/g*R*S, any summation order), plus one rounding to the output dtype.
+length C/g*R*S, any summation order), plus one rounding to the output dtype. Gradients are
+checked the same way against torch autograd on F.conv2d in float64 (see "gradients" below).
 
 What it must not do: set TRITON_INTERPRET where CUDA exists (the whole process would then
 interpret), or import every built-in backend (only the one under test).
@@ -51,6 +52,10 @@ CASES = {
     "1x1-image-pad1": (2, 8, 1, 1, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
     "stride-beyond-kernel": (1, 4, 13, 11, 3, 2, 2, (3, 3), (0, 0), (1, 1), 1, False),
     "batch-0": (0, 4, 5, 5, 3, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+    # The input gradient's stride phases: odd rows and columns that no tap reaches (stride
+    # and dilation share a factor), and taps every 3rd/2nd row (stride/gcd(stride, dil)).
+    "stride2-dilation2-empty-phases": (2, 6, 9, 10, 5, 3, 3, (2, 2), (2, 1), (2, 2), 1, True),
+    "stride3x2-dilation2x3-groups2": (1, 4, 14, 13, 6, 5, 4, (3, 2), (2, 1), (2, 3), 2, True),
 }
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -149,6 +154,7 @@ def test_front_end_same_padding_unbatched():
 
 
 def test_capabilities_follow_the_interpreter():
+    assert "autograd" in ENTRY.features
     if triton_conv.INTERPRET:
         assert "cpu" in ENTRY.devices and ENTRY.max_macs
         assert torch.bfloat16 not in ENTRY.dtypes  # the interpreter's bf16 dot is garbage
@@ -168,3 +174,129 @@ def test_fp32_precision_follows_cudnn_flag():
     assert triton_conv.fp32_input_precision() == "tf32"
     torch.backends.cudnn.allow_tf32 = False
     assert triton_conv.fp32_input_precision() == "ieee"
+
+
+# ---- gradients ------------------------------------------------------------------------------
+# The reference is torch autograd on F.conv2d in float64 (exact on integer data); the sum of
+# |terms| behind each gradient, for the random-mode bound, is the same gradient computed
+# from |x|, |w|, |grad_out|. Reduction lengths: K/g*R*S (input), N*P*Q (weight and bias).
+
+def _reference_grads(x, wt, b, dy, args):
+    leaves = [t.double().requires_grad_() for t in (x, wt) + ((b,) if b is not None else ())]
+    bias = leaves[2] if b is not None else None
+    out = torch.nn.functional.conv2d(leaves[0], leaves[1], bias, *args)
+    return [g.numpy() for g in torch.autograd.grad(out, leaves, dy.double())]
+
+
+def _grad_out(x, wt, b, args, mode, dtype, seed):
+    shape = torch.nn.functional.conv2d(x.float(), wt.float(), None, *args).shape
+    gen = torch.Generator().manual_seed(seed + 100)
+    if mode == "exact":
+        # |x|, |w|, |dy| <= 3 and every reduction here is < 2**12 terms: exact in fp32.
+        return torch.randint(-3, 4, shape, generator=gen).to(dtype)
+    return torch.randn(shape, generator=gen).to(dtype)
+
+
+def _check_grads(x, wt, b, args, mode, seed=0, need=(True, True, True), **backward_kwargs):
+    dy = _grad_out(x, wt, b, args, mode, x.dtype, seed)
+    expect = _reference_grads(x, wt, b, dy, args)
+    need = need[:len(expect)]
+    if backward_kwargs:  # the launchers directly, to force a loop or a split
+        gx = triton_conv.conv2d_backward_data(dy.to(DEVICE), wt.to(DEVICE), x.shape, *args,
+                                              flat_k=backward_kwargs.get("flat_k"))
+        gw, gb = triton_conv.conv2d_backward_weight(
+            dy.to(DEVICE), x.to(DEVICE), wt.to(DEVICE), *args, bias_grad=b is not None,
+            split=backward_kwargs.get("split"))
+        got = [gx, gw, gb][:len(expect)]
+    else:  # through impls.conv2d and autograd, as a training step does
+        leaves = [t.to(DEVICE).requires_grad_(n) if t is not None else None
+                  for t, n in zip((x, wt, b), need + (False,) * 3)]
+        out = conv2d(*leaves, *args, backend=ENTRY)
+        out.backward(dy.to(DEVICE))
+        got = [t.grad if t is not None else None for t in leaves][:len(expect)]
+    bounds = None
+    if mode == "random":
+        absolute = [t.abs() if t is not None else None for t in (x, wt, b, dy)]
+        sums = _reference_grads(*absolute[:3], absolute[3], args)
+        p, q = dy.shape[2:]
+        lengths = (wt.shape[0] // args[3] * wt.shape[2] * wt.shape[3],) + (x.shape[0] * p * q,) * 2
+        bounds = [np.finfo(np.float32).eps * (length + 2) * total
+                  for length, total in zip(lengths, sums)]
+    for name, want, grad, e, bound in zip(("input", "weight", "bias"), need, got, expect,
+                                          bounds or [None] * 3):
+        if not want:
+            assert grad is None, f"{name} gradient computed though not asked for"
+            continue
+        assert grad.dtype == x.dtype and tuple(grad.shape) == e.shape, name
+        grad = grad.detach().cpu().double().numpy()
+        if mode == "exact":
+            rounded = torch.from_numpy(e).to(x.dtype).double().numpy()
+            bad = grad != rounded
+            assert not bad.any(), f"{name}: {bad.sum()} of {bad.size} differ; first at " \
+                                  f"{np.argwhere(bad)[0]}: {grad[bad][0]} vs {rounded[bad][0]}"
+        else:
+            err = np.abs(grad - e)
+            bound = bound + torch.finfo(x.dtype).eps * np.abs(e)
+            assert (err <= bound).all(), f"{name}: max error {err.max():.3g}, worst " \
+                f"error/bound {(err / np.maximum(bound, 1e-300)).max():.3g}"
+
+
+@pytest.mark.parametrize("mode", ["exact", "random"])
+@pytest.mark.parametrize("name", CASES)
+def test_gradients_match_reference(name, mode):
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES[name], mode, torch.float32, seed=3)
+    _check_grads(x, wt, b, args, mode, seed=3)
+
+
+@pytest.mark.parametrize("name", ["groups-3", "stride2-dilation2-empty-phases"])
+def test_gradients_float16(name):
+    """The half path: fp32 sums, one rounding to float16 per gradient."""
+    _skip_unless_runs(torch.float16)
+    x, wt, b, args = _make(CASES[name], "exact", torch.float16, seed=4)
+    _check_grads(x, wt, b, args, "exact", seed=4)
+
+
+@pytest.mark.parametrize(("flat_k", "split"), [(False, 1), (True, 3), (False, 7)],
+                         ids=["channel-block-loop-split1", "flat-loop-split3",
+                              "channel-block-loop-split7"])
+@pytest.mark.parametrize("name", ["channel-blocks-all-edges", "stride3x2-dilation2x3-groups2"])
+def test_gradient_loops_and_splits(name, flat_k, split):
+    """Each input-gradient loop on shapes the default would give to the other; the weight
+    gradient in 1, 3 or 7 pixel chunks (not whole tiles: partial tiles, partial sums)."""
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES[name], "exact", torch.float32, seed=5)
+    _check_grads(x, wt, b, args, "exact", seed=5, flat_k=flat_k, split=split)
+
+
+@pytest.mark.parametrize("need", [(True, False, False), (False, True, False),
+                                  (False, False, True), (False, True, True)],
+                         ids=["input", "weight", "bias", "weight-bias"])
+def test_only_requested_gradients(need):
+    """A frozen layer or the first layer's input: only the asked-for gradients, still right."""
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES["rect-kernel-stride-2x1"], "exact", torch.float32, seed=6)
+    _check_grads(x, wt, b, args, "exact", seed=6, need=need)
+
+
+def test_gradient_layouts():
+    """grad_weight keeps the weight's layout; an expanded grad_out (from .sum()) works."""
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES["groups-3"], "exact", torch.float32, seed=7)
+    ones = torch.ones(torch.nn.functional.conv2d(x, wt, b, *args).shape)
+    expect = _reference_grads(x, wt, b, ones, args)[1]
+    for weight in (wt, wt.contiguous(memory_format=torch.channels_last)):
+        leaf = weight.to(DEVICE).requires_grad_()
+        conv2d(x.to(DEVICE), leaf, b.to(DEVICE), *args, backend=ENTRY).sum().backward()
+        assert leaf.grad.stride() == leaf.stride()
+        assert np.array_equal(leaf.grad.cpu().double().numpy(), expect)
+
+
+def test_backward_is_not_twice_differentiable():
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES["3x3-pad1"], "exact", torch.float32)
+    leaf = x.to(DEVICE).requires_grad_()
+    out = conv2d(leaf, wt.to(DEVICE), None, *args, backend=ENTRY)
+    (grad,) = torch.autograd.grad(out.sum(), leaf, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()

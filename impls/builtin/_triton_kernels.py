@@ -5,6 +5,7 @@ becomes a GPU kernel or a CPU-interpreter function (TRITON_INTERPRET=1). So this
 imports Triton at load and must be imported only lazily, by impls/builtin/triton_conv.py on
 the first call, after the environment is settled. ``import impls`` must never import it.
 It holds no launch logic (shapes, layouts, grid, the TF32 decision): that is triton_conv.py's.
+The gradient kernels are in _triton_backward.py (the input gradient reuses GPU_CONFIGS).
 
 The GEMM view, per group g (a grid axis):
     M = N*P*Q output pixels (rows),  N_gemm = K/g output channels (columns),

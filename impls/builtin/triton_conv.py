@@ -1,8 +1,10 @@
 """``triton``: a hand-written implicit-GEMM conv2d kernel in Triton (CUDA; CPU via interpreter).
 
 Why it exists: the one backend whose GPU kernel is ours, so its speed against cuDNN measures
-our own code. The kernel lives in impls/builtin/_triton_kernels.py; this file registers the
-backend and launches the kernel (layouts, output allocation, grid, precision).
+our own code. The forward kernel lives in impls/builtin/_triton_kernels.py, the gradient
+kernels in impls/builtin/_triton_backward.py; this file registers the backend and launches
+them (layouts, allocation, grids, the weight gradient's split, precision). Autograd reaches
+them through :class:`TritonConv2dFunction`: no gradient is computed by torch's convolution.
 
 What it must not do: import Triton at load. ``import impls`` works without Triton or a GPU;
 the probe reports why the backend cannot run, and the kernel module is imported on the first
@@ -16,18 +18,20 @@ Float32 precision: one torch setting governs both cuDNN and this kernel, read pe
 benchmark that sets and records that flag has both backends at the same precision. float16
 and bfloat16 always run tensor-core dots with fp32 accumulation; the output is cast back.
 
-Layout: the kernel computes channels_last and returns a channels_last output (the values and
-shape of F.conv2d; its strides are those F.conv2d gives for a channels_last weight). An NCHW
-input is copied to channels_last first; see :func:`conv2d_forward` for why.
+Layout: the kernels compute channels_last and return channels_last outputs and input
+gradients (the values and shape of F.conv2d's); NCHW operands are copied first, see
+:func:`conv2d_forward` for why. The weight gradient takes the weight's own layout.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from impls.frontend import output_size
 from impls.registry import register_backend
@@ -87,7 +91,7 @@ def fp32_input_precision() -> str:
     devices=("cuda", "cpu") if INTERPRET else ("cuda",),
     dtypes=((torch.float32, torch.float16) if INTERPRET
             else (torch.float32, torch.float16, torch.bfloat16)),
-    features=frozenset({"stride", "padding", "dilation", "groups", "bias"}),
+    features=frozenset({"stride", "padding", "dilation", "groups", "bias", "autograd"}),
     exact=True,
     error_model="direct",
     probe=_probe,
@@ -95,17 +99,31 @@ def fp32_input_precision() -> str:
     description="hand-written implicit-GEMM Triton kernel (CPU: TRITON_INTERPRET=1)",
 )
 def triton_conv2d(input, weight, bias, stride, padding, dilation, groups):
-    """Forward conv2d by the Triton kernel, on already-normalised arguments."""
-    return conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
+    """conv2d by the Triton kernels on already-normalised arguments, differentiable in
+    input, weight and bias (the gradients are Triton kernels too)."""
+    return TritonConv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    if INTERPRET and dtype == torch.bfloat16:
+        # The interpreter does not raise on a bf16 dot: it returns garbage. Refuse instead.
+        raise NotImplementedError("the Triton interpreter has no bfloat16 dot")
+
+
+def launch(kernel, grid, device: torch.device, *args, **meta) -> None:
+    """Launch on the tensors' device: Triton launches on the current one."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            kernel[grid](*args, **meta)
+    else:
+        kernel[grid](*args, **meta)
 
 
 def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,
                    flat_k: bool | None = None) -> torch.Tensor:
     """Launch the kernel; ``flat_k`` forces one reduction loop (tests cover both)."""
     kernels = _kernels()
-    if INTERPRET and input.dtype == torch.bfloat16:
-        # The interpreter does not raise on a bf16 dot: it returns garbage. Refuse instead.
-        raise NotImplementedError("the Triton interpreter has no bfloat16 dot")
+    check_dtype(input.dtype)
     n, _, h, w = input.shape
     k, cg, r, s = weight.shape
     kg = k // groups
@@ -125,20 +143,157 @@ def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,
     wt = weight.contiguous(memory_format=torch.channels_last)
     b = bias.contiguous() if bias is not None else out  # an unread placeholder pointer
     m = n * p * q
-    precision = fp32_input_precision() if input.dtype == torch.float32 else "ieee"
     flat = cg < FLAT_K_BELOW if flat_k is None else flat_k
 
     def grid(meta):
         return (-(-m // meta["BLOCK_M"]) * -(-kg // meta["BLOCK_N"]), groups)
 
-    args = (x, wt, b, out, m, h, w, p, q, cg, kg, *x.stride(), *wt.stride(), *out.stride(),
-            *stride, *padding, *dilation)
-    meta = dict(R=r, S=s, HAS_BIAS=bias is not None, INPUT_PRECISION=precision, FLAT_K=flat,
-                GROUP_M=kernels.GROUP_M)
-    if input.device.type == "cuda":
-        # Triton launches on the current device; make it the tensors' one.
-        with torch.cuda.device(input.device):
-            kernels.conv2d_fwd[grid](*args, **meta)
-    else:
-        kernels.conv2d_fwd[grid](*args, **meta)
+    launch(kernels.conv2d_fwd, grid, input.device,
+           x, wt, b, out, m, h, w, p, q, cg, kg, *x.stride(), *wt.stride(), *out.stride(),
+           *stride, *padding, *dilation,
+           R=r, S=s, HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision(input.dtype),
+           FLAT_K=flat, GROUP_M=kernels.GROUP_M)
     return out
+
+
+def input_precision(dtype: torch.dtype) -> str:
+    """tl.dot's input_precision: the cuDNN flag's choice for float32, else "ieee" (unused)."""
+    return fp32_input_precision() if dtype == torch.float32 else "ieee"
+
+
+# ---- gradients ------------------------------------------------------------------------------
+
+#: Split-K of the weight gradient (see impls/builtin/_triton_backward.py): enough programs to
+#: cover every SM twice, each split at least MIN_SPLIT_PIXELS long (so a partial's store and
+#: reduction stay small next to its loop; a first guess, not yet tuned on a GPU), the fp32
+#: workspace split x K x C/g*R*S at most WORKSPACE_BYTES. Splits are whole largest BLOCK_Ks.
+MIN_SPLIT_PIXELS = 512
+WORKSPACE_BYTES = 256 << 20
+#: The interpreter has no SMs; this only sets how much a big case would be split.
+INTERPRET_SMS = 4
+
+
+class TritonConv2dFunction(torch.autograd.Function):
+    """conv2d whose forward and backward are Triton kernels (not twice differentiable)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(input, weight)
+        ctx.conv = (stride, padding, dilation, groups)
+        return conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        input, weight = ctx.saved_tensors
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_input = grad_weight = grad_bias = None
+        if need_input:
+            grad_input = conv2d_backward_data(grad_out, weight, input.shape, *ctx.conv)
+        if need_weight or need_bias:
+            grad_weight, grad_bias = conv2d_backward_weight(
+                grad_out, input, weight, *ctx.conv, weight_grad=need_weight, bias_grad=need_bias)
+        return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _backward_kernels():
+    _kernels()  # the same TRITON_INTERPRET check
+    return importlib.import_module("impls.builtin._triton_backward")
+
+
+def conv2d_backward_data(grad_out, weight, input_shape, stride, padding, dilation, groups, *,
+                         flat_k: bool | None = None) -> torch.Tensor:
+    """The input gradient (channels_last), by the stride-phase dgrad kernel."""
+    bwd = _backward_kernels()
+    check_dtype(grad_out.dtype)
+    n, c, h, w = input_shape
+    k, cg, r, s = weight.shape
+    kg = k // groups
+    grad_input = torch.empty((n, c, h, w), device=grad_out.device, dtype=grad_out.dtype,
+                             memory_format=torch.channels_last)
+    if grad_input.numel() == 0:
+        return grad_input
+    dy = grad_out.contiguous(memory_format=torch.channels_last)
+    wt = weight.contiguous(memory_format=torch.channels_last)
+    (sh, sw), (dh, dw) = stride, dilation
+    hp, wp = -(-h // sh), -(-w // sw)  # pixels of the largest phase, per axis
+    flat = kg < FLAT_K_BELOW if flat_k is None else flat_k
+
+    def grid(meta):
+        tiles = -(-(n * hp * wp) // meta["BLOCK_M"]) * -(-cg // meta["BLOCK_N"])
+        return (tiles * sh * sw, groups)
+
+    launch(bwd.conv2d_dgrad, grid, grad_out.device,
+           dy, wt, grad_input, n, h, w, *dy.shape[2:], cg, kg, hp, wp,
+           *dy.stride(), *wt.stride(), *grad_input.stride(), *stride, *padding, *dilation,
+           sh // math.gcd(sh, dh), sw // math.gcd(sw, dw),
+           R=r, S=s, INPUT_PRECISION=input_precision(dy.dtype), FLAT_K=flat,
+           GROUP_M=_kernels().GROUP_M)
+    return grad_input
+
+
+def conv2d_backward_weight(grad_out, input, weight, stride, padding, dilation, groups, *,
+                           weight_grad: bool = True, bias_grad: bool = False,
+                           split: int | None = None):
+    """(weight gradient in the weight's layout or None, bias gradient or None).
+
+    ``split`` forces the number of pixel chunks (tests cover several); by default it comes
+    from :func:`wgrad_split`.
+    """
+    bwd = _backward_kernels()
+    check_dtype(grad_out.dtype)
+    n, _, h, w = input.shape
+    k, cg, r, s = weight.shape
+    kg = k // groups
+    p, q = grad_out.shape[2:]
+    npq = n * p * q
+    device, dtype = grad_out.device, grad_out.dtype
+    grad_weight = torch.empty_like(weight, memory_format=torch.preserve_format) \
+        if weight_grad else None
+    grad_bias = torch.empty(k, device=device, dtype=dtype) if bias_grad else None
+    cols = cg * r * s if weight_grad else 0
+    ws_cols = cols + int(bias_grad)  # the bias partial is the last workspace column
+    if npq == 0 or k * ws_cols == 0:
+        return tuple(None if t is None else t.zero_() for t in (grad_weight, grad_bias))
+    x = input.contiguous(memory_format=torch.channels_last)
+    dy = grad_out.contiguous(memory_format=torch.channels_last)
+    tiles = groups * -(-kg // 128) * -(-max(cols, 1) // 128)
+    split, chunk = wgrad_split(npq, tiles, k * ws_cols * 4, _sm_count(device), split,
+                               bwd.MAX_WGRAD_BLOCK_K)
+    ws = torch.empty((split, k, ws_cols), device=device, dtype=torch.float32)
+    if weight_grad:
+        def grid(meta):
+            return (-(-kg // meta["BLOCK_M"]) * -(-cols // meta["BLOCK_N"]), groups, split)
+
+        launch(bwd.conv2d_wgrad, grid, device,
+               x, dy, ws, npq, chunk, h, w, p, q, cg, kg, cols, ws_cols, k * ws_cols,
+               *x.stride(), *dy.stride(), *stride, *padding, *dilation,
+               R=r, S=s, INPUT_PRECISION=input_precision(dtype), GROUP_M=_kernels().GROUP_M)
+    if bias_grad:
+        launch(bwd.bias_partial_kernel, (-(-k // bwd.BIAS_BLOCK_C), split), device,
+               dy, ws, npq, chunk, k, p, q, *dy.stride(), cols, ws_cols, k * ws_cols,
+               BLOCK_P=bwd.BIAS_BLOCK_P, BLOCK_C=bwd.BIAS_BLOCK_C)
+    gw = grad_weight if weight_grad else ws  # placeholders are never written
+    launch(bwd.wgrad_reduce_kernel, (-(-(k * ws_cols) // bwd.REDUCE_BLOCK),), device,
+           ws, gw, grad_bias if bias_grad else ws, split, k, cols, ws_cols, cg, s,
+           *(grad_weight.stride() if weight_grad else (0, 0, 0, 0)), BLOCK=bwd.REDUCE_BLOCK)
+    return grad_weight, grad_bias
+
+
+def wgrad_split(npq: int, tiles: int, split_bytes: int, sms: int, split: int | None,
+                block: int) -> tuple[int, int]:
+    """(splits, pixels per split) for a weight gradient of ``tiles`` 128x128 output tiles."""
+    if split is not None:  # forced (tests): chunks need not be whole tiles
+        chunk = -(-npq // split)
+    else:
+        split = min(-(-2 * sms // tiles), npq // MIN_SPLIT_PIXELS,
+                    WORKSPACE_BYTES // split_bytes)
+        chunk = -(-npq // max(split, 1))
+        chunk = -(-chunk // block) * block
+    return -(-npq // chunk), chunk
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return INTERPRET_SMS
+    return torch.cuda.get_device_properties(device).multi_processor_count
