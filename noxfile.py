@@ -6,9 +6,12 @@ instead of downloading a multi-GB CUDA build). ``session.posargs`` always pass t
     nox -s check -- --backend pkg.mod:fn     check any backend, a user's included
     nox -s lint                  ruff
     nox -s gpu                   the suite on a CUDA device (skips without one)
+    nox -s bench                 sweep every backend over shape sets (pytest-benchmark)
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
@@ -55,3 +58,42 @@ def gpu(session: nox.Session) -> None:
     if "True" not in (has_cuda or ""):
         session.skip("no CUDA device: torch.cuda.is_available() is False")
     session.run("pytest", "--device", "cuda", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Sweep every backend over shape sets (pytest-benchmark; posargs: sweep options, e.g.
+    -- --shape-set resnet50 --backend torch --shard 1/4), then build the reports if the
+    builder exists. Results: reports/sweeps/."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks", "sweep", *session.posargs)
+    if Path("reports/build.py").is_file() or Path("reports/build/__main__.py").is_file():
+        session.run("python", "-m", "reports.build")
+
+
+@nox.session
+def asv(session: nox.Session) -> None:
+    """asv: time this tree, publish the dashboard to .asv/html; posargs are an asv command.
+
+    nox -s asv                           run the suite on the working tree (this venv, results
+                                         filed under HEAD), then publish .asv/html/index.html
+    nox -s asv -- run HEAD~3..HEAD       history: asv builds each commit in its own virtualenv
+    nox -s asv -- run -b gflops --quick  any `asv run` options (--quick saves nothing)
+    nox -s asv -- continuous main HEAD   compare two commits; `compare A B` compares results
+    nox -s asv -- preview                serve the dashboard
+
+    The machine (threads and GPU in its name: benchmarks/asv_bench/machine.py) is registered
+    first and passed as --machine to the commands that take it; `run` is followed by publish.
+    """
+    install(session, "bench")
+    machine = session.run("python", "-m", "benchmarks.asv_bench.machine", silent=True)
+    machine = machine.strip().splitlines()[-1]
+    head = session.run("git", "rev-parse", "HEAD", external=True, silent=True).strip()
+    command, *args = session.posargs or ["run", "--environment", "existing",
+                                         "--set-commit-hash", head]
+    if command in ("run", "continuous", "compare", "show", "find") and not any(
+            a in ("-m", "--machine") or a.startswith("--machine=") for a in args):
+        args = ["--machine", machine, *args]
+    session.run("asv", command, *args)
+    if command in ("run", "continuous"):
+        session.run("asv", "publish")

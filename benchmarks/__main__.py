@@ -13,7 +13,7 @@ import importlib
 import sys
 
 #: Modules that define ``add_parser(subparsers)``; their order is the order of --help.
-COMMANDS = ("benchmarks.shapes",)
+COMMANDS = ("benchmarks.shapes", "benchmarks.sweep", "benchmarks.sweep_report")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,219 @@
+"""pytest side of the sweep: options, one test per case, the machine record, one row per case.
+
+Normally run by ``python -m benchmarks sweep`` (benchmarks/sweep.py), which survives hangs
+and crashes, resumes and merges. It can also be run by hand, without that protection:
+
+    pytest benchmarks/bench_sweep.py --shape-set resnet50 --backend torch --backend unfold \\
+        --benchmark-json reports/sweeps/mine.json
+
+Every case ends as one row in the results file (``--results``), whatever its outcome; a
+case whose key is already there is deselected, which is how a rerun resumes. While a case
+runs, ``<results>.running`` names it, so a supervisor that finds the process dead or stuck
+knows which case to blame.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The sweep times kernels, never Triton's CPU interpreter (~10 ms per program step): with the
+# variable cleared before impls is imported, the triton backend declares CUDA only, and on a
+# CPU it is skipped with that reason instead of being timed.
+_INTERPRETER_ASKED = os.environ.pop("TRITON_INTERPRET", "") == "1"
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import machine, records, sweep_plan  # noqa: E402
+
+_OUTCOME = pytest.StashKey[tuple]()
+
+
+def _add(group, name, **kwargs):
+    """Add an option unless tests/conftest.py (loaded in the same session) already has it."""
+    with contextlib.suppress(ValueError):
+        group.addoption(name, **kwargs)
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("convbench sweep")
+    _add(g, "--shape-set", action="append", default=None, metavar="NAME",
+         help=f"shape set (repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)})")
+    _add(g, "--backend", action="append", default=None,
+         help="backend name or package.module:function (repeatable; default: all)")
+    _add(g, "--batch", type=int, default=1, help="batch of every shape (default 1)")
+    _add(g, "--dtype", default="float32", choices=list(sweep_plan.DTYPES))
+    _add(g, "--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    _add(g, "--direction", default="forward", choices=sweep_plan.DIRECTIONS)
+    _add(g, "--cache", default="warm", choices=sweep_plan.CACHE_MODES,
+         help="cold: flush the caches before every timed call")
+    _add(g, "--shard", default=None, metavar="I/N", help="run shard I of N (1-based)")
+    _add(g, "--budget", type=float, default=sweep_plan.BUDGET_S,
+         help="seconds of timed rounds per case (default %(default)s)")
+    _add(g, "--limit", type=float, default=sweep_plan.LIMIT_S,
+         help="skip a case whose predicted warm-up + minimum rounds exceed this many seconds")
+    _add(g, "--min-rounds", type=int, default=sweep_plan.MIN_ROUNDS)
+    _add(g, "--threads", type=int, default=None, help="torch threads (default: usable CPUs)")
+    _add(g, "--tf32", action="store_true", help="let cuBLAS/cuDNN run float32 as TF32")
+    _add(g, "--results", default=None, metavar="FILE",
+         help="JSON-lines results, appended per case and used to resume")
+
+
+class Sweep:
+    """The run's settings, its cases, its results file and (lazily) its machine record."""
+
+    def __init__(self, config):
+        self.config = config
+        opt = config.getoption
+        self.budget, self.limit = opt("--budget"), opt("--limit")
+        self.min_rounds = opt("--min-rounds")
+        self.device, self.dtype_name = opt("--device"), opt("--dtype")
+        self.dtype = getattr(torch, self.dtype_name)
+        cases = sweep_plan.plan(opt("--shape-set") or sweep_plan.DEFAULT_SETS,
+                                opt("--backend"), batch=opt("--batch"), dtype=self.dtype_name,
+                                device=self.device, direction=opt("--direction"),
+                                cache=opt("--cache"))
+        shard = sweep_plan.parse_shard(opt("--shard")) if opt("--shard") else None
+        self.cases = sweep_plan.shard(cases, *shard) if shard else cases
+        self.results = records.ResultsFile(opt("--results") or sweep_plan.results_path(
+            self.device, self.dtype_name, opt("--batch"), shard))
+        self.heartbeat = sweep_plan.heartbeat_path(self.results.path)
+        self._machine = None
+
+    @property
+    def machine(self) -> dict:
+        """This machine's record: reused from the results file when it was measured there
+        under the same settings (a resumed run), else measured now and appended. The first
+        use also appends this process's ``run`` record."""
+        if self._machine is None:
+            self.results.append(self._run_record())
+            here = machine.describe(self.device)
+            here.update(device=self.device, dtype=self.dtype_name)
+            known = {m["id"]: m for m in self.results.machines()}
+            self._machine = known.get(machine.machine_id(here))
+            if self._machine is None:
+                self._machine = machine.measure(self.device, self.dtype)
+                # pytest-benchmark's own description too, for its JSON (py-cpuinfo: ~1 s)
+                self._machine["machine_info"] = self.config.hook.\
+                    pytest_benchmark_generate_machine_info(config=self.config)
+                self.results.append({"record": "machine", **self._machine})
+            warning = machine.busy_warning(here)
+            if warning:
+                warnings.warn(warning, stacklevel=1)
+        return self._machine
+
+    def _run_record(self) -> dict:
+        """Provenance of this pytest process, in pytest-benchmark's own terms where it has them."""
+        hook, opt = self.config.hook, self.config.option
+        return {"record": "run", "started": records.now(), "pid": os.getpid(),
+                "options": {k: getattr(opt, k) for k in RUN_OPTIONS},
+                "commit_info": hook.pytest_benchmark_generate_commit_info(config=self.config),
+                "pytest_benchmark": _version("pytest-benchmark")}
+
+
+#: The options a run record keeps (pytest's attribute names).
+RUN_OPTIONS = ("shape_set", "backend", "batch", "dtype", "device", "direction", "cache",
+               "shard", "budget", "limit", "min_rounds", "threads", "tf32")
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+_SWEEP = pytest.StashKey[Sweep]()
+
+
+def pytest_configure(config):
+    threads = config.getoption("--threads") or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)  # pinned: the thread count is part of every number
+    # Set, never inherited: PyTorch's default lets cuDNN run "float32" as TF32.
+    tf32 = config.getoption("--tf32")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest algorithm
+    config.stash[_SWEEP] = Sweep(config)
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        cases = metafunc.config.stash[_SWEEP].cases
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect cases the results file already has a row for: that is how a rerun resumes."""
+    if _SWEEP not in config.stash:
+        return
+    done = config.stash[_SWEEP].results.done()
+    keep, gone = [], []
+    for item in items:
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        (gone if case is not None and case.key in done else keep).append(item)
+    if gone:
+        config.hook.pytest_deselected(items=gone)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        excinfo = call.excinfo
+        if report.skipped:
+            reason = str(getattr(excinfo.value, "msg", excinfo.value)) if excinfo else ""
+            item.stash[_OUTCOME] = ("skipped", reason)
+        elif report.failed:
+            reason = f"{excinfo.typename}: {excinfo.value}" if excinfo else report.longreprtext
+            item.stash[_OUTCOME] = ("failed", reason.strip()[:2000])
+        else:
+            item.stash[_OUTCOME] = ("ok", "")
+    return report
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    sweep = config.stash.get(_SWEEP, None)
+    if sweep is not None and sweep._machine is not None:
+        machine_info["convbench"] = sweep._machine
+
+
+@pytest.fixture(scope="session")
+def sweep(pytestconfig) -> Sweep:
+    return pytestconfig.stash[_SWEEP]
+
+
+@pytest.fixture
+def row(request, sweep, case, benchmark):
+    """The case's row: the test fills in what it measured; the outcome (ok, skipped, failed)
+    and the write happen here, so a case that raises still leaves its row."""
+    # Measured (or read back) before the heartbeat: it is not the case's time.
+    machine_id = sweep.machine["id"]
+    fields = {"started": records.now(), "threads": torch.get_num_threads(),
+              "test": request.node.nodeid, "machine_id": machine_id}
+    start = time.perf_counter()
+    sweep.heartbeat.write_text(json.dumps({"key": case.key, "test": request.node.nodeid,
+                                           "pid": os.getpid(), "started": time.time()}))
+    yield fields
+    status, reason = request.node.stash.get(_OUTCOME, ("failed", "no outcome recorded"))
+    if status == "ok" and fields.get("median_s") is None:
+        status, reason = "skipped", "not timed (pytest-benchmark disabled?)"
+    if status == "skipped" and "TRITON_INTERPRET" in reason:
+        reason += "; the sweep never times the Triton CPU interpreter"
+    if status == "ok" and fields.get("reason"):
+        reason = fields["reason"]  # a noise warning
+    fields.update(case.row_fields(), status=status, reason=reason,
+                  wall_s=round(time.perf_counter() - start, 4))
+    if status == "ok" and benchmark.stats is not None:
+        sweep.results.append({"record": "benchmark", "key": case.key,
+                              **benchmark.stats.as_dict(include_data=False)})
+    sweep.results.append(records.case_row(**fields))
+    sweep.heartbeat.unlink(missing_ok=True)

@@ -1,0 +1,193 @@
+"""The machine a sweep ran on: what it is, and what it can do at best (measured, not quoted).
+
+Why measured: a GFLOP/s number means little without the machine's own ceiling, and a
+datasheet peak is neither reachable nor known for every CPU. So once per run the harness
+times a large GEMM (its peak GFLOP/s in the sweep's dtype) and a large copy (its memory
+bandwidth), and every result is shown as a fraction of those, and placed on a roofline.
+
+Also recorded, because each changes a conv's speed: thread count (pinned by the caller),
+library versions, the malloc settings, the load average when measured (another process on
+a 2-core machine halves every number), and on a GPU its name, driver, CUDA, cuDNN and the
+TF32 setting. What it must not do: change any setting; the caller pins threads and TF32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+#: Environment variables that change what a run measures, recorded as they were.
+ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
+            "MALLOC_ARENA_MAX", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES",
+            "CUBLAS_WORKSPACE_CONFIG")
+#: Square GEMM size: large enough to run at full speed (about 90 ms on 2 cores in fp32).
+GEMM_N = {"cpu": 2048, "cuda": 8192}
+#: Copy size: far beyond any cache, so the copy runs from memory.
+COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
+#: Seconds spent measuring each of the two; the best of the calls is the peak.
+MEASURE_S = 0.5
+
+
+def _best_seconds(fn, device: str, seconds: float = MEASURE_S, min_calls: int = 3) -> float:
+    """The fastest synchronised call after one warm-up call: a peak is the best the machine
+    does, and the fastest call is the one least disturbed by anything else."""
+    from benchmarks.timer import time_once
+
+    time_once(fn, device)
+    best, start, calls = float("inf"), time.perf_counter(), 0
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        best, calls = min(best, time_once(fn, device)), calls + 1
+    return best
+
+
+def peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of a large square matrix product (2 n^3 FLOPs) in ``dtype``, on all threads."""
+    n = GEMM_N["cuda" if device.startswith("cuda") else "cpu"]
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / _best_seconds(lambda: torch.mm(a, b, out=out), device) / 1e9
+
+
+def bandwidth_gbps(device: str = "cpu") -> float:
+    """GB/s of a large copy, counting the bytes read and the bytes written."""
+    nbytes = COPY_BYTES["cuda" if device.startswith("cuda") else "cpu"]
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / _best_seconds(lambda: dst.copy_(src), device) / 1e9
+
+
+def describe(device: str = "cpu") -> dict:
+    """Everything about this machine that is not a measurement."""
+    info = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_parallel": torch.__config__.parallel_info().splitlines()[-1].strip(),
+        "onednn": _version_in(torch.__config__.show(), r"(?:oneDNN|MKL-DNN) v(\S+)"),
+        "blas": _version_in(torch.__config__.show(), r"BLAS_INFO=(\w+)"),
+        "libraries": _versions("numpy", "scipy", "triton", "pytest_benchmark"),
+        "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = _gpu(torch.device(device))
+    return info
+
+
+def measure(device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
+    """describe() plus the measured peak GFLOP/s and bandwidth, and an id for the pair."""
+    info = describe(device)
+    info["device"] = device
+    info["dtype"] = str(dtype).removeprefix("torch.")
+    info["peak_gflops"] = round(peak_gflops(device, dtype), 2)
+    info["bandwidth_gbps"] = round(bandwidth_gbps(device), 2)
+    info["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    info["id"] = machine_id(info)
+    return info
+
+
+def machine_id(info: dict) -> str:
+    """A short id for what makes numbers comparable: host, CPU, GPU, threads, versions."""
+    keys = ("host", "cpu", "torch", "torch_threads", "device", "dtype", "gpu", "env")
+    text = json.dumps({k: info.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def same_machine(a: dict, b: dict) -> bool:
+    """True when a recorded machine is this one, as far as the numbers are concerned."""
+    return machine_id(a) == machine_id(b)
+
+
+def busy_warning(info: dict) -> str:
+    """A warning when the load average says the CPU was shared while measuring."""
+    load, cpus = info.get("loadavg_1min"), info.get("cpus_usable") or 1
+    if load is not None and load > 0.5 * cpus:
+        return (f"load average {load:.1f} on {cpus} CPUs: other processes are running; "
+                "times will be slower and noisier than this machine can do")
+    return ""
+
+
+def _cpu_model() -> str:
+    text = _read("/proc/cpuinfo")
+    m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    return m.group(1).strip() if m else platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD flags that decide which kernels oneDNN and MKL pick."""
+    m = re.search(r"^flags\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.M)
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    have = set(m.group(1).split()) if m else set()
+    return [f for f in wanted if f in have]
+
+
+def _memory_bytes() -> int | None:
+    m = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.M)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _version_in(text: str, pattern: str) -> str:
+    m = re.search(pattern, text)
+    return m.group(1) if m else ""
+
+
+def _versions(*modules: str) -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in modules:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _gpu(device: torch.device) -> dict:
+    props = torch.cuda.get_device_properties(device)
+    return {
+        "name": props.name,
+        "capability": f"{props.major}.{props.minor}",
+        "sms": props.multi_processor_count,
+        "memory_bytes": props.total_memory,
+        "driver": _nvidia_driver(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    }
+
+
+def _nvidia_driver() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.strip().splitlines()[0] if out.strip() else ""

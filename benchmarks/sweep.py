@@ -1,0 +1,259 @@
+"""``python -m benchmarks sweep``: run the sweep so that no case can take the others down.
+
+Why a supervisor around pytest: a kernel that segfaults kills its process, and one that hangs
+in native code holding the GIL cannot be interrupted from inside (pytest-timeout's thread
+method needs the GIL; its signal method needs Python bytecode to run). pytest-xdist would
+restart a dead worker, but pytest-benchmark disables itself under xdist. So this command runs
+pytest on benchmarks/bench_sweep.py in one child process and watches it: the child names the
+case in flight in ``<results>.running``; a child that dies there gets that case a "crashed"
+row, a case past ``--timeout`` has the child killed and gets a "timeout" row, and a new
+child resumes after it (cases with a row are deselected). One child at a time, in order: not
+a scheduler. Scale out with ``--shard i/n`` and ``python -m benchmarks merge``.
+
+Files, next to ``--results`` (default reports/sweeps/<device>-<dtype>-mb<batch>.jsonl):
+``.jsonl`` the streamed rows and resume log, ``.json`` the report (pytest-benchmark's format
+plus every row), ``.log`` pytest's output. Exit status: 0 every case has an ok or skipped row,
+1 some case failed, timed out or crashed (the sweep still ran every other case), 2 bad usage
+or a child that died outside any case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import records, sweep_plan
+from benchmarks.sweep_report import Progress, summarize
+
+BENCH_FILE = Path(__file__).with_name("bench_sweep.py")
+#: glibc malloc settings for the child, unless already set: large blocks come from the heap
+#: instead of fresh mmaps, and freed memory is kept, so a call does not pay page faults for
+#: scratch memory that an earlier call already touched (F.conv2d on a layer with 58 MB of
+#: scratch: 10.2 vs 6.0 ms depending on malloc history; unfold on dense17_32x64, whose column
+#: buffer is 380 MB: ~200 ms a call without these settings, 60-130 ms with them). Recorded
+#: with each machine record; benchmarks.memory bypasses them for its one measured call.
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**36)}
+#: Variables a parent pytest-xdist worker leaves behind; pytest-benchmark would see them and
+#: disable itself in the child.
+_DROP_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
+             "PYTEST_CURRENT_TEST")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="time every backend over shape sets (pytest-benchmark, isolated)",
+        description="Time every backend over shape sets with pytest-benchmark, in a child "
+                    "process that a hanging or crashing case cannot take down; resumes.")
+    p.add_argument("--shape-set", action="append", metavar="NAME",
+                   help=f"repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)}")
+    p.add_argument("--backend", action="append",
+                   help="name or package.module:function, repeatable; default: every backend")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", default="float32", choices=list(sweep_plan.DTYPES))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--direction", default="forward", choices=sweep_plan.DIRECTIONS)
+    p.add_argument("--cache", default="warm", choices=sweep_plan.CACHE_MODES)
+    p.add_argument("--shard", metavar="I/N", help="run shard I of N (1-based), split by shape")
+    p.add_argument("--budget", type=float, default=sweep_plan.BUDGET_S,
+                   help="seconds of timed rounds per case (default %(default)s)")
+    p.add_argument("--limit", type=float, default=sweep_plan.LIMIT_S,
+                   help="skip a case predicted to need more seconds (default %(default)s)")
+    p.add_argument("--min-rounds", type=int, default=sweep_plan.MIN_ROUNDS)
+    p.add_argument("--timeout", type=float, default=sweep_plan.TIMEOUT_S,
+                   help="kill a case still running after this many seconds (default "
+                        "%(default)s)")
+    p.add_argument("--threads", type=int, help="torch threads (default: usable CPUs)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
+    p.add_argument("--results", type=Path, help="JSON-lines results file (resumed if present)")
+    p.add_argument("--fresh", action="store_true", help="discard earlier results first")
+    p.add_argument("--list", action="store_true", help="print the cases and exit")
+    p.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
+    p.set_defaults(func=cli)
+
+
+def cli(args: argparse.Namespace) -> int:
+    try:
+        shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
+        cases = sweep_plan.plan(args.shape_set or sweep_plan.DEFAULT_SETS, args.backend,
+                                batch=args.batch, dtype=args.dtype, device=args.device,
+                                direction=args.direction, cache=args.cache)
+    except ValueError as exc:
+        print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
+        return 2
+    cases = sweep_plan.shard(cases, *shard_of) if shard_of else cases
+    if args.list:
+        for c in cases:
+            print(c.id)
+        return 0
+    results = records.ResultsFile((args.results or sweep_plan.results_path(
+        args.device, args.dtype, args.batch, shard_of)).resolve())
+    paths = _paths(results.path)
+    results.path.parent.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+    paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
+    code = supervise(cases, results, _child_command(args, results.path),
+                     _child_env(args.threads), args.timeout)
+    if code == 130 or code == 2:
+        return code
+    doc = records.report([results])
+    records.write_json(paths["report"], doc)
+    return summarize(cases, results, paths) or code
+
+
+def _paths(results: Path) -> dict[str, Path]:
+    return {"results": results, "report": results.with_suffix(".json"),
+            "log": results.with_suffix(".log"),
+            "heartbeat": sweep_plan.heartbeat_path(results)}
+
+
+def _child_command(args, results: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", str(BENCH_FILE), "-p", "no:cacheprovider",
+           "-p", "no:xdist", "-q", "--results", str(results), "--batch", str(args.batch),
+           "--dtype", args.dtype, "--device", args.device, "--direction", args.direction,
+           "--cache", args.cache, "--budget", str(args.budget), "--limit", str(args.limit),
+           "--min-rounds", str(args.min_rounds), "--benchmark-group-by", "group",
+           "--benchmark-columns", "median,iqr,min,rounds,iterations"]
+    for name in args.shape_set or sweep_plan.DEFAULT_SETS:
+        cmd += ["--shape-set", name]
+    for name in args.backend or ():
+        cmd += ["--backend", name]
+    for flag, value in (("--shard", args.shard), ("--threads", args.threads)):
+        if value:
+            cmd += [flag, str(value)]
+    return cmd + (["--tf32"] if args.tf32 else []) + list(args.pytest_args)
+
+
+def _child_env(threads: int | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    for key, value in MALLOC_ENV.items():
+        env.setdefault(key, value)
+    n = str(threads or len(os.sched_getaffinity(0)))
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = n  # numpy/scipy's BLAS too
+    return env
+
+
+def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
+              timeout: float) -> int:
+    """Run children until every case has a row; 0, or 2 (a child died outside any case),
+    or 130 (interrupted: rerun the same command to resume)."""
+    by_key = {c.key: c for c in cases}
+    paths = _paths(results.path)
+    progress = Progress(cases, results.done())
+    for _ in range(len(cases) + 1):  # every restart adds a row, so this always ends
+        if not set(by_key) - results.done():
+            return 0
+        with open(paths["log"], "a", encoding="utf-8") as log:
+            log.write(f"\n=== {records.now()} {' '.join(cmd)}\n")
+            log.flush()
+            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+            previous = signal.signal(signal.SIGTERM, _interrupt)  # e.g. `timeout`, CI cancel
+            try:
+                killed = _watch(child, paths["heartbeat"], timeout, results, progress)
+            except KeyboardInterrupt:
+                _kill(child)
+                paths["heartbeat"].unlink(missing_ok=True)
+                print("\ninterrupted; run the same command again to resume", file=sys.stderr)
+                return 130
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+        progress.update(results)
+        in_flight = _read_json(paths["heartbeat"])
+        paths["heartbeat"].unlink(missing_ok=True)
+        if in_flight is None or in_flight["key"] in results.done():
+            # No case was cut short (or it finished just as it was killed).
+            missing = set(by_key) - results.done()
+            if killed or (child.returncode in (0, 1, 5) and not missing):
+                continue  # 0/1/5: passed / some failed / nothing left to run
+            print(f"pytest exited with status {child.returncode} outside any case, "
+                  f"{len(missing)} cases without a row; see {paths['log']}:\n"
+                  f"{_tail(paths['log'])}", file=sys.stderr)
+            return 2
+        case = by_key.get(in_flight["key"])
+        if case is None:
+            print(f"a case not in this sweep was in flight: {in_flight}", file=sys.stderr)
+            return 2
+        status, reason = ("timeout", f"still running after {timeout:g} s: killed") if killed \
+            else ("crashed", f"the process died ({_exit_reason(child.returncode)}) during this "
+                             f"case; {_crash_excerpt(paths['log'])}")
+        results.append(records.case_row(**case.row_fields(), status=status, reason=reason,
+                                        test=in_flight.get("test"), started=records.now()))
+        progress.update(results)
+    return 0 if not set(by_key) - results.done() else 2
+
+
+def _watch(child, heartbeat: Path, timeout: float, results, progress) -> bool:
+    """Wait for the child, printing rows as they come; kill it when the case in flight
+    passes ``timeout``. True when it was killed for that."""
+    while child.poll() is None:
+        time.sleep(0.2)
+        progress.update(results)
+        in_flight = _read_json(heartbeat)
+        if in_flight and time.time() - in_flight["started"] > timeout:
+            _kill(child)
+            return True
+    return False
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be SIGKILLed if the supervisor dies, however it dies (the
+    child has a session of its own, so no terminal or process-group signal reaches it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+
+
+def _kill(child) -> None:
+    """SIGKILL the child's process group: a hung kernel ignores anything gentler."""
+    with contextlib.suppress(ProcessLookupError):  # it may have died on its own meanwhile
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, or caught mid-write: look again next time
+        return None
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {-code}, {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def _crash_excerpt(log: Path) -> str:
+    """Where it died: faulthandler's report (pytest enables it) names the innermost frames
+    first; without one, the log's last lines."""
+    lines = _tail(log, 400).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
+    if not starts:
+        return "last output: " + " | ".join(lines[-6:])
+    frames = [line.strip() for line in lines[starts[-1]:] if line.strip().startswith("File")]
+    return f"{lines[starts[-1]].strip()}; innermost frames: " + " | ".join(frames[:4])
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+

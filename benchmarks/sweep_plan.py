@@ -1,0 +1,168 @@
+"""Which cases a sweep runs: backends x shape-set entries, their keys, and shards.
+
+Why a module of its own: the supervisor (``python -m benchmarks sweep``) and the pytest file
+it runs (benchmarks/bench_sweep.py) must agree on exactly the same list, in the same order,
+with the same keys, or resuming and sharding would silently drift apart. Nothing here
+measures or imports a backend's module: backends come from ``impls.backends()`` and
+``impls.get_backend(name)`` only (a name may be "package.module:function").
+
+Order is shape-major: every backend of one shape runs back to back, so a backend and the
+torch baseline it is compared with are timed minutes apart at most, in the same machine state.
+Shards split by *shape*, never inside one, for the same reason: a CI matrix runs shards on
+different machines, and a speed ratio between two machines means nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import impls
+from benchmarks.shapes import ShapeEntry, shape_set
+
+#: What ``nox -s bench`` and a bare ``python -m benchmarks sweep`` run.
+DEFAULT_SETS = ("resnet50", "large-kernel", "grid-small")
+#: Bytes per element, for a row's tensor bytes.
+DTYPES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+DIRECTIONS = ("forward",)
+CACHE_MODES = ("warm", "cold")
+#: Seconds of timed rounds per case; at least MIN_ROUNDS rounds whatever a call costs.
+BUDGET_S, MIN_ROUNDS = 0.5, 3
+#: The budget guard: a case whose warm-up + MIN_ROUNDS calls are predicted to take longer
+#: is skipped with its prediction as the reason.
+LIMIT_S = 10.0
+#: A case still running after this long is killed and recorded as "timeout".
+TIMEOUT_S = 120.0
+RESULTS_DIR = Path("reports") / "sweeps"
+
+
+def _grid_small(batch: int | None) -> list[ShapeEntry]:
+    """A 14-problem subset of ``grid`` (41): enough kernel x image points for a coarse
+    crossover map (1..17 taps at 14 and 56 pixels, plus stride 2), at a third of the cost.
+    Its entries keep grid's names ("grid:k3_i56_s1_same"), so a report can place them."""
+    keep = []
+    for e in shape_set("grid", batch):
+        s = e.spec
+        same = s.ph == s.kh // 2
+        if same and ((s.sh == 1 and s.kh in (1, 3, 5, 9, 13, 17) and s.ih in (14, 56))
+                     or (s.sh == 2 and s.kh in (3, 13) and s.ih == 56)):
+            keep.append(e)
+    return keep
+
+
+#: Sets the sweep defines on top of benchmarks.shapes (subsets for a quick default run).
+SWEEP_SETS = {"grid-small": _grid_small}
+
+
+def sweep_shape_set(name: str, batch: int | None) -> list[ShapeEntry]:
+    """A set of benchmarks.shapes (or a shape file's path), or one of SWEEP_SETS."""
+    if name in SWEEP_SETS:
+        return SWEEP_SETS[name](batch)
+    return shape_set(name, batch)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a backend on one shape, in one dtype, device, direction, cache mode."""
+
+    backend: str
+    shape_set: str
+    index: int  # position in its set: with the set, names the shape even without a name
+    entry: ShapeEntry
+    dtype: str = "float32"
+    device: str = "cpu"
+    direction: str = "forward"
+    cache: str = "warm"
+
+    @property
+    def shape_key(self) -> tuple[str, str]:
+        return self.shape_set, self.entry.descriptor
+
+    @property
+    def key(self) -> str:
+        """What resume and merge match rows on: everything that makes it another number."""
+        return "|".join((self.backend, self.shape_set, self.entry.descriptor, self.dtype,
+                         self.device, self.direction, self.cache))
+
+    @property
+    def id(self) -> str:
+        """The pytest id: readable, unique within a sweep."""
+        name = self.entry.spec.name.split(":")[-1] or self.entry.descriptor
+        return f"{self.shape_set}-{self.index:02d}-{_slug(name)}-{_slug(self.backend)}"
+
+    @property
+    def group(self) -> str:
+        """pytest-benchmark's group: one table per shape, backends side by side."""
+        return f"{self.shape_set} {self.entry.descriptor}"
+
+    def __str__(self) -> str:  # how pytest-benchmark's JSON shows the parameter
+        return self.id
+
+    def row_fields(self) -> dict:
+        """What a result row says about the case itself, whatever happened to it."""
+        e = self.entry
+        return {"key": self.key, "backend": self.backend, "shape_set": self.shape_set,
+                "index": self.index, "name": e.spec.name, "descriptor": e.descriptor,
+                "count": e.count, "batch": e.spec.mb, "dtype": self.dtype, "device": self.device,
+                "direction": self.direction, "cache": self.cache, "flops": e.flops,
+                "bytes": e.spec.bytes(DTYPES[self.dtype])}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_")
+
+
+def plan(shape_sets=DEFAULT_SETS, backends=None, *, batch: int | None = 1,
+         dtype: str = "float32", device: str = "cpu", direction: str = "forward",
+         cache: str = "warm") -> list[Case]:
+    """Every case, shape-major. ``backends`` None means every registered one, available or
+    not: an unavailable backend still gets a row per shape, skipped with its reason."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: this sweep measures {', '.join(DIRECTIONS)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache {cache!r}: one of {', '.join(CACHE_MODES)}")
+    names = [b.name for b in impls.backends()] if not backends else list(backends)
+    names = [impls.get_backend(n).name for n in dict.fromkeys(names)]  # unknown: ValueError
+    cases = []
+    for set_name in dict.fromkeys(shape_sets):
+        for index, entry in enumerate(sweep_shape_set(set_name, batch)):
+            cases += [Case(name, set_name, index, entry, dtype, device, direction, cache)
+                      for name in names]
+    return cases
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (1-based) -> (i, n); ValueError names the problem."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not m:
+        raise ValueError(f"shard {text!r} is not of the form i/n (1-based, e.g. 2/4)")
+    i, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= i <= n:
+        raise ValueError(f"shard {text!r}: need 1 <= i <= n")
+    return i, n
+
+
+def shard(cases: list[Case], index: int, count: int) -> list[Case]:
+    """The cases of shard ``index`` of ``count`` (1-based): shapes dealt round-robin, so each
+    shard gets a mix of cheap and dear layers, and all backends of a shape stay together."""
+    shapes = list(dict.fromkeys(c.shape_key for c in cases))
+    mine = {s for k, s in enumerate(shapes) if k % count == index - 1}
+    return [c for c in cases if c.shape_key in mine]
+
+
+def results_path(device: str, dtype: str, batch: int | None,
+                 shard_of: tuple[int, int] | None = None) -> Path:
+    """The default results file: one per device, dtype, batch and shard, so rerunning the
+    same command resumes, and shards of a job array never write the same file."""
+    name = f"{_slug(device)}-{dtype}-mb{batch or 'own'}"
+    if shard_of:
+        name += f"-shard{shard_of[0]}of{shard_of[1]}"
+    return RESULTS_DIR / f"{name}.jsonl"
+
+
+def heartbeat_path(results: Path) -> Path:
+    """Names the case in flight (written when it starts, removed when its row is written)."""
+    return Path(results).with_suffix(".running")

@@ -1,0 +1,163 @@
+"""What a sweep shows on the console, and ``python -m benchmarks merge`` for sharded sweeps.
+
+Progress: one line per finished case as its row lands in the results file (read
+incrementally, so a supervisor shows what the child wrote without talking to it), with an
+estimate of the time left. Summary: per shape set, each backend's time relative to torch
+(geometric mean over the shapes both ran) and the network's total (time x count, when every
+shape ran). Merge: the rows of several result files (shards of a job array, in .jsonl or
+.json form) into one report. The plots and HTML are reports/'s job, not this module's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks import machine, records
+
+
+class Progress:
+    """Prints each new row of a results file once, as ``[done/total elapsed ~left] ...``."""
+
+    def __init__(self, cases, done: set[str], stream=sys.stdout):
+        self.keys = {c.key for c in cases}
+        self.total, self.done = len(self.keys), len(self.keys & done)
+        self.resumed, self.start, self.offset, self.stream = self.done, time.monotonic(), 0, stream
+        if self.done:
+            print(f"resuming: {self.done} of {self.total} cases already have a row", file=stream)
+
+    def update(self, results: records.ResultsFile) -> None:
+        """Print the rows appended since the last call (whole lines only)."""
+        try:
+            with open(results.path, encoding="utf-8") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return
+        end = chunk.rfind("\n") + 1
+        self.offset += len(chunk[:end].encode("utf-8"))
+        for line in chunk[:end].splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("record") == "case" and row["key"] in self.keys:
+                self.done += 1
+                print(self._line(row), file=self.stream, flush=True)
+
+    def _line(self, row: dict) -> str:
+        elapsed = time.monotonic() - self.start
+        ran = self.done - self.resumed
+        left = elapsed / ran * (self.total - self.done) if ran else 0
+        head = (f"[{self.done:>{len(str(self.total))}}/{self.total} {_clock(elapsed)} "
+                f"~{_clock(left)} left] {row['status']:<8} {row['backend']:<8} "
+                f"{row['shape_set']} {row['name'] or row['descriptor']}")
+        if row["status"] == "ok":
+            peak = row.get("fraction_of_peak")
+            tail = (f"  {row['median_s'] * 1e3:.3g} ms  {row['gflops']:.1f} GFLOP/s"
+                    + (f"  {peak:.0%} of peak" if peak is not None else "")
+                    + (f"  ({row['reason'].split(':')[0]}: IQR {row['noise']:.0%} of median)"
+                       if row["reason"] else ""))
+        else:
+            tail = f"  {(row['reason'] or '').splitlines()[0][:110] if row['reason'] else ''}"
+        return head + tail
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def summarize(cases, results: records.ResultsFile, paths: dict, stream=sys.stdout) -> int:
+    """Print counts, per-set ratios to torch and network totals; 1 if any case failed,
+    timed out or crashed, else 0."""
+    keys = {c.key for c in cases}
+    rows = [r for r in results.rows() if r["key"] in keys]
+    counts = defaultdict(int)
+    for r in rows:
+        counts[r["status"]] += 1
+    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=stream)
+    for line in ratio_lines(rows):
+        print(line, file=stream)
+    for line in doubts(rows, results.machines()):
+        print(f"warning: {line}", file=stream)
+    for name, path in paths.items():
+        if name != "heartbeat":
+            print(f"{name:>8}: {path}", file=stream)
+    bad = [r for r in rows if r["status"] in ("failed", "timeout", "crashed")]
+    for r in bad:
+        print(f"{r['status']}: {r['backend']} {r['descriptor']}: {r['reason'][:300]}",
+              file=stream)
+    return 1 if bad else 0
+
+
+def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
+    """Reasons to distrust the numbers: a busy machine, a peak that cases beat, noise."""
+    out = [w for w in (machine.busy_warning(m) for m in machines) if w]
+    over = [r for r in rows if (r.get("fraction_of_peak") or 0) > 1.05]
+    if over:
+        out.append(f"{len(over)} cases ran faster than the measured peak: it was measured low "
+                   "(a busy machine?); rerun with --fresh to measure it again")
+    noisy = [r for r in rows if r["status"] == "ok" and r["reason"]]
+    if noisy:
+        out.append(f"{len(noisy)} of {sum(r['status'] == 'ok' for r in rows)} timed cases have "
+                   "IQR > 10% of the median")
+    return out
+
+
+def ratio_lines(rows: list[dict], baseline: str = "torch") -> list[str]:
+    """Per shape set and backend: geometric-mean time ratio to ``baseline`` over the shapes
+    both ran, and the network total (sum of median x count) where every shape ran."""
+    by_set = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r["status"] == "ok":
+            by_set[r["shape_set"]][r["backend"]][r["descriptor"]] = r
+    shapes = defaultdict(set)
+    for r in rows:
+        shapes[r["shape_set"]].add(r["descriptor"])
+    lines = []
+    for set_name, backends in by_set.items():
+        base = backends.get(baseline, {})
+        lines.append(f"{set_name} ({len(shapes[set_name])} shapes):")
+        for name, ran in sorted(backends.items()):
+            common = [d for d in ran if d in base]
+            ratio = (math.exp(sum(math.log(ran[d]["median_s"] / base[d]["median_s"])
+                                  for d in common) / len(common)) if common else None)
+            total = (sum(r["median_s"] * r["count"] for r in ran.values())
+                     if len(ran) == len(shapes[set_name]) else None)
+            lines.append(f"  {name:<10} ran {len(ran):>3}"
+                         + (f"  time / {baseline}: x{ratio:.3g} (geomean of {len(common)})"
+                            if ratio is not None and name != baseline else "")
+                         + (f"  network total {total * 1e3:.4g} ms" if total else ""))
+    return lines
+
+
+# --- python -m benchmarks merge FILE... --output OUT ---------------------------------------
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "merge", help="merge sweep results (shards) into one report",
+        description="Merge sweep result files (.jsonl, or .json reports) into one report "
+                    "in pytest-benchmark's JSON format with every row under 'convbench'.")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=merge_cli)
+
+
+def merge_cli(args: argparse.Namespace) -> int:
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"python -m benchmarks merge: error: no such file: {', '.join(missing)}",
+              file=sys.stderr)
+        return 2
+    doc = records.report([records.ResultsFile(f) for f in args.files])
+    records.write_json(args.output, doc)
+    rows = doc["convbench"]["rows"]
+    print(f"{len(rows)} rows from {len(args.files)} files -> {args.output}")
+    for line in ratio_lines(rows):
+        print(line)
+    return 0

@@ -1,0 +1,202 @@
+"""``python -m reports build [RESULT_FILES...] [--out reports/out]``: the pictures people look at.
+
+Why: a sweep's JSON lines answer "how fast" only to someone who reads them. This builds
+``index.html`` (self-contained: every chart a base64 PNG inside it, so it can be mailed or
+kept as a CI artifact), ``summary.md`` (for a PR comment) and ``results.csv`` (every row of
+every file, for a spreadsheet) from one or more result files. With several files (CPU and
+GPU, two commits) every series is labelled by its file, so the charts compare them.
+
+What it must not do: measure anything or hard-code a machine's numbers (peaks and
+bandwidths are the ones each sweep measured), or drop a row: skipped, failed, timed-out and
+crashed cases are listed with their reasons. The page itself is in reports/page.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.machine import busy_warning
+from benchmarks.records import ROW_FIELDS
+from benchmarks.sweep_report import doubts
+from reports import correctness, page, plots
+from reports.results import ResultSet, default_files, load_all
+
+OUT_DIR = Path("reports") / "out"
+BASELINE = "torch"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*", type=Path, metavar="RESULT_FILE",
+                   help="sweep results (.jsonl or .json); default: the newest in "
+                        "reports/sweeps/. Several files are compared side by side")
+    p.add_argument("--out", type=Path, default=OUT_DIR, help="default %(default)s")
+    p.add_argument("--correctness", action="append", type=Path, metavar="FILE",
+                   help="`python -m impls check --format json` output (repeatable) instead "
+                        "of checking here")
+    p.add_argument("--no-correctness", action="store_true", help="leave the check out")
+    p.add_argument("--correctness-budget", type=float, default=correctness.BUDGET_S,
+                   help="seconds for checking every backend here (default %(default)s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m reports build", description=__doc__.split(
+        "\n\n")[0])
+    add_arguments(p)
+    return build(p.parse_args(argv))
+
+
+def build(args: argparse.Namespace) -> int:
+    files = args.files or default_files()
+    missing = [str(f) for f in files if not f.is_file()]
+    if not files or missing:
+        print("python -m reports build: error: "
+              + (f"no such file: {', '.join(missing)}" if missing else
+                 "no result files given and none in reports/sweeps/ "
+                 "(run python -m benchmarks sweep first)"), file=sys.stderr)
+        return 2
+    sets = load_all(files)
+    rows = tagged_rows(sets)
+    if not rows:
+        print("python -m reports build: error: the files have no case rows", file=sys.stderr)
+        return 2
+    if args.no_correctness:
+        checks = None
+    elif args.correctness:
+        checks = correctness.read_checks(args.correctness)
+    else:
+        checks = correctness.run_checks(args.correctness_budget)
+    checks = correctness.summary(checks) if checks is not None else None
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.out / "results.csv", rows)
+    machines = machine_table(sets)
+    charts = make_charts(rows, sets)
+    ratios = speedup_table(rows)
+    problems = [r for r in rows if r["status"] != "ok"]
+    # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
+    warnings = [f"{s.label}: {w}" for s in sets for w in doubts(s.rows, list(s.machines.values()))]
+    (args.out / "index.html").write_text(
+        page.html(sets, machines, charts, ratios, problems, checks, warnings), encoding="utf-8")
+    (args.out / "summary.md").write_text(
+        page.markdown(sets, machines, ratios, problems, checks, rows, warnings),
+        encoding="utf-8")
+    print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
+          f"{args.out / 'index.html'}, summary.md, results.csv")
+    return 0
+
+
+def tagged_rows(sets: list[ResultSet]) -> list[dict]:
+    """Every row of every file, with ``source`` (the file's label) and ``series`` (what a
+    chart's legend says: the backend, plus the label when files are compared)."""
+    out = []
+    for s in sets:
+        for r in s.rows:
+            r = {**r, "source": s.label, "file": str(s.paths[0])}
+            r["series"] = r["backend"] if len(sets) == 1 else f"{r['backend']} ({s.label})"
+            r["direction"] = r.get("direction") or "forward"
+            out.append(r)
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    fields = ["source", "file", *[f for f in ROW_FIELDS if f != "record"]]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def machine_table(sets: list[ResultSet]) -> list[tuple[str, dict]]:
+    """Per machine record: what the numbers came from, as label -> {field: text}."""
+    out = []
+    for s in sets:
+        tf32 = [r.get("options", {}).get("tf32") for r in s.runs]
+        for m in s.machines.values() or [{}]:
+            gpu = m.get("gpu") or {}
+            libs = m.get("libraries") or {}
+            out.append((s.label, {
+                "file": ", ".join(str(p) for p in s.paths), "commit": s.commit() or "?",
+                "host": m.get("host"), "cpu": m.get("cpu"),
+                "cpu flags": " ".join(m.get("cpu_flags") or []), "device": m.get("device"),
+                "dtype": m.get("dtype"), "threads": m.get("torch_threads"),
+                "cpus usable": m.get("cpus_usable"), "python": m.get("python"),
+                "torch": m.get("torch"), "oneDNN": m.get("onednn"), "BLAS": m.get("blas"),
+                **{k: v for k, v in libs.items()},
+                "GPU": gpu.get("name") or "none", "CUDA / cuDNN / driver":
+                    " / ".join(str(gpu.get(k)) for k in ("cuda", "cudnn", "driver"))
+                    if gpu else "",
+                "TF32": (f"matmul {gpu.get('tf32_matmul')}, cuDNN {gpu.get('tf32_cudnn')}"
+                         if gpu else f"n/a on CPU (--tf32 {any(t for t in tf32 if t)})"),
+                "peak GFLOP/s (measured)": m.get("peak_gflops"),
+                "bandwidth GB/s (measured)": m.get("bandwidth_gbps"),
+                "load average when measured": m.get("loadavg_1min"),
+                "warning": busy_warning(m) if m else "no machine record in the file",
+                "env": " ".join(f"{k}={v}" for k, v in (m.get("env") or {}).items()),
+            }))
+    return out
+
+
+def make_charts(rows: list[dict], sets: list[ResultSet]) -> list[tuple[str, str, bytes]]:
+    """(section, caption, png) for every chart that has data, in page order."""
+    charts = []
+    directions = list(dict.fromkeys(r["direction"] for r in rows))
+    for direction in directions:
+        tag = f" [{direction}]" if len(directions) > 1 or direction != "forward" else ""
+        mine = [r for r in rows if r["direction"] == direction]
+        shape_sets = list(dict.fromkeys(r["shape_set"] for r in mine))
+        # One section per kind of chart (all GFLOP/s charts together), sets in sweep order.
+        speed, fast, memory = [], [], []
+        for name in shape_sets:
+            in_set = [r for r in mine if r["shape_set"] == name]
+            ok = [r for r in in_set if r["status"] == "ok"]
+            speed.append((f"GFLOP/s{tag}", f"{name}: GFLOP/s per backend (median)",
+                          plots.grouped_bars(in_set, lambda r: r["gflops"]
+                                             if r["status"] == "ok" else None,
+                                             f"{name}{tag}: GFLOP/s", "GFLOP/s")))
+            by_key = {(r["source"], r["descriptor"], r["backend"]): r["speedup"]
+                      for r in plots.speedups(ok, BASELINE)}
+            fast.append((f"Speedup over {BASELINE}{tag}",
+                         f"{name}: {BASELINE} median / backend median, same run (> 1: faster)",
+                         plots.grouped_bars(in_set, lambda r, by_key=by_key: by_key.get(
+                             (r["source"], r["descriptor"], r["backend"])),
+                             f"{name}{tag}: speedup over {BASELINE}", "x faster than "
+                             f"{BASELINE}", reference=1.0)))
+            memory.append((f"Peak memory{tag}", f"{name}: memory one call needed above its "
+                           "inputs", plots.grouped_bars(
+                               in_set, lambda r: r["peak_memory_bytes"] / 2**20
+                               if r["status"] == "ok" and r.get("peak_memory_bytes") else None,
+                               f"{name}{tag}: peak memory", "MiB")))
+        charts += speed + fast + memory
+        roof_machines = {s.label: s.first_machine() for s in sets}
+        charts.append((f"Roofline{tag}", "every timed case; lines: each machine's measured "
+                       "roof", plots.roofline(mine, roof_machines)))
+        for s in sets:
+            grid = [r for r in mine if r["source"] == s.label]
+            charts.append((f"Crossover map{tag}", f"{s.label}: fastest backend over kernel x "
+                           "image size (grid shapes, stride 1, same padding)",
+                           plots.crossover(grid, f"{s.label}{tag}: fastest backend")))
+    return [c for c in charts if c[2] is not None]
+
+
+def speedup_table(rows: list[dict]) -> list[dict]:
+    """Per file, direction, shape set and backend: geometric mean of the speedup over the
+    baseline across the shapes both ran, with how many shapes that is."""
+    groups = defaultdict(list)
+    for r in plots.speedups(rows, BASELINE):
+        groups[(r["source"], r["direction"], r["shape_set"], r["backend"])].append(r["speedup"])
+    ran = defaultdict(int)
+    for r in rows:
+        if r["status"] == "ok":
+            ran[(r["source"], r["direction"], r["shape_set"], r["backend"])] += 1
+    return [{"source": k[0], "direction": k[1], "shape_set": k[2], "backend": k[3],
+             "geomean_speedup": math.exp(sum(map(math.log, v)) / len(v)), "shapes": len(v),
+             "ran": ran[k]} for k, v in sorted(groups.items())]
+
+
+if __name__ == "__main__":  # noxfile's bench session runs ``python -m reports.build``
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The report's two documents: index.html (charts inline) and summary.md.
+
+Why separate from reports/build.py: what the reader sees (order, wording, escaping) changes
+more often than what is computed. The HTML is one file with no scripts, no external
+stylesheets or fonts and every chart a ``data:image/png;base64`` URI, so it renders the same
+from a CI artifact, a mail attachment or ``python -m http.server``, and loads nothing. Every
+text from a result file is escaped: reasons quote exceptions, which may contain ``<``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+from collections import Counter
+
+STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1400px;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}figure{display:inline-block;margin:.5em;vertical-align:top}
+figcaption{font-size:12px;color:#555;max-width:700px}img{max-width:100%}
+.warn{color:#a40}"""
+
+
+def _e(value) -> str:
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return htmllib.escape("" if value is None else str(value))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _machine_rows(machines) -> tuple[list[str], list[list]]:
+    """Fields down, machines across: a reader compares two machines line by line."""
+    keys = list(dict.fromkeys(k for _, m in machines for k in m))
+    return ["", *[label for label, _ in machines]], [[k, *[m.get(k) for _, m in machines]]
+                                                     for k in keys]
+
+
+def _problem_rows(problems) -> list[list]:
+    return [[r["source"], r["status"], r["backend"], r["shape_set"], r.get("name") or "",
+             r["descriptor"], r["direction"], r.get("reason") or ""] for r in problems]
+
+
+PROBLEM_HEADER = ["file", "status", "backend", "shape set", "name", "descriptor", "direction",
+                  "reason"]
+RATIO_HEADER = ["file", "direction", "shape set", "backend", "speedup over torch (geomean)",
+                "shapes compared", "shapes timed"]
+CHECK_HEADER = ["backend", "feature", "passed", "failed", "skipped", "max |error|",
+                "its bound", "reasons"]
+
+
+def _ratio_rows(ratios) -> list[list]:
+    return [[r["source"], r["direction"], r["shape_set"], r["backend"],
+             f"x{r['geomean_speedup']:.3g}", r["shapes"], r["ran"]] for r in ratios]
+
+
+def _check_rows(checks) -> list[list]:
+    return [[c["backend"], c["feature"], c["passed"], c["failed"], c["skipped"],
+             c["max_error"], c["bound"], "; ".join(c["reasons"])] for c in checks]
+
+
+def html(sets, machines, charts, ratios, problems, checks, warnings=()) -> str:
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+             f"<title>convbench report</title><style>{STYLE}</style></head><body>",
+             "<h1>convbench: conv2d speed and correctness</h1>",
+             "<p>Sources: " + "; ".join(
+                 f"<b>{_e(s.label)}</b> ({_e(', '.join(map(str, s.paths)))}, {len(s.rows)} rows)"
+                 for s in sets) + "</p>",
+             *[f"<p class=warn>warning: {_e(w)}</p>" for w in warnings],
+             "<h2 id=machine>Machine</h2>", _table(*_machine_rows(machines))]
+    section = None
+    for title, caption, image in charts:
+        if title != section:
+            parts.append(f"<h2>{_e(title)}</h2>")
+            section = title
+        data = base64.b64encode(image).decode("ascii")
+        parts.append(f"<figure><img alt=\"{_e(caption)}\" src=\"data:image/png;base64,{data}\">"
+                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+    parts += ["<h2 id=speedup>Speedup over torch, per shape set</h2>",
+              _table(RATIO_HEADER, _ratio_rows(ratios)),
+              f"<h2 id=problems>Cases not timed ({len(problems)})</h2>",
+              "<p>" + _e(", ".join(f"{n} {s}" for s, n in
+                                   sorted(Counter(r["status"] for r in problems).items())))
+              + "</p>", _table(PROBLEM_HEADER, _problem_rows(problems))]
+    parts.append("<h2 id=correctness>Correctness (float32, against the float64 reference)</h2>")
+    parts.append(_table(CHECK_HEADER, _check_rows(checks)) if checks is not None else
+                 "<p class=warn>not checked (--no-correctness)</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _md_table(header: list[str], rows: list[list]) -> str:
+    def cell(v):
+        v = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+        return v.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
+
+
+def markdown(sets, machines, ratios, problems, checks, rows, warnings=()) -> str:
+    counts = Counter((r["source"], r["status"]) for r in rows)
+    out = ["# convbench report", "",
+           *[f"- **{s.label}**: {', '.join(map(str, s.paths))}: " + ", ".join(
+               f"{n} {st}" for (src, st), n in sorted(counts.items()) if src == s.label)
+             for s in sets], *[f"- warning: {w}" for w in warnings], "", "## Machine", "",
+           _md_table(*_machine_rows(machines)), "",
+           "## Speedup over torch (geometric mean over the shapes both ran)", "",
+           _md_table(RATIO_HEADER, _ratio_rows(ratios)), "",
+           f"## Cases not timed ({len(problems)})", "",
+           _md_table(PROBLEM_HEADER, _problem_rows(problems)), "",
+           "## Correctness (float32, against the float64 reference)", ""]
+    out.append(_md_table(CHECK_HEADER, _check_rows(checks)) if checks is not None
+               else "not checked (--no-correctness)")
+    return "\n".join(out) + "\n"

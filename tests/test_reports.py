@@ -1,0 +1,142 @@
+"""The report builder on small synthetic result files (no sweep, no timing, no checking).
+
+Why synthetic: a real sweep takes minutes and its numbers vary; these rows are written in
+benchmarks.records' schema (case_row refuses unknown fields, so a schema change breaks
+this test rather than the report), with a grid set for the crossover map, two backends, a
+skipped and a failed row, and a second file for the side-by-side report.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+
+import pytest
+
+from benchmarks.records import ResultsFile, case_row, derived
+from reports.__main__ import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _machine(host: str, peak: float, bandwidth: float) -> dict:
+    return {"record": "machine", "id": f"m-{host}", "host": host, "cpu": "Test CPU",
+            "device": "cpu", "dtype": "float32", "torch": "2.13.0+cpu", "torch_threads": 2,
+            "cpus_usable": 2, "onednn": "3.12.0", "libraries": {"numpy": "2.0"},
+            "peak_gflops": peak, "bandwidth_gbps": bandwidth, "loadavg_1min": 0.1}
+
+
+def _row(backend: str, shape_set: str, index: int, name: str, seconds: float | None,
+         machine_id: str, direction: str = "forward", **extra) -> dict:
+    flops, nbytes = 2_000_000 * (index + 1), 40_000
+    fields = dict(key=f"{backend}|{shape_set}|{name}|float32|cpu|{direction}|warm",
+                  backend=backend, shape_set=shape_set, index=index, name=name,
+                  descriptor=f"mb1ic32ih14oc32oh14kh{index + 1}n\"{name}\"", count=1, batch=1,
+                  dtype="float32", device="cpu", direction=direction, cache="warm",
+                  flops=flops, bytes=nbytes, machine_id=machine_id, threads=2)
+    if seconds is None:
+        fields.update(status=extra.pop("status", "skipped"), reason=extra.pop("reason"))
+    else:
+        fields.update(status="ok", reason="", median_s=seconds, iqr_s=seconds / 20,
+                      peak_memory_bytes=1_000_000 * (index + 1), memory_method="rss-hwm",
+                      **derived(flops, nbytes, seconds, 50.0, 5.0))
+    return case_row(**fields, **extra)
+
+
+def write_results(path, host: str, slowdown: float) -> None:
+    """Two backends over a two-layer set and a 2x2 grid; one skipped and one failed row."""
+    results = ResultsFile(path)
+    results.append({"record": "run", "commit_info": {"id": f"{host}0123456789", "dirty": False},
+                    "options": {"tf32": False}})
+    results.append(_machine(host, 50.0, 5.0))
+    mid = f"m-{host}"
+    for i, layer in enumerate(("net:conv1", "net:conv2")):
+        results.append(_row("torch", "tiny", i, layer, 0.001 * (i + 1), mid))
+        results.append(_row("unfold", "tiny", i, layer, 0.002 * (i + 1) * slowdown, mid))
+    for j, (k, img) in enumerate([(1, 14), (3, 14), (1, 56), (3, 56)]):
+        name = f"grid:k{k}_i{img}_s1_same"
+        results.append(_row("torch", "grid", j, name, 0.001 * k, mid))
+        results.append(_row("unfold", "grid", j, name, 0.002 * slowdown / k, mid))
+    results.append(_row("naive", "tiny", 0, "net:conv1", None, mid,
+                        reason="budget guard: predicted 60 s <per call>"))
+    results.append(_row("naive", "tiny", 1, "net:conv2", None, mid, status="failed",
+                        reason="RuntimeError: boom"))
+
+
+def _images(page: str) -> list[bytes]:
+    srcs = re.findall(r"<img [^>]*src=\"([^\"]+)\"", page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    return [base64.b64decode(s.split(",", 1)[1], validate=True) for s in srcs]
+
+
+@pytest.fixture
+def correctness_json(tmp_path):
+    """What ``python -m impls check --format json`` prints, cut to two results."""
+    path = tmp_path / "check-torch.json"
+    path.write_text(json.dumps({"backend": "torch", "results": [
+        {"backend": "torch", "case": "plain-3x3", "mode": "exact", "dtype": "float32",
+         "status": "passed", "features": ["plain"], "max_error": 1.5e-6, "bound": 1e-4,
+         "reason": ""},
+        {"backend": "torch", "case": "groups-2", "mode": "random", "dtype": "float32",
+         "status": "skipped", "features": ["groups"], "max_error": 0.0, "bound": 0.0,
+         "reason": "no groups here"}]}))
+    return path
+
+
+def test_report_from_one_file(tmp_path, correctness_json):
+    write_results(tmp_path / "a.jsonl", "alpha", 1.0)
+    out = tmp_path / "out"
+    assert main(["build", str(tmp_path / "a.jsonl"), "--out", str(out),
+                 "--correctness", str(correctness_json)]) == 0
+    page = (out / "index.html").read_text()
+    images = _images(page)
+    assert all(i.startswith(PNG_MAGIC) for i in images)
+    # GFLOP/s, speedup, memory for two sets, a roofline and a crossover map
+    assert len(images) == 8
+    assert "Machine" in page and "Test CPU" in page and "peak GFLOP/s (measured)" in page
+    assert "&lt;per call&gt;" in page and "RuntimeError: boom" in page  # escaped, shown
+    assert "no groups here" in page and "1.5e-06" in page
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 14  # 2 x 2 tiny + 2 x 4 grid + 2 naive
+    assert {r["status"] for r in rows} == {"ok", "skipped", "failed"}
+    summary = (out / "summary.md").read_text()
+    assert "## Machine" in summary and "| host | alpha |" in summary
+    assert "budget guard" in summary and "RuntimeError: boom" in summary
+    assert "| tiny | unfold | x0.5 |" in summary  # torch median / unfold median
+
+
+def test_two_files_side_by_side(tmp_path):
+    write_results(tmp_path / "a.jsonl", "alpha", 1.0)
+    write_results(tmp_path / "b.jsonl", "beta", 2.0)
+    out = tmp_path / "out"
+    assert main(["build", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out",
+                 str(out), "--no-correctness"]) == 0
+    page = (out / "index.html").read_text()
+    # one crossover map per file: 3 x 2 bar charts + roofline + 2 maps
+    assert all(i.startswith(PNG_MAGIC) for i in _images(page)) and len(_images(page)) == 9
+    assert "alpha cpu @ alpha012" in page and "beta cpu @ beta0123" in page
+    summary = (out / "summary.md").read_text()
+    assert "| host | alpha | beta |" in summary
+    with open(out / "results.csv", newline="") as f:
+        assert len({r["source"] for r in csv.DictReader(f)}) == 2
+
+
+def test_backward_directions_get_their_own_charts(tmp_path):
+    path = tmp_path / "a.jsonl"
+    write_results(path, "alpha", 1.0)
+    for backend, seconds in (("torch", 0.003), ("unfold", 0.004)):
+        ResultsFile(path).append(_row(backend, "tiny", 0, "net:conv1", seconds, "m-alpha",
+                                      direction="backward-data"))
+    assert main(["build", str(path), "--out", str(tmp_path / "out"), "--no-correctness"]) == 0
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "GFLOP/s [forward]" in page and "GFLOP/s [backward-data]" in page
+    assert "Roofline [backward-data]" in page
+
+
+def test_missing_file_is_a_usage_error(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err

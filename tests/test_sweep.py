@@ -1,0 +1,219 @@
+"""The sweep harness: timer arithmetic, the budget guard, sharding, resume, rows, isolation.
+
+The last test runs ``python -m benchmarks sweep`` for real, on a tiny shape, with torch
+and deliberately broken backends (tests/sweep_backends.py): one hangs in native code holding
+the GIL, one segfaults, one raises, one is too slow for the budget, two decline the problem.
+Each must cost only its own case, leave a row saying what happened, and a rerun must measure
+nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import records, sweep_plan, timer
+from benchmarks.shapes import shape_set
+from impls.spec import ConvSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- timer ---------------------------------------------------------------------------------
+
+def test_rounds_stop_at_the_budget_but_not_before_the_minimum():
+    assert timer.calls_per_round(1e-6) == 100 and timer.calls_per_round(0.01) == 1
+    flushes = []
+    rounds = timer.time_rounds(lambda: time.sleep(0.01), "cpu", budget=0.05, min_rounds=2,
+                               before_round=lambda: flushes.append(1))
+    assert 3 <= len(rounds) <= 7 and len(flushes) == len(rounds)
+    assert all(r >= 0.01 for r in rounds)
+    slow = timer.time_rounds(lambda: time.sleep(0.03), "cpu", budget=0.0, min_rounds=3)
+    assert len(slow) == 3
+    grouped = timer.time_rounds(lambda: None, "cpu", budget=0.0, iterations=50, min_rounds=1)
+    assert len(grouped) == 1
+
+
+def test_noise_warning_uses_torch_utils_benchmark_thresholds():
+    assert timer.noise_warning(1.0, 0.10) == ""
+    assert timer.noise_warning(1.0, 0.2).startswith("noisy")
+    assert timer.noise_warning(1.0, 0.3).startswith("unreliable")
+
+
+def test_warm_up_runs_at_least_min_calls_and_returns_their_mean():
+    calls = []
+    mean = timer.warm_up(lambda: calls.append(time.sleep(0.01)), "cpu", seconds=0, min_calls=3)
+    assert len(calls) == 3 and 0.01 <= mean < 0.5
+
+
+@pytest.mark.parametrize("name", ["resnet50", "large-kernel", "grid", "edge"])
+def test_crop_keeps_the_conv_and_shrinks_only_the_output(name):
+    for e in shape_set(name):
+        s = e.spec
+        for side in (1, 2, 5):
+            c = timer.crop(s, side, side)
+            assert (c.oh, c.ow) == (min(side, s.oh), min(side, s.ow)) or c == s
+            same = ("mb", "ic", "oc", "g", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw")
+            assert all(getattr(c, k) == getattr(s, k) for k in same)
+        assert timer.crop(s, s.oh, s.ow) == s  # else the probe would never reach the full size
+
+
+def _per_position(seconds, overhead=0.0, calls=None):
+    def run(s):
+        if calls is not None:
+            calls.append(s)
+        return overhead + seconds * s.oh * s.ow
+    return run
+
+
+SPEC64 = ConvSpec.parse("mb1ic8ih64oc8oh64kh3ph1")
+
+
+def test_guard_extrapolates_per_position_work_exactly():
+    calls = []
+    guess = timer.predict(_per_position(1e-3, calls=calls), SPEC64)  # naive-like
+    assert guess.how.startswith("extrapolated")
+    assert math.isclose(guess.seconds, 1e-3 * 64 * 64)
+    assert max(c.oh for c in calls) == 16  # the first crop past PROBE_S (0.256 s)
+
+
+def test_guard_measures_what_is_cheap_and_never_scales_up_overhead():
+    cheap = timer.predict(lambda s: 1e-5, SPEC64)
+    assert cheap.how == "measured" and cheap.seconds == 1e-5
+    flat = timer.predict(lambda s: 0.3, SPEC64)  # slow but not growing: overhead or noise
+    assert flat.how == "measured" and flat.seconds == 0.3
+    times = iter([0.5] + [1e-5] * 20)  # lazy setup in the very first call only
+    assert timer.predict(lambda s: next(times), SPEC64).how == "measured"
+
+
+def test_guard_gives_up_on_a_crop_over_the_ceiling():
+    calls = []
+    guess = timer.predict(_per_position(0.0, overhead=5.0, calls=calls), SPEC64, ceiling=2.0)
+    assert guess.seconds == 5.0 and guess.how.startswith("at least")
+    assert len(calls) == 2  # the first crop, repeated once (one slow call could be a stall)
+
+
+# --- plan and shards -----------------------------------------------------------------------
+
+def test_shards_partition_the_cases_by_shape():
+    cases = sweep_plan.plan(("resnet50", "grid-small"), ["torch", "unfold"])
+    for n in (1, 2, 3, 7):
+        shards = [sweep_plan.shard(cases, i, n) for i in range(1, n + 1)]
+        keys = [c.key for s in shards for c in s]
+        assert sorted(keys) == sorted(c.key for c in cases) and len(set(keys)) == len(keys)
+        shapes = [{c.shape_key for c in s} for s in shards]
+        assert sum(len(s) for s in shapes) == len(set().union(*shapes))  # never split a shape
+    assert len({c.key for c in cases}) == len({c.id for c in cases}) == len(cases)
+
+
+@pytest.mark.parametrize("bad", ["0/2", "3/2", "1", "a/b", ""])
+def test_shard_syntax_is_one_based_i_of_n(bad):
+    with pytest.raises(ValueError, match="shard"):
+        sweep_plan.parse_shard(bad)
+
+
+def test_plan_defaults_and_refusals():
+    cases = sweep_plan.plan()
+    sets = {c.shape_set for c in cases}
+    assert sets == set(sweep_plan.DEFAULT_SETS)
+    assert {c.backend for c in cases} >= {"naive", "unfold", "fft", "torch", "triton"}
+    grid = {e.descriptor for e in shape_set("grid", 1)}
+    assert {c.entry.descriptor for c in cases if c.shape_set == "grid-small"} <= grid
+    with pytest.raises(ValueError, match="unknown backend"):
+        sweep_plan.plan(("resnet50",), ["no-such-backend"])
+
+
+# --- records -------------------------------------------------------------------------------
+
+def test_rows_have_every_field_and_refuse_unknown_ones():
+    row = records.case_row(status="skipped", reason="why")
+    assert list(row) == list(records.ROW_FIELDS) and row["record"] == "case"
+    with pytest.raises(ValueError, match="status"):
+        records.case_row(status="fine")
+    with pytest.raises(ValueError, match="unknown row fields"):
+        records.case_row(status="ok", speed=1)
+    d = records.derived(flops=2e9, nbytes=1e6, median_s=0.01, peak_gflops=400,
+                        bandwidth_gbps=10)
+    assert d["gflops"] == 200 and d["fraction_of_peak"] == 0.5
+    assert d["arithmetic_intensity"] == 2000 and d["fraction_of_roofline"] == 0.5
+
+
+def test_results_file_survives_a_cut_line_and_merges(tmp_path):
+    a, b = records.ResultsFile(tmp_path / "a.jsonl"), records.ResultsFile(tmp_path / "b.jsonl")
+    a.append({"record": "machine", "id": "m1", "peak_gflops": 1})
+    a.append(records.case_row(key="k1", status="ok"))
+    with open(a.path, "a") as f:
+        f.write('{"record": "case", "key": "k2", "sta')  # killed mid-write
+    b.append(records.case_row(key="k3", status="failed", reason="boom"))
+    with pytest.warns(UserWarning, match="unreadable line"):
+        assert a.done() == {"k1"}
+        doc = records.report([a, b])
+    assert [r["key"] for r in doc["convbench"]["rows"]] == ["k1", "k3"]
+    assert set(doc["convbench"]["machines"]) == {"m1"}
+    records.write_json(tmp_path / "r.json", doc)
+    assert records.ResultsFile(tmp_path / "r.json").done() == {"k1", "k3"}
+
+
+# --- the real thing: a sweep with broken backends ------------------------------------------
+
+TINY = 'mb1ic8ih14oc8oh14kh3ph1n"tiny:a"\n'
+
+
+def _sweep(tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"),
+                                         env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", "sweep", "--shape-set", str(tmp_path / "tiny"),
+         "--results", str(tmp_path / "out.jsonl"), "--budget", "0.05", "--limit", "2",
+         "--timeout", "4", "--threads", "1", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_path):
+    (tmp_path / "tiny").write_text(TINY)
+    backends = ["torch"] + [f"sweep_backends:{name}" for name in (
+        "hang", "crash", "fails", "slow", "only_1x1", "not_implemented")]
+    first = _sweep(tmp_path, *(a for b in backends for a in ("--backend", b)))
+    assert first.returncode == 1, first.stdout + first.stderr  # some cases failed: exit 1
+    rows = {(r["backend"].split(":")[-1], r["name"]): r
+            for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert len(rows) == 7
+    for shape in ("tiny:a",):
+        assert rows["hang", shape]["status"] == "timeout"
+        assert rows["crash", shape]["status"] == "crashed"
+        assert "SIGSEGV" in rows["crash", shape]["reason"]
+        assert rows["fails", shape]["status"] == "failed"
+        assert "deliberate failure" in rows["fails", shape]["reason"]
+        assert rows["slow", shape]["status"] == "skipped"
+        assert rows["slow", shape]["reason"].startswith("budget guard: predicted 3.")
+        assert "extrapolated" in rows["slow", shape]["reason"]  # true cost: 196 x 20 ms
+        assert rows["only_1x1", shape]["status"] == "skipped"
+        assert rows["only_1x1", shape]["reason"].endswith("does not support kernels beyond 1x1")
+        assert rows["not_implemented", shape]["status"] == "skipped"
+        assert "no such kernel" in rows["not_implemented", shape]["reason"]
+        ok = rows["torch", shape]
+        assert ok["status"] == "ok" and ok["rounds"] >= 3 and ok["threads"] == 1
+        assert math.isclose(ok["gflops"], ok["flops"] / ok["median_s"] / 1e9)
+        assert math.isclose(ok["fraction_of_peak"], ok["gflops"] / ok["peak_gflops"])
+        assert ok["bytes"] > 0 and ok["arithmetic_intensity"] > 0
+        assert ok["direction"] == "forward" and ok["batch"] == 1 and ok["dtype"] == "float32"
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert len(report["convbench"]["rows"]) == 7
+    assert {b["extra_info"]["backend"] for b in report["benchmarks"]} == {"torch"}
+    (machine,) = report["convbench"]["machines"].values()
+    assert machine["peak_gflops"] > 0 and machine["env"]["MALLOC_MMAP_MAX_"] == "0"
+    assert ok["machine_id"] == machine["id"]
+
+    log_runs = (tmp_path / "out.log").read_text().count("\n=== ")
+    again = _sweep(tmp_path, *(a for b in backends for a in ("--backend", b)))
+    assert "resuming: 7 of 7" in again.stdout
+    assert (tmp_path / "out.log").read_text().count("\n=== ") == log_runs  # nothing new ran
+    assert len(records.ResultsFile(tmp_path / "out.jsonl").rows()) == 7
