@@ -2,7 +2,10 @@
 versions from constraints.txt (torch 2.13.0 there, so pip takes the CPU wheel on disk
 instead of downloading a multi-GB CUDA build). ``session.posargs`` always pass through.
 
-    nox -s tests                 the correctness suite (pytest, parallel with xdist)
+    nox -s bench                 the main job: sweep every backend, then build the report
+    nox -s report                reports/out/index.html from sweep results, checked in Chromium
+    nox -s asv                   the asv suite on this commit, then the dashboard (.asv/html)
+    nox -s tests                 the test suite (pytest, parallel with xdist)
     nox -s check -- --backend pkg.mod:fn     check any backend, a user's included
     nox -s lint                  ruff
     nox -s gpu                   the suite on a CUDA device (skips without one)
@@ -10,8 +13,6 @@ instead of downloading a multi-GB CUDA build). ``session.posargs`` always pass t
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import nox
 
@@ -31,7 +32,7 @@ def install(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (all backends, both fill modes, float32 and float64)."""
-    install(session, "test", "triton")
+    install(session, "test", "triton", "bench")
     session.run("pytest", "-n", "auto", *session.posargs)
 
 
@@ -67,8 +68,18 @@ def bench(session: nox.Session) -> None:
     builder exists. Results: reports/sweeps/."""
     install(session, "bench")
     session.run("python", "-m", "benchmarks", "sweep", *session.posargs)
-    if Path("reports/build.py").is_file() or Path("reports/build/__main__.py").is_file():
-        session.run("python", "-m", "reports.build")
+    session.run("python", "-m", "reports", "build")
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Build reports/out/ (index.html, summary.md, results.csv) from sweep results
+    (posargs: result files, --out DIR, --correctness FILE), then open it in headless
+    Chromium (skips with the apt command where Chromium is missing)."""
+    install(session, "report", "test")
+    session.run("python", "-m", "reports", "build", *session.posargs)
+    session.run("pytest", "-m", "browser", "tests/test_report_browser.py",
+                env={"CONVBENCH_REPORT_DIR": "reports/out"})
 
 
 @nox.session
