@@ -80,3 +80,15 @@ def skip_unless_runs(backend: str, **kwargs) -> impls.Backend:
     if reason:
         pytest.skip(reason)
     return entry
+
+
+@pytest.fixture
+def isolated_registry():
+    """Restore the backend registry after a test that registers or looks up user entries."""
+    from impls import registry
+
+    impls.backends()  # load the built-ins first: they belong in the snapshot
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)

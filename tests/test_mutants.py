@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import impls
-from impls import checker, frontend, registry
+from impls import checker, frontend
 from impls.cases import CASES_BY_ID
 from impls.checker import BAD, check_backend, summarize
 from impls.parity import MODULE_CASES, PADDING_MODES, check_module
@@ -70,14 +70,8 @@ def _digest(array) -> tuple | None:
     return array.shape, str(array.dtype), hashlib.blake2b(array.tobytes()).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def isolated_registry():
-    """Mutants looked up here must not stay in impls.backends() for other tests."""
-    impls.backends()  # load the built-ins first: they belong in the snapshot
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+# Entries looked up here must not stay in impls.backends() for other tests.
+pytestmark = pytest.mark.usefixtures("isolated_registry")
 
 
 def run_suite(spec: str) -> list:

@@ -35,14 +35,8 @@ EXAMPLE = ROOT / "examples" / "third_party_conv"
 EXAMPLE_SPEC = "third_party_conv.conv:conv2d"
 
 
-@pytest.fixture(autouse=True)
-def isolated_registry():
-    """User entries loaded here must not stay in impls.backends() for other tests."""
-    impls.backends()  # load the built-ins first: they belong in the snapshot
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+# Entries looked up here must not stay in impls.backends() for other tests.
+pytestmark = pytest.mark.usefixtures("isolated_registry")
 
 
 @pytest.fixture
