@@ -46,7 +46,7 @@ from impls.checker import (
 )
 from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
 from impls.frontend import conv2d
-from impls.reference import reference_conv2d_backward, resolve_padding
+from impls.reference import reference_conv2d_backward
 from impls.registry import Backend, get_backend
 from impls.tolerances import backward_problem, error_bound
 
@@ -129,23 +129,13 @@ def _skip_reason(entry: Backend, case: Case, dtype: torch.dtype, device: str) ->
     return reason
 
 
-def output_hw(case: Case) -> tuple[int, int]:
-    """(P, Q) of the case's output, from the reference's padding rule."""
-    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
-    (sh, sw), (dh, dw) = _pair(case.stride), _pair(case.dilation)
-    return ((case.h + pt + pb - dh * (case.r - 1) - 1) // sh + 1,
-            (case.w + pl + pr - dw * (case.s - 1) - 1) // sw + 1)
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _grad_out(case: Case, mode: str, x: np.ndarray, w: np.ndarray, digits: int,
               seed: int) -> np.ndarray:
     """The output gradient, float64, on a stream separate from the inputs' fill."""
     rng = np.random.default_rng([seed, _stable_hash(case.id), 1])
-    shape = (case.n, case.k, *output_hw(case))
+    shape = (case.n, case.k, *case.output_hw)
     if mode == "random":
         return rng.standard_normal(shape)
     limit = 2**digits
@@ -251,13 +241,13 @@ def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads
 
 def _problem(case: Case, name: str, direction: str, operands):
     x, w, go = operands
-    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    (pt, pb), (pl, pr) = case.pads
     top = lambda a: float(np.abs(a).max(initial=0.0))  # noqa: E731
     xw = {"input": top(go) * top(w), "weight": top(x) * top(go), "bias": top(go)}[name]
     return backward_problem("bias" if name == "bias" else direction, batch=case.n,
                             group_out=case.k // case.groups, kernel=(case.r, case.s),
                             out_hw=go.shape[2:], in_hw=(case.h + pt + pb, case.w + pl + pr),
-                            stride=_pair(case.stride), dilation=_pair(case.dilation), xw=xw)
+                            stride=case.stride_pair, dilation=case.dilation_pair, xw=xw)
 
 
 def gradient_call(backend: str | Backend, input: torch.Tensor, weight: torch.Tensor,

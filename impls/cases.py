@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from impls.reference import pair, resolve_padding
+
 
 @dataclass(frozen=True)
 class Case:
@@ -54,11 +56,11 @@ class Case:
     def features(self) -> set[str]:
         """Registry features this case exercises, for skips and the per-feature table."""
         used = set()
-        if _pair(self.stride) != (1, 1):
+        if self.stride_pair != (1, 1):
             used.add("stride")
         if self.padding not in (0, (0, 0), "valid"):
             used.add("padding")
-        if _pair(self.dilation) != (1, 1):
+        if self.dilation_pair != (1, 1):
             used.add("dilation")
         if self.groups != 1:
             used.add("groups")
@@ -66,20 +68,31 @@ class Case:
             used.add("bias")
         return used
 
+    @property
+    def stride_pair(self) -> tuple[int, int]:
+        return pair(self.stride)
+
+    @property
+    def dilation_pair(self) -> tuple[int, int]:
+        return pair(self.dilation)
+
+    @property
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((top, bottom), (left, right)), "same"/"valid" resolved by the reference's rule."""
+        return resolve_padding(self.padding, (self.r, self.s), self.dilation_pair)
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        """(P, Q): (H + pads - D*(K-1) - 1) // S + 1 per axis."""
+        (pt, pb), (pl, pr) = self.pads
+        (sh, sw), (dh, dw) = self.stride_pair, self.dilation_pair
+        return ((self.h + pt + pb - dh * (self.r - 1) - 1) // sh + 1,
+                (self.w + pl + pr - dw * (self.s - 1) - 1) // sw + 1)
+
     def macs(self) -> int:
         """Multiply-adds of the forward pass (for budget skips), from the output size."""
-        from impls.reference import resolve_padding
-
-        (pt, pb), (pl, pr) = resolve_padding(self.padding, (self.r, self.s),
-                                             _pair(self.dilation))
-        (sh, sw), (dh, dw) = _pair(self.stride), _pair(self.dilation)
-        p = (self.h + pt + pb - dh * (self.r - 1) - 1) // sh + 1
-        q = (self.w + pl + pr - dw * (self.s - 1) - 1) // sw + 1
+        p, q = self.output_hw
         return self.n * self.k * p * q * self.reduction
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 # fmt: off

@@ -22,7 +22,7 @@ import torch
 from impls.cases import CASES, Case
 from impls.fill import MODES, fill
 from impls.frontend import conv2d, normalize
-from impls.reference import reference_conv2d, resolve_padding
+from impls.reference import reference_conv2d
 from impls.registry import Backend, get_backend
 from impls.tolerances import Problem, error_bound
 
@@ -71,21 +71,17 @@ def descriptor(case: Case) -> str:
     """The case in benchdnn's grammar, as the backend sees it (symmetric padding)."""
     from impls.spec import ConvSpec
 
-    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    (pt, pb), (pl, pr) = case.pads
     # PyTorch's odd "same" padding is one extra zero row/column at the bottom/right.
     shape = (case.n, case.c, case.h + pb - pt, case.w + pr - pl)
-    spec = ConvSpec.from_torch(shape, case.weight_shape, _pair(case.stride), (pt, pl),
-                               _pair(case.dilation), case.groups, name=case.id)
+    spec = ConvSpec.from_torch(shape, case.weight_shape, case.stride_pair, (pt, pl),
+                               case.dilation_pair, case.groups, name=case.id)
     return str(spec)
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def problem(case: Case, x: np.ndarray, w: np.ndarray) -> Problem:
     """The quantities the tolerance model of impls.tolerances needs for this comparison."""
-    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    (pt, pb), (pl, pr) = case.pads
     xw = float(np.abs(x).max(initial=0.0) * np.abs(w).max(initial=0.0))
     return Problem(case.reduction, case.c // case.groups,
                    (case.h + pt + pb) * (case.w + pl + pr), xw)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pair(value) -> tuple[int, int]:
+def pair(value) -> tuple[int, int]:
+    """An int or a one/two-element sequence as (int, int), as F.conv2d reads it."""
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
 
 
@@ -33,7 +34,7 @@ def resolve_padding(padding, kernel, dilation) -> tuple[tuple[int, int], tuple[i
             total = d * (k - 1)
             sides.append((total // 2, total - total // 2))
         return sides[0], sides[1]
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     return (ph, ph), (pw, pw)
 
 
@@ -43,7 +44,7 @@ def reference_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1)
     w = np.asarray(w, dtype=np.float64)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    (sh, sw), (dh, dw) = pair(stride), pair(dilation)
     (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), (dh, dw))
     hp, wp = h + pt + pb, wd + pl + pr
     p = (hp - dh * (r - 1) - 1) // sh + 1
@@ -80,7 +81,7 @@ def reference_conv2d_backward(x, w, grad_out, stride=1, padding=0, dilation=1, g
     grad_out = np.asarray(grad_out, dtype=np.float64)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    (sh, sw), (dh, dw) = pair(stride), pair(dilation)
     (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), (dh, dw))
     hp, wp = h + pt + pb, wd + pl + pr
     p, q = grad_out.shape[2:]

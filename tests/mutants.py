@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from impls.cases import Case
-from impls.reference import resolve_padding
+from impls.frontend import output_size
 
 
 @dataclass(frozen=True)
@@ -60,28 +60,10 @@ def mutant(feature: str | None = None, only_where: Callable[[Case], bool] = lamb
 
 # -- what the backend sees of a case (after the front end), for the only_where predicates --
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
 def backend_padding(case: Case) -> tuple[int, int]:
     """The symmetric padding the front end passes (the extra "same" row is in the input)."""
-    (top, _), (left, _) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
+    (top, _), (left, _) = case.pads
     return top, left
-
-
-def output_hw(case: Case) -> tuple[int, int]:
-    """(P, Q) of the case's output."""
-    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
-    (sh, sw), (dh, dw) = _pair(case.stride), _pair(case.dilation)
-    return ((case.h + pt + pb - dh * (case.r - 1) - 1) // sh + 1,
-            (case.w + pl + pr - dw * (case.s - 1) - 1) // sw + 1)
-
-
-def _output_size(input, weight, stride, padding, dilation) -> tuple[int, int]:
-    """(P, Q) from a backend's normalised arguments: (H + 2P - D*(K-1) - 1) // S + 1."""
-    return tuple((h + 2 * p - d * (k - 1) - 1) // s + 1 for h, k, s, p, d in
-                 zip(input.shape[2:], weight.shape[2:], stride, padding, dilation))
 
 
 def _uses_bias(case: Case) -> bool:
@@ -122,7 +104,8 @@ def _padded(case: Case) -> bool:
 @mutant("padding", _padded, ("basic-3x3-pad1", "same-odd-kernel-3x3"))
 def padding_off_by_one(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Padding off by one: pads p+1 but keeps the right output size, so windows shift by one."""
-    (ph, pw), (p, q) = padding, _output_size(input, weight, stride, padding, dilation)
+    (ph, pw) = padding
+    p, q = output_size(input.shape[2:], weight.shape[2:], stride, padding, dilation)
     out = F.conv2d(input, weight, bias, stride, (ph + (ph > 0), pw + (pw > 0)), dilation,
                    groups)
     return out[..., :p, :q]
@@ -147,7 +130,7 @@ def padding_axes_swapped(input, weight, bias=None, stride=1, padding=0, dilation
 
 # -- stride and dilation -------------------------------------------------------------------
 
-@mutant("stride", lambda c: len(set(_pair(c.stride))) == 2, ("stride-2x1-pad1",))
+@mutant("stride", lambda c: len(set(c.stride_pair)) == 2, ("stride-2x1-pad1",))
 def stride_axes_swapped(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Stride axes swapped: (stride_w, stride_h) where (stride_h, stride_w) was meant."""
     return F.conv2d(input, weight, bias, stride[::-1], padding, dilation, groups)
@@ -155,8 +138,8 @@ def stride_axes_swapped(input, weight, bias=None, stride=1, padding=0, dilation=
 
 def _size_formula_differs(case: Case) -> bool:
     """Whether S fails to divide H + 2P - D*(K-1) on some axis (H, P as the backend sees)."""
-    (pt, pb), (pl, pr) = resolve_padding(case.padding, (case.r, case.s), _pair(case.dilation))
-    (sh, sw), (dh, dw) = _pair(case.stride), _pair(case.dilation)
+    (pt, pb), (pl, pr) = case.pads
+    (sh, sw), (dh, dw) = case.stride_pair, case.dilation_pair
     return ((case.h + pt + pb - dh * (case.r - 1)) % sh != 0
             or (case.w + pl + pr - dw * (case.s - 1)) % sw != 0)
 
@@ -175,7 +158,7 @@ def output_size_off_by_one(input, weight, bias=None, stride=1, padding=0, dilati
     return out[..., :p, :q]
 
 
-@mutant("dilation", lambda c: _pair(c.dilation) != (1, 1), ("dilation-2",))
+@mutant("dilation", lambda c: c.dilation_pair != (1, 1), ("dilation-2",))
 def dilation_ignored(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Dilation ignored: the kernel taps are always adjacent."""
     return F.conv2d(input, weight, bias, stride, padding, 1, groups)
@@ -217,8 +200,8 @@ def float16_accumulation(input, weight, bias=None, stride=1, padding=0, dilation
     random mode fails everywhere. Emulated with im2col plus a half accumulator: torch's own
     half conv on the CPU takes minutes on the 31x31 case.
     """
-    n, k, (p, q) = input.shape[0], weight.shape[0], _output_size(input, weight, stride,
-                                                                   padding, dilation)
+    n, k = input.shape[0], weight.shape[0]
+    p, q = output_size(input.shape[2:], weight.shape[2:], stride, padding, dilation)
     cols = F.unfold(input, weight.shape[2:], dilation, padding, stride)
     cols = cols.view(n, groups, -1, p * q)  # (N, g, C/g*R*S, P*Q)
     taps = weight.reshape(groups, k // groups, -1)  # (g, K/g, C/g*R*S)
@@ -239,7 +222,7 @@ def last_row_dropped(input, weight, bias=None, stride=1, padding=0, dilation=1, 
     return out
 
 
-@mutant(None, lambda c: output_hw(c)[1] % 2 == 1, ("image-15x19", "image-1x1-kernel-1x1"))
+@mutant(None, lambda c: c.output_hw[1] % 2 == 1, ("image-15x19", "image-1x1-kernel-1x1"))
 def odd_width_tail_skipped(input, weight, bias=None, stride=1, padding=0, dilation=1,
                            groups=1):
     """Wrong for odd sizes only: output columns done in pairs, an odd last column left at 0."""
@@ -249,7 +232,7 @@ def odd_width_tail_skipped(input, weight, bias=None, stride=1, padding=0, dilati
     return out
 
 
-@mutant(None, lambda c: output_hw(c)[0] == output_hw(c)[1] > 1, ("basic-3x3-pad1",))
+@mutant(None, lambda c: c.output_hw[0] == c.output_hw[1] > 1, ("basic-3x3-pad1",))
 def transposed_when_square(input, weight, bias=None, stride=1, padding=0, dilation=1,
                            groups=1):
     """Output transposed for square outputs only: p and q swapped in the store index.
@@ -344,7 +327,7 @@ FRONT_END_MUTANTS: dict[str, Mutant] = {}
 def _odd_same(case: Case) -> bool:
     """A "same" case whose total padding d*(k-1) is odd on some axis (the extra row)."""
     return case.padding == "same" and any(
-        d * (k - 1) % 2 for d, k in zip(_pair(case.dilation), (case.r, case.s)))
+        d * (k - 1) % 2 for d, k in zip(case.dilation_pair, (case.r, case.s)))
 
 
 def _front_end(fn):
