@@ -38,21 +38,29 @@ def resolve_padding(padding, kernel, dilation) -> tuple[tuple[int, int], tuple[i
     return (ph, ph), (pw, pw)
 
 
-def reference_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
-    """Forward conv2d in float64 with F.conv2d's arguments; x is 4-D (N, C, H, W)."""
+def _grouped(x, w, stride, padding, dilation, groups):
+    """The zero-padded input as (N, g, C/g, Hp, Wp) and the weight as (g, K/g, C/g, R, S),
+    in float64, with stride and dilation pairs and the (top, left) padding."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    (sh, sw), (dh, dw) = pair(stride), pair(dilation)
-    (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), (dh, dw))
-    hp, wp = h + pt + pb, wd + pl + pr
+    stride, dilation = pair(stride), pair(dilation)
+    (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), dilation)
+    xp = np.zeros((n, c, h + pt + pb, wd + pl + pr))
+    xp[:, :, pt:pt + h, pl:pl + wd] = x
+    xg = xp.reshape(n, groups, cg, *xp.shape[2:])
+    wg = w.reshape(groups, k // groups, cg, r, s)
+    return xg, wg, stride, dilation, (pt, pl)
+
+
+def reference_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
+    """Forward conv2d in float64 with F.conv2d's arguments; x is 4-D (N, C, H, W)."""
+    xg, wg, (sh, sw), (dh, dw), _ = _grouped(x, w, stride, padding, dilation, groups)
+    n, _, _, hp, wp = xg.shape
+    k, r, s = w.shape[0], w.shape[2], w.shape[3]
     p = (hp - dh * (r - 1) - 1) // sh + 1
     q = (wp - dw * (s - 1) - 1) // sw + 1
-    xp = np.zeros((n, c, hp, wp))
-    xp[:, :, pt:pt + h, pl:pl + wd] = x
-    xg = xp.reshape(n, groups, cg, hp, wp)
-    wg = w.reshape(groups, k // groups, cg, r, s)
     out = np.zeros((n, groups, k // groups, p, q))
     for i in range(r):
         for j in range(s):
@@ -76,19 +84,12 @@ def reference_conv2d_backward(x, w, grad_out, stride=1, padding=0, dilation=1, g
     slice over n, p, q is the weight gradient of the tap. grad_bias sums grad_out over N, P, Q.
     ``output_mask`` (as aten's convolution_backward) skips gradients not asked for: None.
     """
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
     grad_out = np.asarray(grad_out, dtype=np.float64)
-    n, c, h, wd = x.shape
-    k, cg, r, s = w.shape
-    (sh, sw), (dh, dw) = pair(stride), pair(dilation)
-    (pt, pb), (pl, pr) = resolve_padding(padding, (r, s), (dh, dw))
-    hp, wp = h + pt + pb, wd + pl + pr
+    xg, wg, (sh, sw), (dh, dw), (pt, pl) = _grouped(x, w, stride, padding, dilation, groups)
+    n, c, h, wd = np.shape(x)
+    k, cg, r, s = np.shape(w)
+    hp, wp = xg.shape[3:]
     p, q = grad_out.shape[2:]
-    xp = np.zeros((n, c, hp, wp))
-    xp[:, :, pt:pt + h, pl:pl + wd] = x
-    xg = xp.reshape(n, groups, cg, hp, wp)
-    wg = w.reshape(groups, k // groups, cg, r, s)
     go = grad_out.reshape(n, groups, k // groups, p, q)
     grad_xg = np.zeros_like(xg)
     grad_wg = np.zeros_like(wg)
