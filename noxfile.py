@@ -9,7 +9,7 @@ instead of downloading a multi-GB CUDA build). ``session.posargs`` always pass t
     nox -s check -- --backend pkg.mod:fn     check any backend, a user's included
     nox -s lint                  ruff
     nox -s gpu                   the suite on a CUDA device (skips without one)
-    nox -s bench                 sweep every backend over shape sets (pytest-benchmark)
+    nox -s gate -- [BASE]        fail on a significant slowdown against BASE (or --baseline FILE)
 """
 
 from __future__ import annotations
@@ -108,3 +108,11 @@ def asv(session: nox.Session) -> None:
     session.run("asv", command, *args)
     if command in ("run", "continuous"):
         session.run("asv", "publish")
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Fail on a statistically significant slowdown: nox -s gate -- [BASE] [--quick],
+    or -- --baseline FILE (stored results), -- --self-test, -- --save FILE."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks", "gate", *session.posargs)

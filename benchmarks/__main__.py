@@ -13,7 +13,8 @@ import importlib
 import sys
 
 #: Modules that define ``add_parser(subparsers)``; their order is the order of --help.
-COMMANDS = ("benchmarks.shapes", "benchmarks.sweep", "benchmarks.sweep_report")
+COMMANDS = ("benchmarks.shapes", "benchmarks.sweep", "benchmarks.sweep_report",
+            "benchmarks.gate")
 
 
 def main(argv: list[str] | None = None) -> int:

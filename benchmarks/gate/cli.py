@@ -1,0 +1,211 @@
+"""``python -m benchmarks gate``: the command, its modes, and the self-test.
+
+    gate [BASE]                BASE (default: the merge base with main) against the working
+                               tree, both measured now, interleaved
+    gate --baseline FILE       the working tree against stored samples (CI: no BASE to build)
+    gate --save FILE           also store the working tree's samples as a baseline
+    gate --self-test           the gate must pass unchanged code and fail a 1.5x slowdown
+
+Exit status: 0 no benchmark slower beyond its band, 1 some benchmark slower (or failing on
+the working tree where base ran it), 2 bad usage or a tree that cannot be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+
+from benchmarks.gate import baseline as store
+from benchmarks.gate import stats, verdicts
+from benchmarks.gate.cases import DEFAULT_THRESHOLD, gate_cases
+from benchmarks.gate.measure import Worker, WorkerError, checkout, git, run_rounds
+
+#: Seconds of timed rounds: the full gate, and the quick mode CI runs.
+BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
+#: The backend the self-test slows down, and by how much.
+SELF_TEST_VICTIM, SELF_TEST_FACTOR = "unfold", 1.5
+
+#: Wide enough for the table when stdout is a file or a CI log (rich would assume 80).
+console = Console(width=None if Console().is_terminal else 160)
+
+
+@dataclass
+class Options:
+    base: str | None = None
+    baseline: Path | None = None
+    save: Path | None = None
+    quick: bool = False
+    backends: list[str] | None = None
+    threshold: float | None = None
+    bands: dict[str, float] = field(default_factory=dict)
+    budget: float | None = None
+    confidence: float = stats.CONFIDENCE
+    statistic: str = "ratio"
+    inject: str = ""
+    device: str = "cpu"
+    markdown: Path | None = None
+    json: Path | None = None
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "gate", help="fail on a statistically significant slowdown against BASE or a baseline",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base", nargs="?", help="git ref (default: merge base of HEAD and main)")
+    p.add_argument("--baseline", type=Path, help="compare with this stored baseline instead")
+    p.add_argument("--save", type=Path, help="store the working tree's samples here")
+    p.add_argument("--quick", action="store_true", help="one shape per backend, 30 s budget")
+    p.add_argument("--backend", action="append", help="repeatable; default: the gate set's")
+    p.add_argument("--threshold", type=float,
+                   help=f"the default noise band (fraction, default {DEFAULT_THRESHOLD})")
+    p.add_argument("--band", action="append", default=[], metavar="NAME=FRACTION",
+                   help="a backend's or case key's own band, e.g. fft=0.08 (repeatable)")
+    p.add_argument("--budget", type=float, help="seconds of timed rounds (default "
+                   f"{BUDGET_S:g}, quick {QUICK_BUDGET_S:g})")
+    p.add_argument("--confidence", type=float, default=stats.CONFIDENCE)
+    p.add_argument("--statistic", choices=("ratio", "time"), default="ratio",
+                   help="paired mode: compare ratios to torch (default) or plain times")
+    p.add_argument("--inject", default="", metavar="NAME=FACTOR",
+                   help="test only: make the working tree's backend NAME FACTOR times slower")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--markdown", type=Path, help="also write the table as Markdown")
+    p.add_argument("--json", type=Path, help="also write every row as JSON")
+    p.add_argument("--self-test", action="store_true",
+                   help="check that the gate passes unchanged code and fails a 1.5x slowdown")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        bands = dict(_band(text) for text in args.band)
+        opts = Options(args.base, args.baseline, args.save, args.quick, args.backend,
+                       args.threshold, bands, args.budget, args.confidence, args.statistic,
+                       args.inject, args.device, args.markdown, args.json)
+        if args.self_test:
+            return self_test(opts)
+        rows, title = run(opts)
+    except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start
+        console.print(f"[red]gate: {exc}[/red]")
+        return 2
+    return 1 if verdicts.failed(rows) else 0
+
+
+def _band(text: str) -> tuple[str, float]:
+    name, _, value = text.rpartition("=")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise ValueError(f"--band {text!r}: expected NAME=FRACTION, e.g. fft=0.08") from None
+
+
+def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
+    """Measure, compare, print and write; return (rows, title). ``same_tree`` compares the
+    working tree with itself (the self-test's and power script's "unchanged code")."""
+    repo = Path(repo or git("rev-parse", "--show-toplevel"))
+    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands)
+    budget = opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
+    with contextlib.ExitStack() as stack:
+        if opts.baseline:
+            data = store.load(opts.baseline)
+            workers = [_worker(stack, "head", repo, opts)]
+            results = run_rounds(cases, workers, budget)
+            rows = verdicts.baseline_rows(cases, data, results, "head", opts.confidence)
+            title = f"working tree vs baseline {opts.baseline} ({data.get('commit', '?')[:10]})"
+        else:
+            base_tree, base_name = repo, "the working tree itself"
+            if not same_tree:
+                ref = opts.base or default_base(repo)
+                base_tree, commit = stack.enter_context(checkout(ref, repo))
+                base_name = f"{ref} ({commit[:10]})"
+            workers = [_worker(stack, "base", base_tree, replace(opts, inject="")),
+                       _worker(stack, "head", repo, opts)]
+            results = run_rounds(cases, workers, budget)
+            rows = verdicts.paired_rows(cases, results, "base", "head", opts.statistic,
+                                        opts.confidence)
+            title = f"working tree vs {base_name}, interleaved"
+    if opts.inject:
+        title += f" [injected: {opts.inject}]"
+    _publish(rows, title, opts)
+    if opts.save:
+        store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))
+        console.print(f"baseline written: {opts.save}")
+    return rows, title
+
+
+def _worker(stack: contextlib.ExitStack, label: str, tree: Path, opts: Options) -> Worker:
+    try:
+        worker = Worker(label, tree, opts.inject, opts.device)
+    except WorkerError as exc:
+        raise RuntimeError(f"cannot start the {label} tree's worker: {exc}") from None
+    stack.callback(worker.close)
+    return worker
+
+
+def default_base(repo: Path) -> str:
+    """The merge base of HEAD with main (or origin/main)."""
+    for ref in ("main", "origin/main"):
+        with contextlib.suppress(RuntimeError):
+            return git("merge-base", "HEAD", ref, cwd=repo)
+    raise ValueError("no main or origin/main to take a merge base with: name BASE, or "
+                     "compare with stored results (--baseline FILE)")
+
+
+def _meta(repo: Path, opts: Options, budget: float) -> dict:
+    from benchmarks.machine import describe
+
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", cwd=repo))
+    return {"commit": git("rev-parse", "HEAD", cwd=repo), "dirty": dirty,
+            "quick": opts.quick, "budget_s": budget, "device": opts.device,
+            "machine": describe(opts.device)}
+
+
+def _publish(rows, title: str, opts: Options) -> None:
+    console.print(verdicts.table(rows, title))
+    slower = [r for r in rows if r.verdict in verdicts.FAILING]
+    counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict
+                                                                          for r in rows)}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    if slower:
+        names = "; ".join(f"{r.case.backend} {r.case.shape}" for r in slower)
+        console.print(f"[bold red]gate: FAIL[/bold red] ({summary}): {names}")
+    else:
+        console.print(f"[green]gate: pass[/green] ({summary})")
+    if opts.markdown:
+        opts.markdown.write_text(verdicts.markdown(rows, title))
+    if opts.json:
+        opts.json.write_text(json.dumps([_row_json(r) for r in rows], indent=1) + "\n")
+
+
+def _row_json(row: verdicts.Row) -> dict:
+    c = row.change
+    return {"backend": row.case.backend, "shape": row.case.shape,
+            "descriptor": row.case.descriptor, "threshold": row.case.threshold,
+            "verdict": row.verdict, "note": row.note, "base_s": row.base_s,
+            "head_s": row.head_s, **({} if c is None else {
+                "factor": c.factor, "low": c.low, "high": c.high, "samples": c.samples,
+                "confidence": c.confidence})}
+
+
+def self_test(opts: Options) -> int:
+    """Unchanged code must pass; a 1.5x slowdown of one backend must fail on that backend
+    (and only there). Compared tree against itself, and against the baseline if given."""
+    victim = f"{SELF_TEST_VICTIM}={SELF_TEST_FACTOR}"
+    checks = [("unchanged code passes", replace(opts, inject="", baseline=None), False),
+              (f"{victim} fails", replace(opts, inject=victim, baseline=None), True)]
+    if opts.baseline:
+        checks.append((f"{victim} fails against the baseline", replace(opts, inject=victim),
+                       True))
+    ok = True
+    for name, case_opts, should_fail in checks:
+        rows, _ = run(replace(case_opts, save=None), same_tree=True)
+        flagged = {r.case.backend for r in rows if r.verdict in verdicts.FAILING}
+        passed = flagged == ({SELF_TEST_VICTIM} if should_fail else set())
+        ok &= passed
+        console.print(f"self-test: {name}: {'ok' if passed else 'WRONG'} "
+                      f"(flagged: {', '.join(sorted(flagged)) or 'nothing'})")
+    return 0 if ok else 1

@@ -1,0 +1,131 @@
+"""From samples to verdicts, and the table a person reads.
+
+Each gate benchmark ends as one row: how much slower the working tree is (head / base, with
+its confidence interval), against which threshold, and the verdict. Only "slower" and
+"error" fail the gate: an improvement is reported, an inconclusive interval is shown as such
+(with its width, the cue to raise --budget), a case either side cannot run is listed with
+the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from benchmarks.gate import stats
+from benchmarks.gate.cases import GateCase
+from benchmarks.gate.measure import Samples
+
+ERROR, SKIPPED, NEW = "error", "skipped", "not compared"
+FAILING = (stats.SLOWER, ERROR)
+
+
+@dataclass
+class Row:
+    case: GateCase
+    verdict: str
+    change: stats.Change | None = None
+    base_s: float | None = None  # median seconds per call, for the reader
+    head_s: float | None = None
+    note: str = ""
+
+
+def _median(values) -> float | None:
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
+def _unrun(case: GateCase, base: Samples | None, head: Samples) -> Row | None:
+    """The row of a case that one side could not run, or None when both ran."""
+    if head.error:
+        return Row(case, ERROR, note=f"working tree: {head.error}")
+    if base is None:
+        return Row(case, NEW, note="not in the baseline")
+    if base.refusal and head.refusal:
+        return Row(case, SKIPPED, note=head.refusal)
+    if head.refusal:  # ran before, refused now: a lost capability fails like a slowdown
+        return Row(case, ERROR, note=f"working tree refuses what base ran: {head.refusal}")
+    if base.error or base.refusal:
+        return Row(case, NEW, note=f"base could not run it: {base.error or base.refusal}")
+    if not head.call or not base.call:
+        return Row(case, ERROR, note="no samples")
+    return None
+
+
+def paired_rows(cases, results, base: str, head: str, statistic: str = "ratio",
+                confidence: float = stats.CONFIDENCE) -> list[Row]:
+    """Rows from rounds that measured ``base`` and ``head`` together."""
+    rows = []
+    for case in cases:
+        a, b = results[case.key][base], results[case.key][head]
+        row = _unrun(case, a, b)
+        if row is None:
+            n = min(len(a.call), len(b.call))  # a side that failed mid-run has fewer
+            base_values, head_values = ((s.ratio if statistic == "ratio" else s.call)[:n]
+                                        for s in (a, b))
+            change = stats.paired_change(base_values, head_values, confidence)
+            row = Row(case, change.verdict(case.threshold), change, _median(a.call),
+                      _median(b.call))
+        rows.append(row)
+    return rows
+
+
+def baseline_rows(cases, baseline: dict, results, head: str,
+                  confidence: float = stats.CONFIDENCE) -> list[Row]:
+    """Rows comparing ``head``'s ratios to torch with a stored baseline's."""
+    rows = []
+    for case in cases:
+        stored = baseline["cases"].get(case.key)
+        b = results[case.key][head]
+        a = None if stored is None else Samples(call=stored["call_s"], ref=stored["ref_s"],
+                                                refusal=stored.get("refusal", ""))
+        row = _unrun(case, a, b)
+        if row is None:
+            change = stats.unpaired_change(a.ratio, b.ratio, confidence)
+            row = Row(case, change.verdict(case.threshold), change, _median(a.call),
+                      _median(b.call), note="ratio to torch vs baseline")
+        rows.append(row)
+    return rows
+
+
+def failed(rows: list[Row]) -> bool:
+    return any(r.verdict in FAILING for r in rows)
+
+
+_STYLE = {stats.SLOWER: "bold red", ERROR: "bold red", stats.FASTER: "green",
+          stats.UNSURE: "yellow"}
+
+
+def _cells(row: Row) -> list[str]:
+    c = row.change
+    ms = lambda s: "" if s is None else f"{s * 1e3:.3g}"  # noqa: E731
+    change = "" if c is None else f"{c.factor - 1:+.1%}"
+    interval = "" if c is None else f"[{c.low - 1:+.1%}, {c.high - 1:+.1%}]"
+    n = "" if c is None else str(c.samples)
+    return [row.case.backend, row.case.shape, ms(row.base_s), ms(row.head_s), change,
+            interval, f"±{row.case.threshold:.0%}", n, row.verdict, _short(row.note)]
+
+
+def _short(note: str, limit: int = 90) -> str:
+    """A note's first line, cut for the table (--json keeps it whole)."""
+    line = note.strip().splitlines()[0] if note.strip() else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+HEADERS = ["backend", "shape", "base ms", "head ms", "change", "CI", "band", "n", "verdict",
+           "note"]
+
+
+def table(rows: list[Row], title: str) -> Table:
+    t = Table(*HEADERS, title=title)
+    for row in rows:
+        t.add_row(*_cells(row), style=_STYLE.get(row.verdict))
+    return t
+
+
+def markdown(rows: list[Row], title: str) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(HEADERS) + " |",
+             "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
