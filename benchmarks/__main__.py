@@ -14,7 +14,8 @@ import sys
 
 #: Modules that define ``add_parser(subparsers)``; their order is the order of --help.
 COMMANDS = ("benchmarks.shapes", "benchmarks.sweep", "benchmarks.sweep_report",
-            "benchmarks.gate")
+            "benchmarks.gate",
+            "benchmarks.targets")
 
 
 def main(argv: list[str] | None = None) -> int:

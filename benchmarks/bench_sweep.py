@@ -1,12 +1,21 @@
-"""The sweep's one benchmark: a backend's forward conv2d on one shape (see benchmarks/conftest.py).
+"""The sweep's one benchmark: a backend's conv2d on one shape in one direction (see
+benchmarks/conftest.py).
 
 Not collected by the test suite (testpaths is tests/); run it by path, or through
 ``python -m benchmarks sweep``. Per case: refuse what the backend declares it cannot run,
 predict one call and refuse what the limit cannot afford (both become skipped rows with
-the reason), warm up, time rounds until the budget is spent (benchmarks.timer), hand them
-to pytest-benchmark, then measure one call's peak memory. The timed call is the backend's
-own function with the arguments the front end hands it (impls.frontend.normalize), so
-argument checking is not timed.
+the reason), build the call, warm up, time rounds until the budget is spent
+(benchmarks.timer), hand them to pytest-benchmark, then measure one call's peak memory.
+
+What is timed, per direction (bias is left out in all three):
+- forward: the backend's own function with the arguments the front end hands it
+  (impls.frontend.normalize), so argument checking is not timed.
+- backward-data / backward-weights: impls.backward.gradient_call. Building it runs the
+  forward once through the front end, untimed, with only that direction's tensor requiring
+  grad; each timed call replays the retained graph's backward with a fixed output gradient,
+  so the number is the backward alone (dL/dinput, or dL/dweight), autograd's dispatch
+  included, no forward and no graph building. Its peak memory is what the backward needed
+  above the retained graph.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from pytest_benchmark.stats import Stats
 
 import impls
 from benchmarks import memory, records, timer
+from impls.backward import gradient_call
 from impls.frontend import normalize
 from impls.spec import ConvSpec
 
@@ -28,68 +38,69 @@ WARMUP_CALLS = 2
 WARMUP_SHARE = 0.1
 
 
-def conv_call(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: str):
-    """A zero-argument call of the backend on seeded random inputs for ``spec``, and why the
-    backend refuses the call ("" when it does not): a feature it lacks (groups, dilation,
-    ...) or a problem outside its method (``accepts``: Winograd takes 3x3 stride 1 only)."""
+def _inputs(spec: ConvSpec, dtype: torch.dtype, device: str):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(spec.input_shape, generator=g).to(device=device, dtype=dtype)
     w = torch.randn(spec.weight_shape, generator=g).to(device=device, dtype=dtype)
+    return x, w
+
+
+def refusal(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: str,
+            direction: str = "forward") -> str:
+    """Why the backend refuses this call ("" when it does not): a feature it lacks (groups,
+    dilation, autograd for a backward direction, ...) or a problem outside its method
+    (``accepts``: Winograd takes 3x3 stride 1 only). Builds no input: cheap."""
+    used = {"stride": spec.stride != (1, 1), "padding": spec.padding != (0, 0),
+            "dilation": spec.dilation != (1, 1), "groups": spec.groups != 1,
+            "autograd": direction != "forward"}  # bias: never passed
+    features = [name for name, yes in used.items() if yes]
+    return (entry.unsupported(device=device, dtype=dtype, features=features)
+            or entry.refuses(spec.input_shape, spec.weight_shape, spec.stride, spec.padding,
+                             spec.dilation, spec.groups)
+            or entry.over_budget(spec.input_shape, spec.weight_shape, spec.stride, spec.padding,
+                                 spec.dilation, spec.groups, dtype, device))  # memory budget
+
+
+def conv_call(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: str,
+              direction: str = "forward"):
+    """A zero-argument call that runs ``direction`` of the backend on seeded random inputs
+    for ``spec`` (see the module docstring for what it covers). A backward direction runs
+    the forward once here, so call this only once the budget guard has allowed it."""
+    x, w = _inputs(spec, dtype, device)
+    if direction != "forward":
+        return gradient_call(entry, x, w, None, direction, **spec.conv_kwargs())
     c = normalize(x, w, None, **spec.conv_kwargs())
-    refusal = (entry.unsupported(device=device, dtype=dtype, features=c.features())
-               or entry.refuses(c.input.shape, c.weight.shape, c.stride, c.padding,
-                                c.dilation, c.groups))
 
     def call():
         return entry.fn(c.input, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
 
-    return call, refusal
+    return call
 
 
 @torch.no_grad()
 def test_conv2d(benchmark, case, sweep, row):
     benchmark.group = case.group
     entry = impls.get_backend(case.backend)
-    reason = entry.unsupported(device=case.device, dtype=sweep.dtype)
-    if reason:
-        pytest.skip(reason)
-    call, reason = conv_call(entry, case.entry.spec, sweep.dtype, case.device)
+    reason = refusal(entry, case.entry.spec, sweep.dtype, case.device, case.direction)
     if reason:
         pytest.skip(reason)
     try:
-        measure(benchmark, case, sweep, row, entry, call)
+        measure(benchmark, case, sweep, row, entry)
     except NotImplementedError as exc:  # the impls.conv2d convention for "cannot run this"
         pytest.skip(f"{case.backend} raised NotImplementedError: {exc}")
 
 
-def measure(benchmark, case, sweep, row, entry, call) -> None:
-    """Guard, warm up, time, and fill the row (see the module docstring)."""
-    spec, device, dtype = case.entry.spec, case.device, sweep.dtype
-    # The budget guard: a case needs WARMUP_CALLS + min_rounds calls at least.
-    calls, limit = WARMUP_CALLS + sweep.min_rounds, sweep.limit
-    peak = sweep.machine["peak_gflops"]
-    if spec.flops / (peak * 1e9) * calls > limit:
-        pytest.skip(f"budget guard: even at this machine's measured peak ({peak:.0f} GFLOP/s) "
-                    f"{calls} calls take {spec.flops / (peak * 1e9) * calls:.3g} s > --limit "
-                    f"{limit:g} s")
-    if device.startswith("cuda"):
-        # Triton's autotuning, cuDNN's algorithm search and CUDA's lazy loading happen in
-        # the first call of each shape: paid once here, untimed (bounded by the supervisor's
-        # --timeout), and no crops, which would each compile anew. GPU calls are short.
-        call()
-        guess = timer.Prediction(timer.time_once(call, device), "measured after a first call")
-    else:
-        guess = timer.predict(lambda s: timer.time_once(conv_call(entry, s, dtype, device)[0],
-                                                        device), spec, ceiling=limit / calls)
-    row.update(predicted_s=guess.seconds, prediction=guess.how)
-    if guess.seconds * calls > limit:
-        pytest.skip(f"budget guard: predicted {guess.seconds:.3g} s per call ({guess.how}); "
-                    f"{calls} calls exceed --limit {limit:g} s")
-    first = timer.time_once(call, device)  # the prediction may be a crop's: check the real one
-    if first * calls > limit:
-        pytest.skip(f"budget guard: the first full call took {first:.3g} s; {calls} calls "
-                    f"exceed --limit {limit:g} s")
+def guard_calls(direction: str, min_rounds: int) -> int:
+    """Calls the budget guard counts for a case: the warm-up and the minimum rounds, plus,
+    for a backward direction, the untimed forward that builds its graph (counted as one
+    call: it has the same FLOPs as the backward it precedes)."""
+    return WARMUP_CALLS + min_rounds + (direction != "forward")
 
+
+def measure(benchmark, case, sweep, row, entry) -> None:
+    """Guard, build the call, warm up, time, and fill the row (see the module docstring)."""
+    device = case.device
+    call = guarded_call(case, sweep, row, entry)
     per_call = timer.warm_up(call, device, WARMUP_SHARE * sweep.budget, WARMUP_CALLS - 1)
     cold = case.cache == "cold"
     iterations = 1 if cold else timer.calls_per_round(per_call)
@@ -101,6 +112,58 @@ def measure(benchmark, case, sweep, row, entry, call) -> None:
     row.update(measured(stats, iterations, case, sweep))
     row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)
     benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO if k in row})
+
+
+def guarded_call(case, sweep, row, entry):
+    """The case's call, built only once the budget guard allows it; else skip with why."""
+    spec, device = case.entry.spec, case.device
+    calls, limit = guard_calls(case.direction, sweep.min_rounds), sweep.limit
+    peak = sweep.machine["peak_gflops"]
+    if spec.flops / (peak * 1e9) * calls > limit:
+        pytest.skip(f"budget guard: even at this machine's measured peak ({peak:.0f} GFLOP/s) "
+                    f"{calls} calls take {spec.flops / (peak * 1e9) * calls:.3g} s > --limit "
+                    f"{limit:g} s")
+    guess, call = predict_call(case, sweep, entry, ceiling=limit / calls)
+    row.update(predicted_s=guess.seconds, prediction=guess.how)
+    if guess.seconds * calls > limit:
+        pytest.skip(f"budget guard: predicted {guess.seconds:.3g} s per call ({guess.how}); "
+                    f"{calls} calls exceed --limit {limit:g} s")
+    call = call or conv_call(entry, spec, sweep.dtype, device, case.direction)
+    first = timer.time_once(call, device)  # the prediction may be a crop's: check the real one
+    if first * calls > limit:
+        pytest.skip(f"budget guard: the first full call took {first:.3g} s; {calls} calls "
+                    f"exceed --limit {limit:g} s")
+    return call
+
+
+def predict_call(case, sweep, entry, ceiling: float):
+    """(the prediction of one full call, the full call if it was built on the way: for a
+    backward direction, building one runs a forward, so it is not built twice)."""
+    spec, device = case.entry.spec, case.device
+
+    def make(s: ConvSpec):
+        return conv_call(entry, s, sweep.dtype, device, case.direction)
+
+    if device.startswith("cuda"):
+        # Triton's autotuning, cuDNN's algorithm search and CUDA's lazy loading happen in
+        # the first call of each shape: paid once here, untimed (bounded by the supervisor's
+        # --timeout), and no crops, which would each compile anew. GPU calls are short.
+        call = make(spec)
+        call()
+        return timer.Prediction(timer.time_once(call, device), "measured after a first call"), \
+            call
+    full = []
+
+    def probe(s: ConvSpec) -> float:
+        call = make(s)
+        if s == spec:
+            full.append(call)
+        return timer.time_once(call, device)
+
+    # Crops work for the gradients as for the forward: per output position, backward-data
+    # spreads one window back and backward-weights adds one outer product. Where a method's
+    # cost does not follow the outputs (FFT sizes), guarded_call's first full call catches it.
+    return timer.predict(probe, spec, ceiling=ceiling), (full[-1] if full else None)
 
 
 def record(benchmark, rounds: list[float], iterations: int, options: dict) -> Stats:
@@ -124,7 +187,7 @@ def record(benchmark, rounds: list[float], iterations: int, options: dict) -> St
 
 
 #: Row fields repeated in pytest-benchmark's extra_info (the report has the full rows).
-EXTRA_INFO = ("key", "backend", "shape_set", "name", "count", "gflops", "bytes",
+EXTRA_INFO = ("key", "backend", "shape_set", "name", "direction", "count", "gflops", "bytes",
               "arithmetic_intensity", "fraction_of_peak", "fraction_of_roofline", "noise",
               "peak_memory_bytes", "machine_id")
 
@@ -137,6 +200,7 @@ def measured(s: Stats, iterations: int, case, sweep) -> dict:
            "rounds": s.rounds, "iterations": iterations, "noise": s.iqr / s.median,
            "peak_gflops": m["peak_gflops"], "bandwidth_gbps": m["bandwidth_gbps"],
            "backend": case.backend, "shape_set": case.shape_set, "name": e.spec.name,
+           "direction": case.direction,
            "count": e.count, "key": case.key, "bytes": nbytes}
     out.update(records.derived(e.flops, nbytes, s.median, m["peak_gflops"],
                                m["bandwidth_gbps"]))

@@ -43,13 +43,16 @@ def _add(group, name, **kwargs):
 def pytest_addoption(parser):
     g = parser.getgroup("convbench sweep")
     _add(g, "--shape-set", action="append", default=None, metavar="NAME",
-         help=f"shape set (repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)})")
+         help=f"shape set (repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)}, see "
+              "sweep_plan.BARE_DIRECTIONS)")
     _add(g, "--backend", action="append", default=None,
          help="backend name or package.module:function (repeatable; default: all)")
     _add(g, "--batch", type=int, default=1, help="batch of every shape (default 1)")
     _add(g, "--dtype", default="float32", choices=list(sweep_plan.DTYPES))
     _add(g, "--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    _add(g, "--direction", default="forward", choices=sweep_plan.DIRECTIONS)
+    _add(g, "--direction", action="append", default=None, choices=sweep_plan.DIRECTIONS,
+         help="repeatable; default: all three, or with no --shape-set either, "
+              "sweep_plan.BARE_DIRECTIONS")
     _add(g, "--cache", default="warm", choices=sweep_plan.CACHE_MODES,
          help="cold: flush the caches before every timed call")
     _add(g, "--shard", default=None, metavar="I/N", help="run shard I of N (1-based)")
@@ -74,10 +77,9 @@ class Sweep:
         self.min_rounds = opt("--min-rounds")
         self.device, self.dtype_name = opt("--device"), opt("--dtype")
         self.dtype = getattr(torch, self.dtype_name)
-        cases = sweep_plan.plan(opt("--shape-set") or sweep_plan.DEFAULT_SETS,
-                                opt("--backend"), batch=opt("--batch"), dtype=self.dtype_name,
-                                device=self.device, direction=opt("--direction"),
-                                cache=opt("--cache"))
+        cases = sweep_plan.plan(opt("--shape-set"), opt("--backend"), batch=opt("--batch"),
+                                dtype=self.dtype_name, device=self.device,
+                                directions=opt("--direction"), cache=opt("--cache"))
         shard = sweep_plan.parse_shard(opt("--shard")) if opt("--shard") else None
         self.cases = sweep_plan.shard(cases, *shard) if shard else cases
         self.results = records.ResultsFile(opt("--results") or sweep_plan.results_path(

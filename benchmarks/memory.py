@@ -10,7 +10,9 @@ scratch buffers. So on a CPU we measure what the operating system sees:
   or more with a fresh ``mmap`` (``mallopt``): otherwise a buffer could reuse heap pages
   an earlier case left resident and would not show. Counts only pages touched, whoever
   allocated them (torch, numpy, oneDNN, pocketfft), plus the output; misses blocks under
-  64 KiB that fit in memory already resident (noise, at these sizes).
+  64 KiB that fit in memory already resident (noise, at these sizes). Scratch that a
+  backend keeps between calls (impls.builtin._scratch, _weight_cache) is given back first,
+  so it counts.
   CUDA: ``torch.cuda.max_memory_allocated`` over one call minus the allocation before it
   (torch's caching allocator; cuDNN's workspace comes from it too).
 Elsewhere the method is "none" and the value null, never a guess.
@@ -29,6 +31,8 @@ import re
 from collections.abc import Callable
 
 import torch
+
+from impls.builtin import _scratch, _weight_cache
 
 # glibc's mallopt parameters (malloc.h).
 _M_MMAP_THRESHOLD, _M_MMAP_MAX = -3, -4
@@ -62,6 +66,10 @@ def _rss_peak(call, libc) -> int:
     libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
     libc.mallopt(_M_MMAP_THRESHOLD, _FRESH_MMAP_BYTES)
     try:
+        # Scratch and weight transforms kept between calls (impls.builtin._scratch,
+        # _weight_cache) are memory the call needs: given back here, it shows again.
+        _scratch.release()
+        _weight_cache.clear()
         libc.malloc_trim(0)  # give back what earlier cases freed, so RSS starts low
         _reset_hwm()
         before = _status_bytes("VmRSS")

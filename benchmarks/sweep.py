@@ -10,6 +10,12 @@ row, a case past ``--timeout`` has the child killed and gets a "timeout" row, an
 child resumes after it (cases with a row are deselected). One child at a time, in order: not
 a scheduler. Scale out with ``--shard i/n`` and ``python -m benchmarks merge``.
 
+A case is a backend, a shape and a direction: ``--direction`` forward, backward-data,
+backward-weights or all (benchmarks/bench_sweep.py says what is timed in each). Default: all
+three on the sets named; a bare sweep times the backward directions on resnet50 only, to
+keep the main job short (sweep_plan.BARE_DIRECTIONS). Rows of one direction are only ever
+compared with torch's in the same direction.
+
 Files, next to ``--results`` (default reports/sweeps/<device>-<dtype>-mb<batch>.jsonl):
 ``.jsonl`` the streamed rows and resume log, ``.json`` the report (pytest-benchmark's format
 plus every row), ``.log`` pytest's output. Exit status: 0 every case has an ok or skipped row,
@@ -52,6 +58,8 @@ def add_parser(subparsers) -> None:
         "sweep", help="time every backend over shape sets (pytest-benchmark, isolated)",
         description="Time every backend over shape sets with pytest-benchmark, in a child "
                     "process that a hanging or crashing case cannot take down; resumes.")
+    bare = ", ".join(f"{name} ({' '.join(d)})" for name, d in
+                     sweep_plan.directions_per_set().items())
     p.add_argument("--shape-set", action="append", metavar="NAME",
                    help=f"repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)}")
     p.add_argument("--backend", action="append",
@@ -59,7 +67,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=list(sweep_plan.DTYPES))
     p.add_argument("--device", default="cpu")
-    p.add_argument("--direction", default="forward", choices=sweep_plan.DIRECTIONS)
+    p.add_argument("--direction", action="extend", nargs="+", metavar="DIRECTION",
+                   choices=(*sweep_plan.DIRECTIONS, "all"),
+                   help="what is timed: forward, backward-data (dL/dinput alone), "
+                        "backward-weights (dL/dweight alone), or all; several may be given. "
+                        "Default: all three on each --shape-set; with neither option, "
+                        f"{bare}")
     p.add_argument("--cache", default="warm", choices=sweep_plan.CACHE_MODES)
     p.add_argument("--shard", metavar="I/N", help="run shard I of N (1-based), split by shape")
     p.add_argument("--budget", type=float, default=sweep_plan.BUDGET_S,
@@ -82,9 +95,9 @@ def add_parser(subparsers) -> None:
 def cli(args: argparse.Namespace) -> int:
     try:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
-        cases = sweep_plan.plan(args.shape_set or sweep_plan.DEFAULT_SETS, args.backend,
+        cases = sweep_plan.plan(args.shape_set, args.backend,
                                 batch=args.batch, dtype=args.dtype, device=args.device,
-                                direction=args.direction, cache=args.cache)
+                                directions=_directions(args.direction), cache=args.cache)
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -110,6 +123,14 @@ def cli(args: argparse.Namespace) -> int:
     return summarize(cases, results, paths) or code
 
 
+def _directions(given: list[str] | None) -> tuple[str, ...] | None:
+    """The directions asked for, in the sweep's own order; None when none was named."""
+    if not given:
+        return None
+    return sweep_plan.DIRECTIONS if "all" in given else tuple(
+        d for d in sweep_plan.DIRECTIONS if d in given)
+
+
 def _paths(results: Path) -> dict[str, Path]:
     return {"results": results, "report": results.with_suffix(".json"),
             "log": results.with_suffix(".log"),
@@ -119,14 +140,17 @@ def _paths(results: Path) -> dict[str, Path]:
 def _child_command(args, results: Path) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(BENCH_FILE), "-p", "no:cacheprovider",
            "-p", "no:xdist", "-q", "--results", str(results), "--batch", str(args.batch),
-           "--dtype", args.dtype, "--device", args.device, "--direction", args.direction,
-           "--cache", args.cache, "--budget", str(args.budget), "--limit", str(args.limit),
+           "--dtype", args.dtype, "--device", args.device, "--cache", args.cache,
+           "--budget", str(args.budget), "--limit", str(args.limit),
            "--min-rounds", str(args.min_rounds), "--benchmark-group-by", "group",
            "--benchmark-columns", "median,iqr,min,rounds,iterations"]
-    for name in args.shape_set or sweep_plan.DEFAULT_SETS:
+    # Only what was named: the child makes the same plan from the same options.
+    for name in args.shape_set or ():
         cmd += ["--shape-set", name]
     for name in args.backend or ():
         cmd += ["--backend", name]
+    for direction in _directions(args.direction) or ():
+        cmd += ["--direction", direction]
     for flag, value in (("--shard", args.shard), ("--threads", args.threads)):
         if value:
             cmd += [flag, str(value)]

@@ -6,8 +6,9 @@ with the same keys, or resuming and sharding would silently drift apart. Nothing
 measures or imports a backend's module: backends come from ``impls.backends()`` and
 ``impls.get_backend(name)`` only (a name may be "package.module:function").
 
-Order is shape-major: every backend of one shape runs back to back, so a backend and the
-torch baseline it is compared with are timed minutes apart at most, in the same machine state.
+Order is shape-major: every direction and backend of one shape runs back to back (directions
+outer, backends inner), so a backend and the torch baseline it is compared with, in the same
+direction, are timed seconds apart, in the same machine state.
 Shards split by *shape*, never inside one, for the same reason: a CI matrix runs shards on
 different machines, and a speed ratio between two machines means nothing.
 """
@@ -20,12 +21,24 @@ from pathlib import Path
 
 import impls
 from benchmarks.shapes import ShapeEntry, shape_set
+from impls.backward import DIRECTIONS as BACKWARD_DIRECTIONS
 
 #: What ``nox -s bench`` and a bare ``python -m benchmarks sweep`` run.
 DEFAULT_SETS = ("resnet50", "large-kernel", "grid-small")
 #: Bytes per element, for a row's tensor bytes.
 DTYPES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
-DIRECTIONS = ("forward",)
+#: What a case times: the forward conv, or one backward direction alone (impls.backward's
+#: names: "backward-data" is dL/dinput, "backward-weights" dL/dweight). Each is counted at
+#: the forward's FLOPs and bytes (every forward multiply-add has one counterpart in each
+#: gradient, and each touches three tensors of the forward's sizes), as benchdnn counts them.
+DIRECTIONS = ("forward", *BACKWARD_DIRECTIONS)
+#: The directions a bare sweep (no shape set and no direction named, as ``nox -s bench``
+#: runs it) times per default set: all three on resnet50, the network people train, so the
+#: report shows every direction of every backend; forward only elsewhere. Backward
+#: everywhere would triple the main job (about 10 instead of 7 minutes on 2 cores);
+#: ``--direction all`` asks for it.
+BARE_DIRECTIONS = {"resnet50": DIRECTIONS, "large-kernel": ("forward",),
+                   "grid-small": ("forward",)}
 CACHE_MODES = ("warm", "cold")
 #: Seconds of timed rounds per case; at least MIN_ROUNDS rounds whatever a call costs.
 BUDGET_S, MIN_ROUNDS = 0.5, 3
@@ -89,12 +102,13 @@ class Case:
     def id(self) -> str:
         """The pytest id: readable, unique within a sweep."""
         name = self.entry.spec.name.split(":")[-1] or self.entry.descriptor
-        return f"{self.shape_set}-{self.index:02d}-{_slug(name)}-{_slug(self.backend)}"
+        return (f"{self.shape_set}-{self.index:02d}-{_slug(name)}-{_slug(self.direction)}-"
+                f"{_slug(self.backend)}")
 
     @property
     def group(self) -> str:
-        """pytest-benchmark's group: one table per shape, backends side by side."""
-        return f"{self.shape_set} {self.entry.descriptor}"
+        """pytest-benchmark's group: one table per shape and direction, backends side by side."""
+        return f"{self.shape_set} {self.entry.descriptor} {self.direction}"
 
     def __str__(self) -> str:  # how pytest-benchmark's JSON shows the parameter
         return self.id
@@ -113,13 +127,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_")
 
 
-def plan(shape_sets=DEFAULT_SETS, backends=None, *, batch: int | None = 1,
-         dtype: str = "float32", device: str = "cpu", direction: str = "forward",
-         cache: str = "warm") -> list[Case]:
-    """Every case, shape-major. ``backends`` None means every registered one, available or
-    not: an unavailable backend still gets a row per shape, skipped with its reason."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r}: this sweep measures {', '.join(DIRECTIONS)}")
+def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = "float32",
+         device: str = "cpu", directions=None, cache: str = "warm") -> list[Case]:
+    """Every case, shape-major (then direction, then backend). ``shape_sets`` and
+    ``directions`` both None: the bare sweep (DEFAULT_SETS, each in its BARE_DIRECTIONS);
+    otherwise the sets given (default DEFAULT_SETS) each in every direction given (one name
+    or several; default all three). ``backends`` None means every registered one, available
+    or not: an unavailable backend still gets a row per shape and direction, skipped with
+    its reason."""
+    per_set = directions_per_set(shape_sets, directions)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
     if cache not in CACHE_MODES:
@@ -127,11 +143,23 @@ def plan(shape_sets=DEFAULT_SETS, backends=None, *, batch: int | None = 1,
     names = [b.name for b in impls.backends()] if not backends else list(backends)
     names = [impls.get_backend(n).name for n in dict.fromkeys(names)]  # unknown: ValueError
     cases = []
-    for set_name in dict.fromkeys(shape_sets):
+    for set_name, set_directions in per_set.items():
         for index, entry in enumerate(sweep_shape_set(set_name, batch)):
             cases += [Case(name, set_name, index, entry, dtype, device, direction, cache)
-                      for name in names]
+                      for direction in set_directions for name in names]
     return cases
+
+
+def directions_per_set(shape_sets=None, directions=None) -> dict[str, tuple[str, ...]]:
+    """Shape set -> the directions it is swept in (see :func:`plan`)."""
+    if shape_sets is None and directions is None:
+        return {name: BARE_DIRECTIONS.get(name, DIRECTIONS) for name in DEFAULT_SETS}
+    directions = [directions] if isinstance(directions, str) else list(directions or DIRECTIONS)
+    unknown = [d for d in directions if d not in DIRECTIONS]
+    if unknown:
+        raise ValueError(f"direction {', '.join(map(repr, unknown))}: this sweep measures "
+                         f"{', '.join(DIRECTIONS)}")
+    return {name: tuple(dict.fromkeys(directions)) for name in shape_sets or DEFAULT_SETS}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -147,7 +175,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def shard(cases: list[Case], index: int, count: int) -> list[Case]:
     """The cases of shard ``index`` of ``count`` (1-based): shapes dealt round-robin, so each
-    shard gets a mix of cheap and dear layers, and all backends of a shape stay together."""
+    shard gets a mix of cheap and dear layers, and all backends and directions of a shape
+    stay together."""
     shapes = list(dict.fromkeys(c.shape_key for c in cases))
     mine = {s for k, s in enumerate(shapes) if k % count == index - 1}
     return [c for c in cases if c.shape_key in mine]

@@ -56,7 +56,8 @@ class Progress:
         left = elapsed / ran * (self.total - self.done) if ran else 0
         head = (f"[{self.done:>{len(str(self.total))}}/{self.total} {_clock(elapsed)} "
                 f"~{_clock(left)} left] {row['status']:<8} {row['backend']:<8} "
-                f"{row['shape_set']} {row['name'] or row['descriptor']}")
+                f"{row['direction'] or 'forward':<16} {row['shape_set']} "
+                f"{row['name'] or row['descriptor']}")
         if row["status"] == "ok":
             peak = row.get("fraction_of_peak")
             tail = (f"  {row['median_s'] * 1e3:.3g} ms  {row['gflops']:.1f} GFLOP/s"
@@ -110,30 +111,40 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
 
 
 def ratio_lines(rows: list[dict], baseline: str = "torch") -> list[str]:
-    """Per shape set and backend: geometric-mean time ratio to ``baseline`` over the shapes
-    both ran, and the network total (sum of median x count) where every shape ran."""
-    by_set = defaultdict(lambda: defaultdict(dict))
-    for r in rows:
-        if r["status"] == "ok":
-            by_set[r["shape_set"]][r["backend"]][r["descriptor"]] = r
+    """Per shape set, direction and backend: geometric-mean time ratio to ``baseline`` in
+    the same direction over the shapes both ran, and the network total (sum of median x
+    count) where every shape ran. A backward time is never compared with a forward one."""
+    groups = defaultdict(lambda: defaultdict(dict))
     shapes = defaultdict(set)
     for r in rows:
-        shapes[r["shape_set"]].add(r["descriptor"])
+        where = (r["shape_set"], r.get("direction") or "forward")
+        shapes[where].add(r["descriptor"])
+        if r["status"] == "ok":
+            groups[where][r["backend"]][r["descriptor"]] = r
     lines = []
-    for set_name, backends in by_set.items():
+    for (set_name, direction), backends in groups.items():
         base = backends.get(baseline, {})
-        lines.append(f"{set_name} ({len(shapes[set_name])} shapes):")
+        lines.append(f"{set_name} {direction} ({len(shapes[set_name, direction])} shapes):")
         for name, ran in sorted(backends.items()):
-            common = [d for d in ran if d in base]
-            ratio = (math.exp(sum(math.log(ran[d]["median_s"] / base[d]["median_s"])
-                                  for d in common) / len(common)) if common else None)
-            total = (sum(r["median_s"] * r["count"] for r in ran.values())
-                     if len(ran) == len(shapes[set_name]) else None)
-            lines.append(f"  {name:<10} ran {len(ran):>3}"
-                         + (f"  time / {baseline}: x{ratio:.3g} (geomean of {len(common)})"
-                            if ratio is not None and name != baseline else "")
-                         + (f"  network total {total * 1e3:.4g} ms" if total else ""))
+            lines.append(f"  {name:<11} ran {len(ran):>3}"
+                         + _ratio(ran, base, name != baseline, baseline)
+                         + _total(ran, len(shapes[set_name, direction])))
     return lines
+
+
+def _ratio(ran: dict, base: dict, show: bool, baseline: str) -> str:
+    common = [d for d in ran if d in base]
+    if not (show and common):
+        return ""
+    ratio = math.exp(sum(math.log(ran[d]["median_s"] / base[d]["median_s"]) for d in common)
+                     / len(common))
+    return f"  time / {baseline}: x{ratio:.3g} (geomean of {len(common)})"
+
+
+def _total(ran: dict, shapes: int) -> str:
+    if len(ran) != shapes:
+        return ""
+    return f"  network total {sum(r['median_s'] * r['count'] for r in ran.values()) * 1e3:.4g} ms"
 
 
 # --- python -m benchmarks merge FILE... --output OUT ---------------------------------------

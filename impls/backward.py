@@ -43,6 +43,7 @@ from impls.checker import (
     CaseResult,
     descriptor,
     refusal,
+    runner,
 )
 from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
 from impls.frontend import conv2d
@@ -97,7 +98,8 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
-    _compare(result, entry, case, (x, w, go), grads, refs, absrefs, dtype, tf32)
+    _compare(result, runner(entry, case, dtype, device, autograd=True), case, (x, w, go),
+             grads, refs, absrefs, dtype, tf32)
     return result
 
 
@@ -121,7 +123,8 @@ def check_backend_backward(backend: str | Backend, cases=CASES, directions=DIREC
 
 def _skip_reason(entry: Backend, case: Case, dtype: torch.dtype, device: str) -> str:
     reason = entry.unsupported(device=device, dtype=dtype,
-                               features=case.features() | {"autograd"}) or refusal(entry, case)
+                               features=case.features() | {"autograd"})
+    reason = reason or refusal(entry, case, dtype, device)
     # A backward step is a forward plus one gradient, each about the forward's cost.
     if not reason and entry.max_macs is not None and 2 * case.macs() > entry.max_macs:
         reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "

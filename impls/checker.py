@@ -87,15 +87,33 @@ def problem(case: Case, x: np.ndarray, w: np.ndarray) -> Problem:
                    (case.h + pt + pb) * (case.w + pl + pr), xw)
 
 
-def refusal(entry: Backend, case: Case) -> str:
-    """The backend's declared reason for not taking this problem at all (e.g. not 3x3)."""
-    if entry.accepts is None:
+def refusal(entry: Backend, case: Case, dtype: torch.dtype = torch.float32,
+            device: str = "cpu") -> str:
+    """The backend's declared reason for not taking this problem at all: outside its method
+    (e.g. not 3x3), or over the memory budget (see impls.memory_budget)."""
+    if entry.accepts is None and entry.workspace is None:
         return ""
+    args = _normalized(case).problem()
+    return entry.refuses(*args) or entry.over_budget(*args, dtype, device)
+
+
+def runner(entry: Backend, case: Case, dtype: torch.dtype, device: str,
+           autograd: bool = False) -> Backend:
+    """The entry whose exactness and error model judge this case: the backend itself, or
+    the one a dispatcher (auto) hands the problem to, decided exactly as its call decides."""
+    if entry.delegate is None:
+        return entry
+    call = _normalized(case)
+    features = call.features() | ({"autograd"} if autograd else set())
+    return entry.runner(*call.problem(), dtype, device, features)
+
+
+def _normalized(case: Case):
+    """The case as the front end hands it to a backend, on the meta device (no data)."""
     meta = dict(device="meta")
-    call = normalize(torch.empty(case.input_shape, **meta), torch.empty(case.weight_shape, **meta),
-                     None, **case.kwargs())
-    return entry.refuses(call.input.shape, call.weight.shape, call.stride, call.padding,
-                         call.dilation, call.groups)
+    bias = torch.empty(case.k, **meta) if case.bias else None
+    return normalize(torch.empty(case.input_shape, **meta),
+                     torch.empty(case.weight_shape, **meta), bias, **case.kwargs())
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -114,7 +132,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
         result.descriptor = f"<{case.id}: {exc}>"
     reason = entry.unsupported(device=device, dtype=dtype, features=case.features())
-    reason = reason or refusal(entry, case)
+    reason = reason or refusal(entry, case, dtype, device)
     if not reason and entry.max_macs is not None and case.macs() > entry.max_macs:
         reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
                   f"here; this case has {case.macs():.3g}")
@@ -144,7 +162,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
                          else f"output is {out_type}, expected {result.dtype} on "
                               f"{torch.device(device).type}")
         return result
-    _compare(result, entry, case, data, out, dtype, tf32)
+    _compare(result, runner(entry, case, dtype, device), case, data, out, dtype, tf32)
     return result
 
 

@@ -9,6 +9,8 @@ Errors are of the type F.conv2d raises for the same input (TypeError for a wrong
 type, RuntimeError for a bad value or shape), but the message names the argument. A backend
 that cannot run the call raises NotImplementedError (a RuntimeError, as F.conv2d raises for
 an unsupported dtype on a device) with its declared reason; there is never a silent fallback.
+A call whose workspace model says it would exceed the memory budget (impls.memory_budget)
+raises torch.OutOfMemoryError, as an allocation that fails would, but before allocating.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                                      call.padding, call.dilation, call.groups)
     if reason:
         raise NotImplementedError(reason)
+    reason = entry.over_budget(call.input.shape, call.weight.shape, call.stride, call.padding,
+                               call.dilation, call.groups, call.input.dtype, call.input.device)
+    if reason:  # what torch raises when it cannot allocate, raised before trying to
+        raise torch.OutOfMemoryError(reason)
     out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding, call.dilation,
                    call.groups)
     return out.squeeze(0) if call.unbatched else out
@@ -51,6 +57,12 @@ class NormalizedCall:
         self.input, self.weight, self.bias = input, weight, bias
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.groups, self.unbatched = groups, unbatched
+
+    def problem(self) -> tuple:
+        """(input_shape, weight_shape, stride, padding, dilation, groups): what a backend's
+        ``accepts``, ``workspace`` and ``delegate`` are called with."""
+        return (tuple(self.input.shape), tuple(self.weight.shape), self.stride, self.padding,
+                self.dilation, self.groups)
 
     def features(self) -> set[str]:
         """The features of :data:`impls.registry.FEATURES` this call uses."""

@@ -19,6 +19,8 @@ from functools import cached_property
 
 import torch
 
+from impls import memory_budget
+
 #: Everything a conv2d call can ask of a backend beyond the plain dense case.
 FEATURES = frozenset({"stride", "padding", "dilation", "groups", "bias", "autograd"})
 #: The dtypes a backend supports unless it says otherwise.
@@ -32,6 +34,7 @@ BUILTIN_MODULES = (
     "impls.builtin.winograd",
     "impls.builtin.torch_native",
     "impls.builtin.triton_conv",
+    "impls.builtin.auto",
 )
 ENTRY_POINT_GROUP = "convbench.backends"
 
@@ -64,6 +67,13 @@ class Backend:
     #: the normalised (input_shape, weight_shape, stride, padding, dilation, groups), it
     #: returns why this problem is outside the method, or "".
     accepts: Callable[..., str] | None = field(default=None, repr=False)
+    #: Memory one call allocates beyond its inputs (scratch and output): called with the
+    #: normalised problem and the dtype's itemsize, it returns (bytes, what they are, e.g.
+    #: "its column buffer (C*R*S x P*Q per image, x N)"). None: no model, never refused.
+    workspace: Callable[..., tuple[int, str]] | None = field(default=None, repr=False)
+    #: For a dispatcher (auto): called with the normalised problem, dtype, device and the
+    #: features used, it returns the entry that will run it. See :meth:`runner`.
+    delegate: Callable[..., Backend] | None = field(default=None, repr=False)
 
     @cached_property
     def reason(self) -> str:
@@ -101,6 +111,25 @@ class Backend:
         reason = self.accepts(tuple(input_shape), tuple(weight_shape), tuple(stride),
                               tuple(padding), tuple(dilation), groups)
         return f"{self.name} does not support {reason}" if reason else ""
+
+    def over_budget(self, input_shape, weight_shape, stride, padding, dilation, groups,
+                    dtype: torch.dtype, device="cpu") -> str:
+        """Why this problem would need more memory than impls.memory_budget allows, or ""."""
+        if self.workspace is None:
+            return ""
+        need, what = self.workspace(tuple(input_shape), tuple(weight_shape), tuple(stride),
+                                    tuple(padding), tuple(dilation), groups, dtype.itemsize)
+        return memory_budget.refusal(self.name, need, what, device)
+
+    def runner(self, input_shape, weight_shape, stride, padding, dilation, groups,
+               dtype: torch.dtype, device="cpu", features: Iterable[str] = ()) -> Backend:
+        """The entry that computes this problem: itself, or a dispatcher's choice. Its
+        ``exact`` and ``error_model`` are the ones a checker must hold the result to."""
+        if self.delegate is None:
+            return self
+        return self.delegate(tuple(input_shape), tuple(weight_shape), tuple(stride),
+                             tuple(padding), tuple(dilation), groups, dtype, str(device),
+                             frozenset(features))
 
     def __call__(self, *args, **kwargs) -> torch.Tensor:
         return self.fn(*args, **kwargs)

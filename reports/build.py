@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.machine import busy_warning
 from benchmarks.records import ROW_FIELDS
 from benchmarks.sweep_report import doubts
-from reports import correctness, page, plots
+from reports import correctness, page, plots, targets
 from reports.results import ResultSet, default_files, load_all
 
 OUT_DIR = Path("reports") / "out"
@@ -77,14 +77,17 @@ def build(args: argparse.Namespace) -> int:
     machines = machine_table(sets)
     charts = make_charts(rows, sets)
     ratios = speedup_table(rows)
+    coverage = coverage_table(rows)
     problems = [r for r in rows if r["status"] != "ok"]
     # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
     warnings = [f"{s.label}: {w}" for s in sets for w in doubts(s.rows, list(s.machines.values()))]
     (args.out / "index.html").write_text(
-        page.html(sets, machines, charts, ratios, problems, checks, warnings), encoding="utf-8")
-    (args.out / "summary.md").write_text(
-        page.markdown(sets, machines, ratios, problems, checks, rows, warnings),
+        page.html(sets, machines, charts, ratios, coverage, problems, checks, warnings),
         encoding="utf-8")
+    (args.out / "summary.md").write_text(
+        page.markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings),
+        encoding="utf-8")
+    targets.add_to_report(args.out, sets)  # issue #9's table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
     return 0
@@ -141,51 +144,73 @@ def machine_table(sets: list[ResultSet]) -> list[tuple[str, dict]]:
     return out
 
 
-def make_charts(rows: list[dict], sets: list[ResultSet]) -> list[tuple[str, str, bytes]]:
-    """(section, caption, png) for every chart that has data, in page order."""
+def make_charts(rows: list[dict], sets: list[ResultSet]) -> list[tuple[str, str, str, bytes]]:
+    """(direction, section, caption, png) for every chart that has data, in page order:
+    each direction (forward, backward-data, backward-weights) gets charts of its own, so
+    no chart, and no speedup, ever puts a backward time beside a forward one."""
     charts = []
     directions = list(dict.fromkeys(r["direction"] for r in rows))
     for direction in directions:
         tag = f" [{direction}]" if len(directions) > 1 or direction != "forward" else ""
         mine = [r for r in rows if r["direction"] == direction]
-        shape_sets = list(dict.fromkeys(r["shape_set"] for r in mine))
-        # One section per kind of chart (all GFLOP/s charts together), sets in sweep order.
-        speed, fast, memory = [], [], []
-        for name in shape_sets:
-            in_set = [r for r in mine if r["shape_set"] == name]
-            ok = [r for r in in_set if r["status"] == "ok"]
-            speed.append((f"GFLOP/s{tag}", f"{name}: GFLOP/s per backend (median)",
-                          plots.grouped_bars(in_set, lambda r: r["gflops"]
-                                             if r["status"] == "ok" else None,
-                                             f"{name}{tag}: GFLOP/s", "GFLOP/s")))
-            by_key = {(r["source"], r["descriptor"], r["backend"]): r["speedup"]
-                      for r in plots.speedups(ok, BASELINE)}
-            fast.append((f"Speedup over {BASELINE}{tag}",
-                         f"{name}: {BASELINE} median / backend median, same run (> 1: faster)",
-                         plots.grouped_bars(in_set, lambda r, by_key=by_key: by_key.get(
-                             (r["source"], r["descriptor"], r["backend"])),
-                             f"{name}{tag}: speedup over {BASELINE}", "x faster than "
-                             f"{BASELINE}", reference=1.0)))
-            memory.append((f"Peak memory{tag}", f"{name}: memory one call needed above its "
-                           "inputs", plots.grouped_bars(
-                               in_set, lambda r: r["peak_memory_bytes"] / 2**20
-                               if r["status"] == "ok" and r.get("peak_memory_bytes") else None,
-                               f"{name}{tag}: peak memory", "MiB")))
-        charts += speed + fast + memory
-        roof_machines = {s.label: s.first_machine() for s in sets}
-        charts.append((f"Roofline{tag}", "every timed case; lines: each machine's measured "
-                       "roof", plots.roofline(mine, roof_machines)))
-        for s in sets:
-            grid = [r for r in mine if r["source"] == s.label]
-            charts.append((f"Crossover map{tag}", f"{s.label}: fastest backend over kernel x "
-                           "image size (grid shapes, stride 1, same padding)",
-                           plots.crossover(grid, f"{s.label}{tag}: fastest backend")))
-    return [c for c in charts if c[2] is not None]
+        charts += [(direction, *c) for c in _direction_charts(mine, sets, tag)]
+    return [c for c in charts if c[-1] is not None]
+
+
+def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list[tuple]:
+    """(section, caption, png or None) for the rows of one direction."""
+    shape_sets = list(dict.fromkeys(r["shape_set"] for r in rows))
+    # One section per kind of chart (all GFLOP/s charts together), sets in sweep order.
+    speed, fast, memory = [], [], []
+    for name in shape_sets:
+        in_set = [r for r in rows if r["shape_set"] == name]
+        ok = [r for r in in_set if r["status"] == "ok"]
+        speed.append((f"GFLOP/s{tag}", f"{name}: GFLOP/s per backend (median)",
+                      plots.grouped_bars(in_set, lambda r: r["gflops"]
+                                         if r["status"] == "ok" else None,
+                                         f"{name}{tag}: GFLOP/s", "GFLOP/s")))
+        by_key = {(r["source"], r["descriptor"], r["backend"]): r["speedup"]
+                  for r in plots.speedups(ok, BASELINE)}
+        fast.append((f"Speedup over {BASELINE}{tag}",
+                     f"{name}: {BASELINE} median / backend median, same run and direction "
+                     "(> 1: faster)",
+                     plots.grouped_bars(in_set, lambda r, by_key=by_key: by_key.get(
+                         (r["source"], r["descriptor"], r["backend"])),
+                         f"{name}{tag}: speedup over {BASELINE}", "x faster than "
+                         f"{BASELINE}", reference=1.0)))
+        memory.append((f"Peak memory{tag}", f"{name}: memory one call needed above its "
+                       "inputs", plots.grouped_bars(
+                           in_set, lambda r: r["peak_memory_bytes"] / 2**20
+                           if r["status"] == "ok" and r.get("peak_memory_bytes") else None,
+                           f"{name}{tag}: peak memory", "MiB")))
+    roof_machines = {s.label: s.first_machine() for s in sets}
+    charts = [*speed, *fast, *memory,
+              (f"Roofline{tag}", "every timed case; lines: each machine's measured roof",
+               plots.roofline(rows, roof_machines))]
+    for s in sets:
+        grid = [r for r in rows if r["source"] == s.label]
+        charts.append((f"Crossover map{tag}", f"{s.label}: fastest backend over kernel x "
+                       "image size (grid shapes, stride 1, same padding)",
+                       plots.crossover(grid, f"{s.label}{tag}: fastest backend")))
+    return charts
+
+
+def coverage_table(rows: list[dict]) -> list[dict]:
+    """Per file, direction and backend: how many cases ended ok, skipped, or otherwise, so
+    a reader sees at once that every backend was asked for every direction."""
+    counts = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        status = r["status"] if r["status"] in ("ok", "skipped") else "failed"
+        counts[(r["source"], r["direction"], r["backend"])][status] += 1
+    order = _direction_order(rows)
+    return [{"source": k[0], "direction": k[1], "backend": k[2], "ok": c["ok"],
+             "skipped": c["skipped"], "failed": c["failed"]}
+            for k, c in sorted(counts.items(), key=lambda kc: (kc[0][0], order(kc[0][1])))]
 
 
 def speedup_table(rows: list[dict]) -> list[dict]:
     """Per file, direction, shape set and backend: geometric mean of the speedup over the
-    baseline across the shapes both ran, with how many shapes that is."""
+    baseline in the same direction across the shapes both ran, with how many shapes that is."""
     groups = defaultdict(list)
     for r in plots.speedups(rows, BASELINE):
         groups[(r["source"], r["direction"], r["shape_set"], r["backend"])].append(r["speedup"])
@@ -193,9 +218,19 @@ def speedup_table(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["status"] == "ok":
             ran[(r["source"], r["direction"], r["shape_set"], r["backend"])] += 1
+    order = _direction_order(rows)
     return [{"source": k[0], "direction": k[1], "shape_set": k[2], "backend": k[3],
              "geomean_speedup": math.exp(sum(map(math.log, v)) / len(v)), "shapes": len(v),
-             "ran": ran[k]} for k, v in sorted(groups.items())]
+             "ran": ran[k]}
+            for k, v in sorted(groups.items(), key=lambda kv: (kv[0][0], order(kv[0][1]),
+                                                                *kv[0][2:]))]
+
+
+def _direction_order(rows: list[dict]):
+    """A sort key that puts directions in the order the rows first show them (the sweep's:
+    forward, backward-data, backward-weights), not alphabetically."""
+    seen = {d: i for i, d in enumerate(dict.fromkeys(r["direction"] for r in rows))}
+    return lambda direction: seen.get(direction, len(seen))
 
 
 if __name__ == "__main__":  # noxfile's bench session runs ``python -m reports.build``

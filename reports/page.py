@@ -49,6 +49,14 @@ PROBLEM_HEADER = ["file", "status", "backend", "shape set", "name", "descriptor"
                   "reason"]
 RATIO_HEADER = ["file", "direction", "shape set", "backend", "speedup over torch (geomean)",
                 "shapes compared", "shapes timed"]
+COVERAGE_HEADER = ["file", "direction", "backend", "timed", "skipped",
+                   "failed, timed out or crashed"]
+#: What each direction's numbers are: the headings of the page's chart sections.
+DIRECTION_TITLES = {
+    "forward": "Forward: y = conv(x, w)",
+    "backward-data": "Backward-data: dL/dx alone (the forward ran before, untimed)",
+    "backward-weights": "Backward-weights: dL/dw alone (the forward ran before, untimed)",
+}
 CHECK_HEADER = ["backend", "feature", "passed", "failed", "skipped", "max |error|",
                 "its bound", "reasons"]
 
@@ -58,12 +66,34 @@ def _ratio_rows(ratios) -> list[list]:
              f"x{r['geomean_speedup']:.3g}", r["shapes"], r["ran"]] for r in ratios]
 
 
+def _coverage_rows(coverage) -> list[list]:
+    return [[c["source"], c["direction"], c["backend"], c["ok"], c["skipped"], c["failed"]]
+            for c in coverage]
+
+
+def _chart_parts(charts) -> list[str]:
+    """A heading per direction, a subheading per kind of chart, then its figures."""
+    parts, direction, section = [], None, None
+    for where, title, caption, image in charts:
+        if where != direction:
+            heading = DIRECTION_TITLES.get(where, where)
+            parts.append(f"<h2 id=\"direction-{_e(where)}\">{_e(heading)}</h2>")
+            direction, section = where, None
+        if title != section:
+            parts.append(f"<h3>{_e(title)}</h3>")
+            section = title
+        data = base64.b64encode(image).decode("ascii")
+        parts.append(f"<figure><img alt=\"{_e(caption)}\" src=\"data:image/png;base64,{data}\">"
+                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return parts
+
+
 def _check_rows(checks) -> list[list]:
     return [[c["backend"], c["feature"], c["passed"], c["failed"], c["skipped"],
              c["max_error"], c["bound"], "; ".join(c["reasons"])] for c in checks]
 
 
-def html(sets, machines, charts, ratios, problems, checks, warnings=()) -> str:
+def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=()) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
              f"<title>convbench report</title><style>{STYLE}</style></head><body>",
              "<h1>convbench: conv2d speed and correctness</h1>",
@@ -71,16 +101,10 @@ def html(sets, machines, charts, ratios, problems, checks, warnings=()) -> str:
                  f"<b>{_e(s.label)}</b> ({_e(', '.join(map(str, s.paths)))}, {len(s.rows)} rows)"
                  for s in sets) + "</p>",
              *[f"<p class=warn>warning: {_e(w)}</p>" for w in warnings],
-             "<h2 id=machine>Machine</h2>", _table(*_machine_rows(machines))]
-    section = None
-    for title, caption, image in charts:
-        if title != section:
-            parts.append(f"<h2>{_e(title)}</h2>")
-            section = title
-        data = base64.b64encode(image).decode("ascii")
-        parts.append(f"<figure><img alt=\"{_e(caption)}\" src=\"data:image/png;base64,{data}\">"
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")
-    parts += ["<h2 id=speedup>Speedup over torch, per shape set</h2>",
+             "<h2 id=machine>Machine</h2>", _table(*_machine_rows(machines)),
+             "<h2 id=coverage>Cases per backend and direction</h2>",
+             _table(COVERAGE_HEADER, _coverage_rows(coverage)), *_chart_parts(charts)]
+    parts += ["<h2 id=speedup>Speedup over torch, per shape set and direction</h2>",
               _table(RATIO_HEADER, _ratio_rows(ratios)),
               f"<h2 id=problems>Cases not timed ({len(problems)})</h2>",
               "<p>" + _e(", ".join(f"{n} {s}" for s, n in
@@ -102,14 +126,16 @@ def _md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
 
 
-def markdown(sets, machines, ratios, problems, checks, rows, warnings=()) -> str:
+def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=()) -> str:
     counts = Counter((r["source"], r["status"]) for r in rows)
     out = ["# convbench report", "",
            *[f"- **{s.label}**: {', '.join(map(str, s.paths))}: " + ", ".join(
                f"{n} {st}" for (src, st), n in sorted(counts.items()) if src == s.label)
              for s in sets], *[f"- warning: {w}" for w in warnings], "", "## Machine", "",
            _md_table(*_machine_rows(machines)), "",
-           "## Speedup over torch (geometric mean over the shapes both ran)", "",
+           "## Cases per backend and direction", "",
+           _md_table(COVERAGE_HEADER, _coverage_rows(coverage)), "",
+           "## Speedup over torch (geometric mean over the shapes both ran, per direction)", "",
            _md_table(RATIO_HEADER, _ratio_rows(ratios)), "",
            f"## Cases not timed ({len(problems)})", "",
            _md_table(PROBLEM_HEADER, _problem_rows(problems)), "",

@@ -116,13 +116,17 @@ def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = T
 
 
 def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
-    """Per ok row with a baseline row of the same shape in the same file (the same run):
-    torch's median / this backend's median (> 1: faster than torch)."""
-    base = {(r["source"], r["descriptor"], r["direction"]): r["median_s"] for r in rows
+    """Per ok row with a baseline row of the same shape and direction in the same file (the
+    same run): torch's median / this backend's median (> 1: faster than torch). A backward
+    time is only ever divided by the baseline's time of the same backward direction."""
+    def key(r):
+        return r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward"
+
+    base = {key(r): r["median_s"] for r in rows
             if r["backend"] == baseline and r["status"] == "ok"}
     out = []
     for r in rows:
-        b = base.get((r["source"], r["descriptor"], r["direction"]))
+        b = base.get(key(r))
         if r["status"] == "ok" and r["backend"] != baseline and b and r["median_s"]:
             out.append({**r, "speedup": b / r["median_s"]})
     return out

@@ -4,7 +4,9 @@ Each misbehaves the way a broken kernel does, so the sweep's isolation is proven
 thing rather than on a mock: one hangs inside native code while holding the GIL (no Python
 timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget.
 Two decline politely: one declares (``accepts``) that it takes 1x1 kernels only, one raises
-NotImplementedError; both must become skipped rows, not failures.
+NotImplementedError; both must become skipped rows, not failures. For the backward
+directions: one declares no autograd (its gradients must be skipped rows with that reason),
+one has a backward far too slow for the budget (the guard must predict it from crops).
 Not a test module (no test_ prefix); the test puts tests/ on PYTHONPATH for its subprocess.
 """
 
@@ -13,9 +15,10 @@ from __future__ import annotations
 import ctypes
 import time
 
+import torch
 import torch.nn.functional as F
 
-from impls.registry import Backend
+from impls.registry import FEATURES, Backend
 
 
 def hang(input, weight, bias, stride, padding, dilation, groups):
@@ -45,3 +48,28 @@ def not_implemented(input, weight, bias, stride, padding, dilation, groups):
 
 only_1x1 = Backend(name="sweep_backends:only_1x1", fn=F.conv2d,
                    accepts=lambda x, w, *rest: "" if w[2:] == (1, 1) else "kernels beyond 1x1")
+
+
+no_autograd = Backend(name="sweep_backends:no_autograd", fn=F.conv2d,
+                      features=FEATURES - {"autograd"})
+
+
+class _SlowBackward(torch.autograd.Function):
+    """F.conv2d forward; a backward that sleeps 20 ms per output position (its gradients
+    are zeros: only the guard's prediction is under test)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, stride, padding, dilation, groups):
+        ctx.shapes = input.shape, weight.shape
+        return F.conv2d(input, weight, None, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(0.02 * grad.shape[-1] * grad.shape[-2])
+        wants = ctx.needs_input_grad
+        return (*(torch.zeros(s) if w else None for s, w in zip(ctx.shapes, wants)),
+                None, None, None, None)
+
+
+def slow_backward(input, weight, bias, stride, padding, dilation, groups):
+    return _SlowBackward.apply(input, weight, stride, padding, dilation, groups)

@@ -16,6 +16,7 @@ import pytest
 
 import impls
 from benchmarks.asv_bench import THREADS_VARIABLE, conv2d, thread_count
+from impls.registry import FEATURES
 from impls.spec import ConvSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,40 @@ def test_triton_interpreter_is_not_timed(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(NotImplementedError, match="triton"):
         conv2d.Forward().setup("triton", TINY)
+
+
+def test_backward_has_a_direction_parameter_over_a_subset_of_the_shapes():
+    from impls.backward import DIRECTIONS
+
+    backends, shapes, directions = conv2d.Backward.params
+    assert conv2d.Backward.param_names == ["backend", "shape", "direction"]
+    assert backends == conv2d.Forward.params[0]
+    assert set(shapes) < set(conv2d.Forward.params[1]) and len(shapes) == 4
+    assert tuple(directions) == DIRECTIONS
+
+
+def test_backward_skips_what_lacks_autograd_or_exceeds_the_budget():
+    entry = impls.Backend(name="no_grad", fn=lambda *args: None,
+                          features=FEATURES - {"autograd"})
+    spec = ConvSpec.parse(TINY)
+    assert conv2d.skip_reason(entry, spec) == ""  # forward: fine
+    assert "autograd" in conv2d.skip_reason(entry, spec, "backward-data")
+    dw3 = ConvSpec.parse(conv2d.Backward.params[1][2])  # forward: within naive's budget
+    naive = impls.get_backend("naive")
+    assert conv2d.skip_reason(naive, dw3) == ""
+    assert "budget" in conv2d.skip_reason(naive, dw3, "backward-data")
+
+
+@pytest.mark.parametrize("direction", conv2d.BACKWARD_DIRECTIONS)
+def test_backward_times_one_gradient_on_a_tiny_shape(direction):
+    bench = conv2d.Backward()
+    bench.setup("torch", TINY, direction)
+    grads = bench.call()
+    expected = (1, 4, 8, 8) if direction == "backward-data" else (4, 4, 3, 3)
+    assert [tuple(g.shape) for g in grads] == [expected]  # only the asked-for gradient
+    assert bench.time_backward("torch", TINY, direction) is None
+    bench.peakmem_backward("torch", TINY, direction)
+    assert bench.track_gflops("torch", TINY, direction) > 0
 
 
 def test_time_peakmem_and_gflops_run_on_a_tiny_shape():

@@ -125,16 +125,50 @@ def test_two_files_side_by_side(tmp_path):
         assert len({r["source"] for r in csv.DictReader(f)}) == 2
 
 
-def test_backward_directions_get_their_own_charts(tmp_path):
+#: (torch, unfold) seconds per direction on the two "tiny" layers: unfold is 2x slower
+#: forward, 2x faster on backward-data and 4x slower on backward-weights. A report that
+#: divided across directions, or pooled them, would print other ratios.
+THREE_DIRECTIONS = {"forward": (0.001, 0.002), "backward-data": (0.006, 0.003),
+                    "backward-weights": (0.0005, 0.002)}
+
+
+def test_three_directions_are_kept_apart(tmp_path):
     path = tmp_path / "a.jsonl"
-    write_results(path, "alpha", 1.0)
-    for backend, seconds in (("torch", 0.003), ("unfold", 0.004)):
-        ResultsFile(path).append(_row(backend, "tiny", 0, "net:conv1", seconds, "m-alpha",
-                                      direction="backward-data"))
-    assert main(["build", str(path), "--out", str(tmp_path / "out"), "--no-correctness"]) == 0
-    page = (tmp_path / "out" / "index.html").read_text()
-    assert "GFLOP/s [forward]" in page and "GFLOP/s [backward-data]" in page
-    assert "Roofline [backward-data]" in page
+    results = ResultsFile(path)
+    results.append(_machine("alpha", 50.0, 5.0))
+    for i, layer in enumerate(("net:conv1", "net:conv2")):
+        for direction, (torch_s, unfold_s) in THREE_DIRECTIONS.items():
+            for backend, seconds in (("torch", torch_s), ("unfold", unfold_s)):
+                results.append(_row(backend, "tiny", i, layer, seconds * (i + 1), "m-alpha",
+                                    direction=direction))
+        results.append(_row("naive", "tiny", i, layer, None, "m-alpha", direction="forward",
+                            reason="budget guard"))
+        for direction in ("backward-data", "backward-weights"):
+            results.append(_row("naive", "tiny", i, layer, None, "m-alpha", direction=direction,
+                                reason="naive does not support autograd"))
+    out = tmp_path / "out"
+    assert main(["build", str(path), "--out", str(out), "--no-correctness"]) == 0
+
+    summary = (out / "summary.md").read_text()
+    speedups = re.findall(r"\| (forward|backward-\w+) \| tiny \| unfold \| (x[\d.]+) \| 2 \|",
+                          summary)
+    assert speedups == [("forward", "x0.5"), ("backward-data", "x2"),
+                        ("backward-weights", "x0.25")]  # the sweep's order, not alphabetical
+    for direction in THREE_DIRECTIONS:  # every backend has a row per direction
+        assert f"| {direction} | torch | 2 | 0 | 0 |" in summary
+        assert f"| {direction} | naive | 0 | 2 | 0 |" in summary
+    assert summary.count("naive does not support autograd") == 4
+
+    page = (out / "index.html").read_text()
+    for direction in THREE_DIRECTIONS:
+        assert f'<h2 id="direction-{direction}">' in page
+        assert f"GFLOP/s [{direction}]" in page and f"Speedup over torch [{direction}]" in page
+    assert page.index('id="direction-forward"') < page.index('id="direction-backward-data"')
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_direction = {d: {r["backend"] for r in rows if r["direction"] == d}
+                    for d in THREE_DIRECTIONS}
+    assert all(backends == {"torch", "unfold", "naive"} for backends in by_direction.values())
 
 
 def test_missing_file_is_a_usage_error(tmp_path, capsys):

@@ -16,7 +16,7 @@ from benchmarks.shapes import SHAPES_DIR, parse_shapes, shape_set, shape_sets
 from impls.spec import ConvSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ("deepbench", "depthwise", "edge", "grid", "large-kernel", "resnet50")
+SETS = ("deepbench", "depthwise", "edge", "grid", "large-kernel", "resnet50", "resnet50-3x3")
 
 #: The active lines of oneDNN's tests/benchdnn/inputs/conv/shapes_resnet_50, verbatim.
 ONEDNN_RESNET_50 = r'''

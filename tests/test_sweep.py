@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import records, sweep_plan, timer
+from benchmarks import records, sweep_plan, sweep_report, timer
 from benchmarks.shapes import shape_set
 from impls.spec import ConvSpec
 
@@ -119,10 +119,55 @@ def test_shard_syntax_is_one_based_i_of_n(bad):
         sweep_plan.parse_shard(bad)
 
 
+def test_plan_is_shape_major_then_direction_then_backend():
+    cases = sweep_plan.plan(("resnet50",), ["torch", "unfold"])
+    first = [(c.entry.spec.name, c.direction, c.backend) for c in cases[:6]]
+    layer = first[0][0]
+    assert first == [(layer, d, b) for d in ("forward", "backward-data", "backward-weights")
+                     for b in ("torch", "unfold")]
+    assert len({c.key for c in cases}) == len({c.id for c in cases}) == len(cases)
+    assert {c.group for c in cases[:2]} == {f"resnet50 {cases[0].entry.descriptor} forward"}
+    only = sweep_plan.plan(("resnet50",), ["torch"], directions="backward-weights")
+    assert {c.direction for c in only} == {"backward-weights"}
+    with pytest.raises(ValueError, match="direction 'sideways'"):
+        sweep_plan.plan(("resnet50",), ["torch"], directions=["forward", "sideways"])
+
+
+def test_sweep_cli_direction_flag():
+    from benchmarks.sweep import _directions
+
+    assert _directions(None) is None  # the plan's own default
+    assert _directions(["backward-weights", "forward"]) == ("forward", "backward-weights")
+    assert _directions(["forward", "all"]) == sweep_plan.DIRECTIONS
+
+
+def test_summary_ratios_compare_within_one_direction():
+    def row(backend, direction, seconds):
+        return records.case_row(key=f"{backend}|{direction}", backend=backend, shape_set="s",
+                                descriptor="d", direction=direction, status="ok",
+                                median_s=seconds, count=1)
+
+    lines = sweep_report.ratio_lines([row("torch", "forward", 1.0), row("unfold", "forward", 2.0),
+                                      row("torch", "backward-data", 4.0),
+                                      row("unfold", "backward-data", 1.0)])
+    text = "\n".join(lines)
+    assert "s forward (1 shapes)" in text and "s backward-data (1 shapes)" in text
+    assert "time / torch: x2 " in lines[lines.index("s forward (1 shapes):") + 2]
+    assert "time / torch: x0.25 " in lines[lines.index("s backward-data (1 shapes):") + 2]
+
+
 def test_plan_defaults_and_refusals():
     cases = sweep_plan.plan()
     sets = {c.shape_set for c in cases}
     assert sets == set(sweep_plan.DEFAULT_SETS)
+    # bare: every direction of every backend on resnet50, the other sets forward only
+    per_set = {name: {(c.direction, c.backend) for c in cases if c.shape_set == name}
+               for name in sets}
+    backends = {c.backend for c in cases}
+    assert per_set["resnet50"] == {(d, b) for d in sweep_plan.DIRECTIONS for b in backends}
+    assert {d for d, _ in per_set["grid-small"]} == {"forward"}
+    named = sweep_plan.plan(["grid-small"], ["torch"])  # a set named: all three directions
+    assert {c.direction for c in named} == set(sweep_plan.DIRECTIONS)
     assert {c.backend for c in cases} >= {"naive", "unfold", "fft", "torch", "triton"}
     grid = {e.descriptor for e in shape_set("grid", 1)}
     assert {c.entry.descriptor for c in cases if c.shape_set == "grid-small"} <= grid
@@ -181,7 +226,8 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
     (tmp_path / "tiny").write_text(TINY)
     backends = ["torch"] + [f"sweep_backends:{name}" for name in (
         "hang", "crash", "fails", "slow", "only_1x1", "not_implemented")]
-    first = _sweep(tmp_path, *(a for b in backends for a in ("--backend", b)))
+    first = _sweep(tmp_path, "--direction", "forward",
+                   *(a for b in backends for a in ("--backend", b)))
     assert first.returncode == 1, first.stdout + first.stderr  # some cases failed: exit 1
     rows = {(r["backend"].split(":")[-1], r["name"]): r
             for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
@@ -213,7 +259,33 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
     assert ok["machine_id"] == machine["id"]
 
     log_runs = (tmp_path / "out.log").read_text().count("\n=== ")
-    again = _sweep(tmp_path, *(a for b in backends for a in ("--backend", b)))
+    again = _sweep(tmp_path, "--direction", "forward",
+                   *(a for b in backends for a in ("--backend", b)))
     assert "resuming: 7 of 7" in again.stdout
     assert (tmp_path / "out.log").read_text().count("\n=== ") == log_runs  # nothing new ran
     assert len(records.ResultsFile(tmp_path / "out.jsonl").rows()) == 7
+
+
+def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path):
+    (tmp_path / "tiny").write_text(TINY)
+    backends = ["torch", "sweep_backends:no_autograd", "sweep_backends:slow_backward"]
+    run = _sweep(tmp_path, *(a for b in backends for a in ("--backend", b)))  # default: all
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {(r["backend"].split(":")[-1], r["direction"]): r
+            for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert len(rows) == 9
+    for direction in sweep_plan.DIRECTIONS:
+        ok = rows["torch", direction]
+        assert ok["status"] == "ok" and ok["rounds"] >= 3 and ok["peak_memory_bytes"] is not None
+        assert ok["flops"] == rows["torch", "forward"]["flops"]  # backward counted as forward
+        assert direction in ok["key"] and direction in run.stdout
+    assert rows["no_autograd", "forward"]["status"] == "ok"
+    assert rows["slow_backward", "forward"]["status"] == "ok"
+    for direction in ("backward-data", "backward-weights"):
+        skipped = rows["no_autograd", direction]
+        assert skipped["status"] == "skipped"
+        assert skipped["reason"] == "sweep_backends:no_autograd does not support autograd"
+        slow = rows["slow_backward", direction]  # true cost: 196 x 20 ms per backward
+        assert slow["status"] == "skipped" and "extrapolated" in slow["reason"]
+        assert slow["reason"].startswith("budget guard: predicted 3.")
+    assert "tiny backward-weights (1 shapes)" in run.stdout  # the summary, per direction

@@ -49,6 +49,37 @@ from impls.registry import register_backend
 _KERNEL_NS, _KERNEL_ROW_NS, _TILE_NS, _MAC_NS, _MAC_FEW_ROWS_NS = 3.0, 0.2, 9.0, 0.06, 0.5
 
 
+def workspace(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
+    """Bytes a forward call allocates beyond its inputs, and what they are (a model, see
+    impls.memory_budget): the largest of its three phases, each with what is alive then.
+
+    Spectra are complex (2 x itemsize), Lh x (Lw/2+1) values per tile and channel:
+    kernels F*K*C/g*phases, input tiles F*N*tiles*C*phases, products F*N*tiles*K. The
+    inverse transforms may copy (scipy keeps overwrite_x as a hint), so twice the product.
+    """
+    (n, c), (k, cg) = input_shape[:2], weight_shape[:2]
+    pads = (2 * padding[0], 2 * padding[1])
+    (p, q), (u, v), (rs, ss), plan = _geometry(input_shape, weight_shape, stride, pads,
+                                                dilation, groups)
+    if plan is None:
+        return n * k * p * q * itemsize, "the output"
+    (lh, th, nth), (lw, tw, ntw) = plan
+    phases, half, tiles = len(u) * len(v), lw // 2 + 1, n * nth * ntw
+    real, cplx = itemsize, 2 * itemsize
+    dilated = k * cg * rs * stride[0] * ss * stride[1] * real
+    kernels = lh * half * k * cg * phases * cplx
+    build = 2 * dilated + 2 * rs * half * k * cg * phases * cplx + kernels
+    inputs = lh * half * tiles * c * phases * cplx
+    padded = (nth - 1) * th + lh, (ntw - 1) * tw + lw
+    split = padded[0] * stride[0] * padded[1] * stride[1] * n * c * real
+    product = lh * half * tiles * k * cplx
+    stitched = 2 * tiles * k * th * lw * real
+    need = n * k * p * q * real + max(build, kernels + split + 2 * inputs,
+                                      kernels + inputs + 2 * product + stitched)
+    return need, (f"its padded spectra ({lh}x{half} complex per tile and channel: kernels, "
+                  f"input tiles, products) and the output")
+
+
 @register_backend(
     name="fft",
     devices=("cpu",),
@@ -56,6 +87,7 @@ _KERNEL_NS, _KERNEL_ROW_NS, _TILE_NS, _MAC_NS, _MAC_FEW_ROWS_NS = 3.0, 0.2, 9.0,
     features=frozenset({"stride", "padding", "dilation", "groups", "bias", "autograd"}),
     exact=False,
     error_model="fft",
+    workspace=workspace,
     description="scipy.fft overlap-save: tiles and kernels transformed once, channels "
                 "contracted per frequency by one batched complex GEMM",
 )
@@ -164,23 +196,31 @@ def _correlate2d(x, w, stride, pads, dilation, groups, few_rows=False):
     (pt, pb), (pl, pr) = pads
     x = x[:, :, max(0, -pt):, max(0, -pl):]
     pt, pl = max(0, pt), max(0, pl)
-    n, c, h, wd = x.shape
-    k, cg, r, s = w.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    p = (h + pt + pb - dh * (r - 1) - 1) // sh + 1
-    q = (wd + pl + pr - dw * (s - 1) - 1) // sw + 1
+    n, (k, cg) = x.shape[0], w.shape[:2]
+    (p, q), (u_used, v_used), (rs, ss), plan = _geometry(
+        x.shape, w.shape, stride, (pt + pb, pl + pr), dilation, groups)
     out = np.zeros((n, k, p, q), dtype=x.dtype)
     if n and cg:  # an empty batch or zero channels: nothing to transform
-        u_used = _used_phases(r, dh, sh)
-        v_used = _used_phases(s, dw, sw)
-        rs, ss = -(-(dh * (r - 1) + 1) // sh), -(-(dw * (s - 1) + 1) // sw)
-        plan = _plan(n, groups, cg * len(u_used) * len(v_used), k // groups,
-                     (p, q), (rs, ss))
         spectra = _kernel_spectra(w, groups, dilation, stride, (u_used, v_used), plan,
                                   (rs, ss))
         tiles = _input_tiles(x, groups, (pt, pl), stride, (u_used, v_used), plan)
         out[...] = _correlate(tiles, spectra, plan, n, (p, q), few_rows)
     return out
+
+
+def _geometry(x_shape, w_shape, stride, pad_total, dilation, groups):
+    """Output size, stride phases the kernel uses, phase-domain kernel size and the plan
+    (None for an empty batch or zero channels: nothing to transform)."""
+    n, _, h, wd = x_shape
+    k, cg, r, s = w_shape
+    (sh, sw), (dh, dw) = stride, dilation
+    p = (h + pad_total[0] - dh * (r - 1) - 1) // sh + 1
+    q = (wd + pad_total[1] - dw * (s - 1) - 1) // sw + 1
+    phases = (_used_phases(r, dh, sh), _used_phases(s, dw, sw))
+    rs, ss = -(-(dh * (r - 1) + 1) // sh), -(-(dw * (s - 1) + 1) // sw)
+    plan = _plan(n, groups, cg * len(phases[0]) * len(phases[1]), k // groups, (p, q),
+                 (rs, ss)) if n and cg else None
+    return (p, q), phases, (rs, ss), plan
 
 
 def _used_phases(r: int, d: int, st: int) -> list[int]:
@@ -301,4 +341,3 @@ def _take(a, phases: list[int], axis: int):
 def _workers() -> int:
     # Follow torch's thread count, so a benchmark that pins torch to 2 threads pins us too.
     return torch.get_num_threads()
-

@@ -17,7 +17,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from impls.frontend import output_size
 from impls.registry import register_backend
+
+
+def workspace(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
+    """Bytes a call allocates beyond its inputs (see impls.memory_budget): the padded input,
+    and the output about four times over (values per row, stacked rows, the stacked output
+    and the bias add). Small: the loops, not memory, limit this backend."""
+    (n, c, h, w), (k, _, r, s) = input_shape, weight_shape
+    p, q = output_size((h, w), (r, s), stride, padding, dilation)
+    padded = n * c * (h + 2 * padding[0]) * (w + 2 * padding[1])
+    return (padded + 4 * n * k * p * q) * itemsize, "its padded input and output"
 
 
 @register_backend(
@@ -28,6 +39,7 @@ from impls.registry import register_backend
     # Its cost is per output position (30-60 us each on 2 CPU cores), not per MAC; this cap
     # keeps every case it accepts from a real-network table to a few seconds at most.
     max_macs=20_000_000,
+    workspace=workspace,
     description="hand-written loops over output positions: window x kernel, summed",
 )
 def naive_conv2d(input, weight, bias, stride, padding, dilation, groups):

@@ -4,19 +4,46 @@ Why it exists: it is the textbook way to hand a convolution to the operation har
 best. Every receptive field is copied out as one column (im2col, "unfold"), then a single
 batched matrix product multiplies the kernels by the columns of all images and groups.
 
-What it must not do: loop in Python over images, groups or kernel taps, or copy operands
-into a GEMM layout after the fact. The column buffer is written once, by one copy, directly
-in the layout the product reads, and the product writes NCHW directly, so the output needs
-no transpose. Its price is memory: the column buffer is C*R*S x P*Q per image (R*S times the
-input at stride 1, e.g. 9x for 3x3), all images at once.
+How the copy is done well: the column buffer is written once, by one strided copy, in the
+layout the GEMM reads, into scratch memory reused between calls (impls.builtin._scratch:
+fresh 58 MB per call cost as much again in page faults). The GEMM layout follows the
+output size. With many positions per image the product is per image,
+(K/g x C/g*R*S) @ (C/g*R*S x P*Q), and writes NCHW as it stands. With few (7x7, 14x14: a
+GEMM 49 columns wide runs far below peak) the images sit side by side in one GEMM,
+(K/g x C/g*R*S) @ (C/g*R*S x N*P*Q), and the product is copied to NCHW: a pass over the
+output, much smaller than the columns.
+
+What it must not do: loop in Python over images, groups or kernel taps, call another conv,
+or copy operands into a GEMM layout after the fact. Its price is memory: the column buffer
+is C*R*S x P*Q per image (R*S times the input at stride 1, e.g. 9x for 3x3), all images at
+once, and up to _scratch.KEEP_BYTES of it stays allocated between calls.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from impls.builtin import _scratch
+from impls.frontend import output_size
 from impls.registry import register_backend
+
+
+def workspace(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
+    """Bytes a call allocates beyond its inputs, and what they are (see impls.memory_budget):
+    the column buffer, the padded input it is cut from, the kernels repeated per image when
+    groups > 1, the batched product of narrow images, and the output. Scratch kept between
+    calls counts too: a budget bounds what a call may hold, not what it newly allocates."""
+    (n, c, h, w), (k, cg, r, s) = input_shape, weight_shape
+    p, q = output_size((h, w), (r, s), stride, padding, dilation)
+    padded = n * c * (h + 2 * padding[0]) * (w + 2 * padding[1]) if any(padding) else 0
+    # A 1x1, stride-1, unpadded conv reads the input as its columns: no copy at all.
+    plain = (r, s, *stride, *padding) == (1, 1, 1, 1, 0, 0)
+    columns = 0 if plain else n * c * r * s * p * q
+    kernels = n * k * cg * r * s if groups > 1 and n > 1 else 0
+    # Narrow images are batched into one GEMM, whose product is copied to NCHW.
+    product = n * k * p * q if n > 1 and p * q < NARROW and not plain else 0
+    need = (padded + columns + kernels + product + n * k * p * q) * itemsize
+    return need, "its column buffer (C*R*S x P*Q per image, x N), padded input and output"
 
 
 @register_backend(
@@ -24,47 +51,110 @@ from impls.registry import register_backend
     devices=("cpu", "cuda"),
     dtypes=(torch.float32, torch.float64),
     exact=True,
+    workspace=workspace,
     description="im2col (unfold) + one batched matrix product over images and groups",
 )
 def unfold_conv2d(input, weight, bias, stride, padding, dilation, groups):
-    """Columns (N*g, C/g*R*S, P*Q), then kernels (K/g, C/g*R*S) @ columns, plus bias."""
-    batch = input.shape[0]
+    """Columns written by one copy, then one batched GEMM with the kernels, plus bias."""
+    batch, channels = input.shape[:2]
     out_channels, group_channels, kernel_h, kernel_w = weight.shape
-    windows = _windows(input, (kernel_h, kernel_w), stride, padding, dilation)
-    out_h, out_w = windows.shape[2:4]
+    out_h, out_w = output_size(input.shape[2:], (kernel_h, kernel_w), stride, padding, dilation)
     taps = group_channels * kernel_h * kernel_w  # the GEMM's reduction length
-    group_out = out_channels // groups
+    group_out, positions = out_channels // groups, out_h * out_w
+    padded = (batch, channels, input.shape[2] + 2 * padding[0], input.shape[3] + 2 * padding[1])
+    # A 1x1, stride-1, unpadded conv reads its input as its columns: no copy at all.
+    plain = (kernel_h, kernel_w, *stride, *padding) == (1, 1, 1, 1, 0, 0)
+    folded = batch > 1 and positions < NARROW and not plain
+    tracked = _scratch.tracked(input, weight, bias)
+    shapes = [padded if any(padding) else None,
+              None if plain else (batch * groups * taps * positions,),
+              (batch * out_channels * positions,) if folded and not tracked else None]
+    with _scratch.scratch(input, shapes, keep=not tracked) as (pad_buf, column_buf, product_buf):
+        if pad_buf is not None:
+            input = _pad_into(pad_buf, input, padding)
+        # (N, g, C/g, R, S, P, Q): a view of the padded input; its copy is the im2col.
+        windows = _windows(input, (kernel_h, kernel_w), stride, dilation)
+        windows = windows.unflatten(1, (groups, group_channels)).permute(0, 1, 2, 5, 6, 3, 4)
+        kernels = weight.reshape(groups, group_out, taps)
+        start = None if bias is None else bias.reshape(groups, group_out, 1)
+        if folded:
+            return _batch_in_one_gemm(windows, kernels, start, column_buf, product_buf)
+        return _gemm_per_image(windows, kernels, start, column_buf)
 
-    # The column buffer: (N*g, C/g*R*S, P*Q), i.e. C*R*S x P*Q per image. Ordered (c, r, s)
-    # down a column like the weight's (C/g, R, S), and (p, q) along it like the output's.
-    # This reshape is the im2col's one copy; before it, windows is a view of the padded input.
-    columns = windows.permute(0, 1, 4, 5, 2, 3).reshape(batch * groups, taps, out_h * out_w)
+
+def _gemm_per_image(windows, kernels, start, column_buf):
+    """Columns (N*g, C/g*R*S, P*Q): (K/g x C/g*R*S) @ columns per image and group writes
+    NCHW as it stands, so the output needs no transpose."""
+    batch, groups, _, _, _, out_h, out_w = windows.shape
+    group_out, taps = kernels.shape[1:]
+    if column_buf is None:
+        columns = windows.reshape(batch * groups, taps, out_h * out_w)  # a view, not a copy
+    else:
+        columns = column_buf.view(batch * groups, taps, out_h * out_w)
+        columns.view(windows.shape).copy_(windows)
     # Kernels repeat over the batch: a stride-0 view when groups == 1 (a small copy if not).
-    kernels = weight.reshape(1, groups, group_out, taps).expand(batch, -1, -1, -1)
-    kernels = kernels.reshape(batch * groups, group_out, taps)
-
-    # (K/g, C/g*R*S) @ (C/g*R*S, P*Q) per image and group: the result is NCHW as it stands.
-    if bias is None:
+    kernels = kernels.expand(batch, -1, -1, -1).reshape(batch * groups, group_out, taps)
+    if start is None:
         out = torch.bmm(kernels, columns)
     else:
         # baddbmm accumulates the product onto the bias: no separate add over the output.
-        start = bias.reshape(1, groups, group_out, 1).expand(batch, -1, -1, -1)
-        out = torch.baddbmm(start.reshape(batch * groups, group_out, 1), kernels, columns)
-    return out.view(batch, out_channels, out_h, out_w)
+        start = start.expand(batch, -1, -1, -1).reshape(batch * groups, group_out, 1)
+        out = torch.baddbmm(start, kernels, columns)
+    return out.view(batch, groups * group_out, out_h, out_w)
 
 
-def _windows(input, kernel, stride, padding, dilation):
-    """Every receptive field as a view (N, C, P, Q, R, S) of the zero-padded input.
+def _batch_in_one_gemm(windows, kernels, start, column_buf, product_buf):
+    """Columns (g, C/g*R*S, N*P*Q): every image side by side in one GEMM per group, which
+    keeps the GEMM wide when P*Q is small (7x7: 49 columns an image); the product
+    (g, K/g, N, P*Q) is then copied to NCHW, a pass over the output."""
+    batch, groups, group_channels, kernel_h, kernel_w, out_h, out_w = windows.shape
+    group_out, taps = kernels.shape[1:]
+    columns = column_buf.view(groups, taps, batch * out_h * out_w)
+    columns.view(groups, group_channels, kernel_h, kernel_w, batch, out_h, out_w).copy_(
+        windows.permute(1, 2, 3, 4, 0, 5, 6))
+    product = _product(kernels, columns, start, product_buf)
+    out = kernels.new_empty(batch, groups, group_out, out_h * out_w)
+    out.copy_(product.view(groups, group_out, batch, out_h * out_w).permute(2, 0, 1, 3))
+    return out.view(batch, groups * group_out, out_h, out_w)
+
+
+def _product(kernels, columns, start, product_buf):
+    """kernels @ columns (+ start), into ``product_buf`` if given (autograd: a new tensor)."""
+    shape = (*kernels.shape[:2], columns.shape[2])
+    out = {} if product_buf is None else {"out": product_buf.view(shape)}
+    if start is None:
+        return torch.bmm(kernels, columns, **out)
+    return torch.baddbmm(start, kernels, columns, **out)
+
+
+def _windows(padded, kernel, stride, dilation):
+    """Every receptive field as a view (N, C, P, Q, R, S) of the (already padded) input.
 
     Tensor.unfold takes windows of span D*(K-1)+1 every S pixels; the [::D] slice keeps the
-    taps a dilated kernel reads. Only the padding is copied here. Not F.unfold: it computes
-    the same columns, but on CPU (torch 2.13, 2 threads) its im2col loop took 2.5-4x as long
-    as the caller's one strided copy on ResNet-50 3x3 layers.
+    taps a dilated kernel reads. Not F.unfold: it computes the same columns, but on CPU
+    (torch 2.13, 2 threads) its im2col loop took 2.5-4x as long as the caller's one strided
+    copy on ResNet-50 3x3 layers.
     """
-    (pad_h, pad_w), (stride_h, stride_w), (dil_h, dil_w) = padding, stride, dilation
-    # Unpadded (1x1 layers, mostly) skips a copy: a 1x1 stride-1 conv then needs none at all.
-    padded = F.pad(input, (pad_w, pad_w, pad_h, pad_h)) if pad_h or pad_w else input
+    (stride_h, stride_w), (dil_h, dil_w) = stride, dilation
     span_h = dil_h * (kernel[0] - 1) + 1
     span_w = dil_w * (kernel[1] - 1) + 1
     rows = padded.unfold(2, span_h, stride_h)[..., ::dil_h]  # (N, C, P, Wp, R)
     return rows.unfold(3, span_w, stride_w)[..., ::dil_w]  # (N, C, P, Q, R, S)
+
+
+def _pad_into(buffer, input, padding):
+    """The input inside a zero border, written into ``buffer``."""
+    (ph, pw), (h, w) = padding, input.shape[2:]
+    padded = buffer.view(*input.shape[:2], h + 2 * ph, w + 2 * pw)
+    # One memset of the whole buffer: zeroing only the border, a few values per row, took
+    # longer (ResNet-50 64@56x56, batch 8: 0.85 ms against 0.58 ms).
+    padded.zero_()
+    padded[:, :, ph:ph + h, pw:pw + w] = input
+    return padded
+
+
+#: Output positions per image below which the images' columns share one GEMM: narrower
+#: per-image GEMMs ran slower than the folded GEMM plus its output copy (ResNet-50 3x3 at
+#: batch 8, 1 thread: 7x7 0.62x -> 0.82x of torch, 14x14 0.70x -> 0.75x; 28x28 and
+#: 56x56 no better folded).
+NARROW = 512

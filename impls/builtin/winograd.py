@@ -34,16 +34,18 @@ only make halves and quarters) but is not declared exact. Allowing 2x the worst 
 (worst error/bound 0.30), as do the gradients through autograd.
 
 Speed against F.conv2d (oneDNN) on ResNet-50's 3x3 layers at batch 8, 2-core Xeon (a
-shared machine under load, so ranges): 0.4-1.0x on 2 threads, 0.5-1.1x on one (CPU time);
-best F4 on 128@28x28, F2 on 256@14x14 and 512@7x7, worst 64@56x56 (F4 0.5-0.75x). The
-transforms are ~6 memory passes over (m+2)^2/m^2 times the data, which alone cost about
-what oneDNN takes for the whole convolution; for deep layers the kernel transform (36*K*C
-values for F4, 38 MB at 512 channels) is rewritten every call.
+shared machine under load, so ranges), with the kernel transform kept: 1.0-1.2x on 14x14
+and 7x7; on 28x28 F2 0.7-0.9x, F4 0.8-1.2x; 0.5-0.75x on 64@56x56, where the transforms (~6
+passes over (m+2)^2/m^2 times the data) alone cost about what oneDNN takes for the whole
+convolution. Recomputing the kernel transform every call (36*K*C values for F4, 38 MB at
+512 channels) had cost the deep layers up to half their speed (F4 on 512@7x7: 0.4x).
 
 What it must not do: take a problem outside the method (kernel not 3x3, stride or dilation
 not 1): ``accepts`` refuses those with the reason, never a silent fallback to another
-method. Nor claim exactness, nor keep state between calls (the kernel transform is
-recomputed). Everything is differentiable torch ops, so autograd works.
+method. Nor claim exactness, nor serve a stale kernel transform: it is kept per weight and
+version by impls.builtin._weight_cache, which recomputes it after any in-place write and
+never keeps one autograd must differentiate. Everything is differentiable torch ops, so
+autograd works.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from functools import lru_cache
 
 import torch
 
+from impls.builtin import _weight_cache
 from impls.registry import register_backend
 
 #: Interpolation points (plus infinity) of F(m x m, 3x3), by output tile size m.
@@ -131,8 +134,10 @@ def _winograd(m: int, input, weight, bias, padding, groups):
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
     grid = (_ceil_div(p, m), _ceil_div(q, m))  # tiles down and across; the last may overhang
     kg = k // groups
-    # (positions*g, K/g, C/g): the kernels' side of every position's GEMM.
-    u = (kron_g @ weight.reshape(k * cg, 9).T).view(positions * groups, kg, cg)
+    # (positions*g, K/g, C/g): the kernels' side of every position's GEMM, kept per weight
+    # and version (impls.builtin._weight_cache) because inference reuses the weight.
+    u = _weight_cache.derived(weight, ("winograd", m, groups), lambda: (
+        kron_g @ weight.reshape(k * cg, 9).T).view(positions * groups, kg, cg))
     out = input.new_empty(n, k, grid[0], m, grid[1], m)
     out_groups = out.view(n, groups, kg, *out.shape[2:])
     # A few images at a time: the tiles, their transform and the product are each
@@ -179,6 +184,29 @@ def _input_tiles(input, padding, groups: int, m: int, grid):
     return windows.permute(5, 6, 3, 0, 1, 2, 4).reshape(alpha * alpha, -1)
 
 
+def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
+    """Bytes a call of F(m x m, 3x3) allocates beyond its inputs (see impls.memory_budget):
+    the kernel transform U, the tiled output and its cropped copy, and one chunk of images'
+    padded input, transformed tiles V, products M and output tiles (as _winograd chunks)."""
+    (n, c, h, w), (k, cg) = input_shape, weight_shape[:2]
+    positions = (m + 2) ** 2
+    p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
+    grid = (_ceil_div(p, m), _ceil_div(q, m))
+    fit = max(1, _CHUNK_ELEMENTS // (grid[0] * grid[1] * positions * max(c, k)))
+    chunks = _ceil_div(n, fit) if n else 0
+    tiles = (_ceil_div(n, chunks) if n else 0) * grid[0] * grid[1]
+    padded = tiles * (m + 2) ** 2 * c  # the chunk's input in its zero border, at most
+    v, prod, y = positions * tiles * c, positions * tiles * k, m * m * tiles * k
+    chunk = max(padded + v, 2 * v, v + prod + y)
+    if chunks > 1:  # the last chunk's V, M and output tiles live until the next V is made
+        chunk = v + prod + y + max(padded + v, 2 * v)
+    tiled = n * k * grid[0] * m * grid[1] * m
+    cropped = n * k * p * q if p % m or q % m else 0
+    need = (positions * k * cg + tiled + cropped + chunk) * itemsize
+    return need, (f"its transformed tiles and kernels ({positions} positions x channels) "
+                  "and the output")
+
+
 def _register(m: int):
     @register_backend(
         name=f"winograd-f{m}",
@@ -187,6 +215,7 @@ def _register(m: int):
         exact=False,
         error_model=f"winograd-f{m}",
         accepts=accepts,
+        workspace=lambda *problem: workspace(m, *problem),
         description=f"Winograd F({m}x{m}, 3x3): Kronecker-matrix tile transforms, one "
                     f"batched GEMM over the {(m + 2) ** 2} transform positions",
     )

@@ -1,0 +1,158 @@
+"""``python -m benchmarks targets``: the speed targets of issue #9, measured in one run.
+
+Why a command of its own: a target is a ratio against torch (or, for ``auto``, against the
+fastest backend) on a named set of shapes, and a ratio means something only when both
+sides are timed in the same run on the same machine, minutes apart at most. This command
+runs exactly the cases the targets need through the ordinary sweep (``python -m benchmarks
+sweep``: supervised, resumable, one row per case), into one results file, then prints the
+table of reports/targets.py and writes it to ``reports/out/targets.md``, ready for the
+README.
+
+TARGETS is the one definition of the targets: which backend, which shapes at which batch,
+against what, and the goal. The runs are derived from it: the sweep takes one batch per
+invocation, so there is one invocation per batch (shape-major within each, so a backend and
+its baseline run back to back), both appending to the same results file.
+
+What it must not do: time anything itself, or pass judgement; it runs sweeps, and
+reports/targets.py reads the numbers. A backend named here that is not registered (e.g.
+``auto`` before it lands) is left out of the run, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import impls
+from impls.spec import ConvSpec
+
+#: The baseline meaning "the fastest other backend timed on the same shape".
+BEST = "best"
+RESULTS = Path("reports") / "sweeps" / "targets-cpu-float32.jsonl"
+#: Sweep settings: the sweep's own. The limit must let torch's 31x31 layer run (0.8 s a
+#: call, 5 calls); it skips only calls no target needs (naive on large layers).
+BUDGET_S, LIMIT_S = 0.5, 10.0
+
+
+def _3x3(s: ConvSpec) -> bool:
+    return (s.kh, s.kw) == (3, 3)
+
+
+def _large_dense(s: ConvSpec) -> bool:
+    """13x13 kernels and up with 32+ channels per group on both sides."""
+    return min(s.kh, s.kw) >= 13 and min(s.ic, s.oc) // s.g >= 32
+
+
+def _k31_c32_128(s: ConvSpec) -> bool:
+    return (s.kh, s.ic, s.oc, s.ih, s.g) == (31, 32, 32, 128, 1)
+
+
+def _every(s: ConvSpec) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line of the table: ``backend``'s speed over ``baseline`` on some shapes.
+
+    ``goals`` are (statistic, comparison, value): statistic "worst" or "geomean" of the
+    per-shape ratios baseline_time / backend_time; all must hold."""
+
+    title: str
+    backend: str
+    shape_sets: tuple[str, ...]
+    batch: int
+    select: Callable[[ConvSpec], bool]
+    shapes: str  # the selection in words
+    goals: tuple[tuple[str, str, float], ...]
+    baseline: str = "torch"
+
+
+TARGETS = (
+    Target("unfold, batch 1", "unfold", ("resnet50",), 1, _3x3,
+           "ResNet-50 3x3 layers", (("worst", ">=", 0.6),)),
+    Target("unfold, batch 8", "unfold", ("resnet50-3x3",), 8, _3x3,
+           "ResNet-50 3x3 layers", (("worst", ">=", 0.6),)),
+    Target("fft, large kernels", "fft", ("large-kernel",), 1, _large_dense,
+           "dense kernels 13x13 and up, 32+ channels", (("worst", ">", 1.0),)),
+    Target("fft, 31x31", "fft", ("large-kernel",), 1, _k31_c32_128,
+           "31x31, C=K=32, 128x128, padding 15", (("worst", ">=", 3.0),)),
+    Target("winograd-f2, batch 8", "winograd-f2", ("resnet50-3x3",), 8, _3x3,
+           "ResNet-50 3x3 stride-1 layers", (("worst", ">=", 1.0),)),
+    Target("winograd-f4, batch 8", "winograd-f4", ("resnet50-3x3",), 8, _3x3,
+           "ResNet-50 3x3 stride-1 layers", (("worst", ">=", 1.0),)),
+    Target("auto, batch 1", "auto", ("resnet50", "large-kernel"), 1, _every,
+           "every ResNet-50 and large-kernel shape",
+           (("geomean", ">=", 0.95), ("worst", ">=", 0.8)), baseline=BEST),
+)
+
+
+def runs(targets=TARGETS) -> list[dict]:
+    """One sweep per batch: its shape sets and backends (None: every registered one, which
+    a target against the fastest backend needs). Unregistered names are left out."""
+    out = {}
+    for t in targets:
+        run = out.setdefault(t.batch, {"batch": t.batch, "shape_sets": [], "backends": []})
+        run["shape_sets"] += [s for s in t.shape_sets if s not in run["shape_sets"]]
+        if run["backends"] is not None:
+            wanted = [t.backend, t.baseline]
+            run["backends"] = None if BEST in wanted else run["backends"] + [
+                n for n in wanted if n not in run["backends"] and registered(n)]
+    return list(out.values())
+
+
+def registered(name: str) -> bool:
+    try:
+        impls.get_backend(name)
+    except ValueError:
+        return False
+    return True
+
+
+def sweep_argv(run: dict, results: Path, budget: float, limit: float, fresh: bool) -> list:
+    argv = ["sweep", "--batch", str(run["batch"]), "--direction", "forward",
+            "--results", str(results), "--budget", str(budget), "--limit", str(limit)]
+    for name in run["shape_sets"]:
+        argv += ["--shape-set", name]
+    for name in run["backends"] or ():
+        argv += ["--backend", name]
+    return argv + (["--fresh"] if fresh else [])
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "targets", help="measure issue #9's speed targets in one run and print their table",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=RESULTS, help="default %(default)s")
+    p.add_argument("--budget", type=float, default=BUDGET_S,
+                   help="seconds of timed rounds per case (default %(default)s)")
+    p.add_argument("--limit", type=float, default=LIMIT_S,
+                   help="skip a case predicted to need more seconds (default %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run instead of starting afresh")
+    p.add_argument("--table-only", action="store_true",
+                   help="measure nothing: print the table of an existing results file")
+    p.add_argument("--out", type=Path, default=Path("reports") / "out",
+                   help="where targets.md goes (default %(default)s)")
+    p.set_defaults(func=cli)
+
+
+def cli(args: argparse.Namespace) -> int:
+    from benchmarks.__main__ import main as benchmarks_main
+
+    code = 0
+    if not args.table_only:
+        for number, run in enumerate(runs()):
+            argv = sweep_argv(run, args.results, args.budget, args.limit,
+                              fresh=number == 0 and not args.resume)
+            print(f"targets: python -m benchmarks {' '.join(argv)}", flush=True)
+            status = benchmarks_main(argv)
+            if status in (2, 130):  # bad usage or interrupted: no table from half a run
+                return status
+            code = max(code, status)  # 1: some case failed; the table names it
+    # The one place benchmarks reaches into reports: this command ends in the table.
+    from reports import targets as table
+
+    return table.write(args.results, args.out) or code

@@ -1,0 +1,231 @@
+"""The targets table: each speed target of benchmarks/targets.py, measured, from one file.
+
+Why: the README states targets as ratios ("unfold at least 0.6x torch on ResNet-50's 3x3
+layers"), and a claim like that is only worth the run it came from. This turns one results
+file into one table: per target the shapes, the per-shape ratios (geometric mean and the
+worst, each shape named where there are few), the goal and whether it was met, as Markdown
+that goes into the README verbatim and as a section of the HTML report.
+
+A ratio is baseline median time / backend median time on the same descriptor in the same
+file (> 1: the backend is faster), forward and warm-cache rows only. For a target against
+BEST the baseline is, per shape, the fastest *other* backend timed there. What it must not
+do: measure, or hide a gap: a shape without a timed backend or baseline is named with its
+status and reason, a backend with no rows at all is reported as not registered, and a
+target then counts as not met. Ratios from a busy machine are marked, not dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html as htmllib
+import math
+import re
+import sys
+from pathlib import Path
+
+from benchmarks.shapes import shape_set
+from benchmarks.targets import BEST, TARGETS, Target
+from reports.results import ResultSet, load
+
+#: Up to this many shapes a target lists each ratio; beyond, it names the worst.
+LIST_SHAPES = 6
+HEADER = ["target", "shapes", "measured ratio", "goal", "met?"]
+#: A ratio is marked when either side's IQR exceeds this share of its median (the sweep's
+#: own noise warning, after torch.utils.benchmark).
+NOISY = 0.10
+_CMP = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
+
+
+def evaluate(target: Target, rows: list[dict]) -> dict:
+    """The target's per-shape ratios and verdict from a file's rows (see the docstring)."""
+    by_shape = {}
+    for r in rows:
+        if (r.get("direction") or "forward") != "forward" or (r.get("cache") or "warm") != "warm":
+            continue  # the targets are forward times with warm caches
+        by_shape.setdefault((r["shape_set"], r["descriptor"]), {})[r["backend"]] = r
+    keys = [(name, e.descriptor) for name in target.shape_sets
+            for e in shape_set(name, target.batch) if target.select(e.spec)]
+    shapes = [_shape(target, name, d, by_shape.get((name, d), {})) for name, d in keys]
+    ratios = [s["ratio"] for s in shapes if s["ratio"] is not None]
+    out = {"target": target, "shapes": shapes, "geomean": None, "worst": None, "met": "no"}
+    if not any(by_shape.get(key) for key in keys):
+        out["met"] = "not in this run"
+    elif not any(target.backend in by_shape.get(key, {}) for key in keys):
+        out["met"] = "not registered"
+    elif ratios:
+        out["geomean"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        out["worst"] = min(ratios)
+        held = all(_CMP[op](out[stat], value) for stat, op, value in target.goals)
+        # A goal held on some shapes only proves nothing about the others.
+        out["met"] = "no" if not held else "yes" if len(ratios) == len(shapes) else "incomplete"
+    return out
+
+
+def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
+    """One shape: its ratio, or None and why not."""
+    name = _short(here, descriptor)
+    mine = here.get(target.backend)
+    if target.baseline == BEST:
+        timed = [r for b, r in here.items() if b != target.backend and r["status"] == "ok"]
+        base = min(timed, key=lambda r: r["median_s"]) if timed else None
+    else:
+        base = here.get(target.baseline)
+    for who, row in ((target.backend, mine), (target.baseline, base)):
+        if row is None or row["status"] != "ok":
+            why = "no row" if row is None else f"{row['status']}: {row.get('reason') or ''}"
+            return {"name": name, "set": set_name, "ratio": None, "why": f"{who} {why}".strip(),
+                    "baseline": None, "noisy": False}
+    noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
+    return {"name": name, "set": set_name, "ratio": base["median_s"] / mine["median_s"],
+            "why": "", "baseline": base["backend"], "noisy": noisy}
+
+
+def _short(here: dict, descriptor: str) -> str:
+    """A shape's layer name without its network prefix (res2a_branch2b), else the descriptor."""
+    name = next((r.get("name") for r in here.values() if r.get("name")), None)
+    if not name:
+        m = re.search(r'n"?([^"]+)"?$', descriptor)
+        name = m.group(1) if m else descriptor
+    return name.split(":")[-1]
+
+
+# --- text ---------------------------------------------------------------------------
+
+def table(results: list[dict]) -> list[list[str]]:
+    """The table's cells, one row per target, in TARGETS order."""
+    return [[r["target"].title, _shapes_cell(r), _measured_cell(r), _goal_cell(r["target"]),
+             r["met"]] for r in results]
+
+
+def _x(ratio: float, noisy: bool = False) -> str:
+    return f"{ratio:.2f}x" + ("*" if noisy else "")
+
+
+def _shapes_cell(result: dict) -> str:
+    t, shapes = result["target"], result["shapes"]
+    count = f"{len(shapes)} shape" + ("s" if len(shapes) != 1 else "")
+    head = f"{t.shapes} ({' + '.join(t.shape_sets)}, batch {t.batch}, {count})"
+    if result["met"] in ("not in this run", "not registered"):
+        return head
+    timed = [s for s in shapes if s["ratio"] is not None]
+    if len(shapes) <= LIST_SHAPES:
+        return head + ": " + ", ".join(
+            f"{s['name']} {_x(s['ratio'], s['noisy'])}" if s["ratio"] is not None else
+            f"{s['name']} not timed ({s['why']})" for s in shapes)
+    gaps = [s for s in shapes if s["ratio"] is None]
+    text = head
+    if timed:
+        worst = min(timed, key=lambda s: s["ratio"])
+        text += f"; worst: {worst['name']} {_x(worst['ratio'], worst['noisy'])}"
+        if t.baseline == BEST:
+            text += f" (fastest other there: {worst['baseline']})"
+    if gaps:
+        text += f"; not timed ({len(gaps)}): " + ", ".join(
+            f"{s['name']} ({s['why']})" for s in gaps[:3]) + (", ..." if len(gaps) > 3 else "")
+    return text
+
+
+def _measured_cell(result: dict) -> str:
+    if result["met"] == "not registered":
+        return (f"no {result['target'].backend} rows in this file: not registered when this "
+                "ran (or left out of the sweep)")
+    if result["met"] == "not in this run":
+        return "no rows for these shapes in this file"
+    if result["geomean"] is None:
+        return "nothing timed"
+    base = "the fastest other backend" if result["target"].baseline == BEST \
+        else result["target"].baseline
+    noisy = sum(s["noisy"] for s in result["shapes"])
+    return (f"geomean {_x(result['geomean'])}, worst {_x(result['worst'])} (vs {base})"
+            + (f"; {noisy} noisy*" if noisy else ""))
+
+
+def _goal_cell(target: Target) -> str:
+    base = "the fastest other backend" if target.baseline == BEST else target.baseline
+    return "; ".join(f"{stat} {op} {value:g}x" for stat, op, value in target.goals) + \
+        f" (vs {base})"
+
+
+def provenance(result_set: ResultSet) -> str:
+    """One line: where and when the numbers were measured."""
+    m = result_set.first_machine()
+    started = min((r.get("started", "") for r in result_set.runs), default="")
+    load_avg = m.get("loadavg_1min")
+    return (f"Measured in one run on {m.get('cpu', '?')} "
+            f"({m.get('torch_threads', '?')} threads), torch {m.get('torch', '?')}, commit "
+            f"{result_set.commit() or '?'}, {started[:16].replace('T', ' ')}"
+            + (f", load average {load_avg:.1f} when it started" if load_avg else "")
+            + f" ({result_set.paths[0]}). Ratio: baseline median time / backend median time "
+            "on the same shape in the same run; > 1 is faster than the baseline. *: noisy, "
+            f"the IQR of either time was over {NOISY:.0%} of its median.")
+
+
+def markdown(result_set: ResultSet) -> str:
+    cells = table([evaluate(t, result_set.rows) for t in TARGETS])
+    def cell(text):
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in cells]
+    return provenance(result_set) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def html_section(result_set: ResultSet) -> str:
+    cells = table([evaluate(t, result_set.rows) for t in TARGETS])
+    e = htmllib.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                   for row in cells)
+    return (f"<h2 id=targets>Speed targets ({e(result_set.label or '')})</h2>"
+            f"<p>{e(provenance(result_set))}</p><table><tr>{head}</tr>{body}</table>\n")
+
+
+def has_targets(result_set: ResultSet) -> bool:
+    """Whether any target has a ratio in these rows (a report shows the table only then)."""
+    return any(evaluate(t, result_set.rows)["geomean"] is not None for t in TARGETS)
+
+
+# --- files -----------------------------------------------------------------------------
+
+def add_to_report(out_dir: Path, sets: list[ResultSet]) -> None:
+    """The report builder's hook: a targets section in index.html and summary.md, before
+    the speedup table, for each file whose rows give any target a ratio."""
+    mine = [s for s in sets if has_targets(s)]
+    if not mine:
+        return
+    _insert(out_dir / "index.html", "<h2 id=speedup>", "".join(map(html_section, mine)))
+    _insert(out_dir / "summary.md", "## Speedup over torch", "".join(
+        f"## Speed targets ({s.label})\n\n{markdown(s)}\n" for s in mine))
+
+
+def _insert(path: Path, before: str, text: str) -> None:
+    page = path.read_text(encoding="utf-8")
+    at = page.find(before)
+    at = at if at >= 0 else len(page)
+    path.write_text(page[:at] + text + page[at:], encoding="utf-8")
+
+
+def write(results: Path, out_dir: Path) -> int:
+    """Print the table of one results file and write it to ``out_dir/targets.md``."""
+    if not Path(results).is_file():
+        print(f"targets: error: no such file: {results}", file=sys.stderr)
+        return 2
+    text = markdown(load([Path(results)]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "targets.md").write_text(text, encoding="utf-8")
+    print(f"\n{text}\n-> {out_dir / 'targets.md'}; the HTML report shows it too: "
+          f"python -m reports build {results}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m reports.targets", description=__doc__.split(
+        "\n\n")[0])
+    p.add_argument("results", type=Path, help="a results file of python -m benchmarks targets")
+    p.add_argument("--out", type=Path, default=Path("reports") / "out")
+    args = p.parse_args(argv)
+    return write(args.results, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

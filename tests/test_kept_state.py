@@ -1,0 +1,104 @@
+"""What backends keep between calls (impls/builtin/_scratch.py, _weight_cache.py) never
+changes a result: outputs do not alias kept memory, a weight written in place or freed is
+not served stale, autograd gets a fresh graph, and two threads do not share scratch."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import impls
+from impls.builtin import _scratch, _weight_cache
+
+
+def _close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch, size", [(1, 12), (3, 12), (3, 5)])  # per image / folded
+def test_unfold_outputs_do_not_alias_its_scratch(batch, size):
+    x, w = torch.randn(batch, 4, size, size), torch.randn(6, 4, 3, 3)
+    first = impls.conv2d(x, w, padding=1, backend="unfold")
+    kept = first.clone()
+    impls.conv2d(torch.randn_like(x), torch.randn_like(w), padding=1, backend="unfold")
+    assert torch.equal(first, kept)
+    _close(first, F.conv2d(x, w, padding=1))
+
+
+def test_scratch_is_lent_to_one_caller_at_a_time():
+    like = torch.empty(1)
+    with _scratch.scratch(like, [(8,)]) as (a,), _scratch.scratch(like, [(8,)]) as (b,):
+        assert a.data_ptr() != b.data_ptr()
+
+
+def test_scratch_is_not_kept_under_autograd():
+    like = torch.empty(1)
+    with _scratch.scratch(like, [(8,)]) as (a,):
+        pass
+    with _scratch.scratch(like, [(8,)], keep=False) as (b,):
+        assert b.data_ptr() != a.data_ptr()
+
+
+def test_unfold_from_two_threads():
+    x, w = torch.randn(2, 8, 10, 10), torch.randn(8, 8, 3, 3)
+    expected, errors = F.conv2d(x, w, padding=1), []
+
+    def work():
+        for _ in range(20):
+            out = impls.conv2d(x, w, padding=1, backend="unfold")
+            if not torch.allclose(out, expected, rtol=1e-4, atol=1e-4):
+                errors.append("wrong result")
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4"])
+def test_weight_written_in_place_is_not_served_stale(name):
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(5, 4, 3, 3)
+    _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+    with torch.no_grad():
+        w.mul_(-2)  # bumps the version counter
+    _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+    w[0].zero_()  # through a view: the same counter
+    _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+
+
+def test_freed_weight_leaves_the_cache():
+    _weight_cache.clear()
+    w = torch.randn(5, 4, 3, 3)
+    impls.conv2d(torch.randn(1, 4, 6, 6), w, padding=1, backend="winograd-f4")
+    assert len(_weight_cache._entries) == 1
+    del w
+    gc.collect()
+    _weight_cache.derived(torch.randn(1), "other", lambda: torch.zeros(1))  # purges
+    assert [k[0] for k in _weight_cache._entries] == ["other"]
+
+
+def test_autograd_gets_the_weight_gradient():
+    x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        impls.conv2d(x, w, padding=1, backend="winograd-f2")  # may be kept: no graph needed
+    impls.conv2d(x, w, padding=1, backend="winograd-f2").sum().backward()
+    w_ref = w.detach().clone().requires_grad_()
+    F.conv2d(x, w_ref, padding=1).sum().backward()
+    _close(w.grad, w_ref.grad)
+
+
+def test_the_cache_is_bounded(monkeypatch):
+    _weight_cache.clear()
+    monkeypatch.setattr(_weight_cache, "MAX_BYTES", 100)
+    weights = [torch.randn(4) for _ in range(5)]
+    for i, w in enumerate(weights):
+        _weight_cache.derived(w, i, lambda: torch.zeros(10))  # 40 bytes each
+    assert [k[0] for k in _weight_cache._entries] == [3, 4]
+    _weight_cache.clear()

@@ -1,0 +1,110 @@
+"""The memory budget: workspace models against measured peaks, and the refusal beyond it.
+
+A backend's workspace model (impls.registry.Backend.workspace) must bound what a call
+really allocates, or the refusal protects nothing; and not by much, or it refuses what
+would fit. The measurement is benchmarks.memory's (the resident-set high-water mark on
+Linux), so the shapes are tens of MB: big enough that page-granular noise and allocator
+slack do not dominate. naive is left out: its model is small by design and any shape where
+its memory would show takes it minutes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import impls
+from benchmarks.memory import peak_memory
+from impls.backward import check_backward
+from impls.cases import CASES_BY_ID
+from impls.checker import SKIPPED, check_case
+from impls.frontend import normalize
+from impls.memory_budget import ENV, budget, parse_bytes
+
+MiB = 2**20
+#: (backend, input shape, weight shape, stride, padding, dilation, groups)
+MODEL_CASES = [
+    ("unfold", (2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1),
+    ("unfold", (1, 128, 56, 56), (128, 1, 7, 7), 1, 3, 1, 128),
+    ("unfold", (4, 32, 64, 64), (32, 32, 5, 5), 1, 4, 2, 1),
+    ("fft", (1, 256, 28, 28), (256, 256, 5, 5), 1, 2, 1, 1),
+    ("fft", (1, 128, 56, 56), (128, 1, 31, 31), 1, 15, 1, 128),
+    ("fft", (2, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, 1),
+    ("winograd-f2", (2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1),
+    ("winograd-f4", (1, 256, 29, 29), (256, 256, 3, 3), 1, 1, 1, 1),
+]
+#: The model may miss what it does not count (allocator pages, library scratch) by this
+#: much, and may overstate (copies scipy or torch might avoid) by at most this factor.
+UNDER_SLACK, OVER_FACTOR = 1.15, 2.0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1000000", 1_000_000), ("4GiB", 4 * 2**30), ("512 MiB", 512 * MiB), ("1.5GB", 1.5e9),
+    ("64kib", 64 * 1024), ("unlimited", None),
+])
+def test_budget_values_parse(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["4x", "-1GiB", "GiB", "1e9", "12 parsecs"])
+def test_bad_budget_names_the_variable(monkeypatch, text):
+    monkeypatch.setenv(ENV, text)
+    with pytest.raises(ValueError, match=ENV):
+        impls.conv2d(torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3), backend="unfold")
+
+
+def test_default_budget_is_a_share_of_free_memory(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    limit, source = budget("cpu")
+    if limit is None:
+        pytest.skip(f"no free-memory figure here: {source}")
+    assert limit > 0 and "MemAvailable" in source
+
+
+def test_over_budget_raises_out_of_memory_before_allocating(monkeypatch):
+    monkeypatch.setenv(ENV, "1MiB")
+    x, w = torch.randn(2, 16, 32, 32), torch.randn(16, 16, 3, 3)
+    with pytest.raises(torch.OutOfMemoryError) as info:
+        impls.conv2d(x, w, padding=1, backend="unfold")
+    message = str(info.value)
+    for word in ("unfold", "column buffer", "1 MiB", ENV):
+        assert word in message, message
+    # A backend without a model (torch) is never refused; "unlimited" lifts the budget.
+    impls.conv2d(x, w, padding=1, backend="torch")
+    monkeypatch.setenv(ENV, "unlimited")
+    impls.conv2d(x, w, padding=1, backend="unfold")
+
+
+def test_checker_skips_over_budget_cases_with_the_reason(monkeypatch):
+    monkeypatch.setenv(ENV, "1KiB")
+    case = CASES_BY_ID["basic-3x3-pad1"]
+    for result in (check_case("fft", case, "random"),
+                   check_backward("unfold", case, "backward-data", "random")):
+        assert result.status == SKIPPED, result.repro()
+        assert "memory budget" in result.reason and ENV in result.reason
+
+
+@pytest.mark.parametrize("name, x, w, stride, padding, dilation, groups", MODEL_CASES,
+                         ids=[f"{c[0]}-{c[1][1]}x{c[1][2]}-k{c[2][2]}-s{c[3]}"
+                              for c in MODEL_CASES])
+def test_workspace_model_bounds_the_measured_peak(name, x, w, stride, padding, dilation,
+                                                  groups):
+    entry = impls.get_backend(name)
+    call = normalize(torch.randn(x), torch.randn(w), None, stride, padding, dilation, groups)
+
+    def run():
+        return entry.fn(call.input, call.weight, None, call.stride, call.padding,
+                        call.dilation, call.groups)
+
+    run()  # first-call caches (FFT plans, transform matrices) are not the call's workspace
+    measured, method = min(peak_memory(run, "cpu") for _ in range(2))
+    if measured is None:
+        pytest.skip(f"peak memory cannot be measured here (method {method})")
+    model, what = entry.workspace(*call.problem(), torch.float32.itemsize)
+    assert what
+    assert measured <= model * UNDER_SLACK + MiB, (
+        f"{name} measured {measured / MiB:.1f} MiB, model {model / MiB:.1f} MiB: "
+        "the model misses memory the call needs")
+    assert model <= measured * OVER_FACTOR + MiB, (
+        f"{name} model {model / MiB:.1f} MiB, measured {measured / MiB:.1f} MiB: "
+        "the model would refuse calls that fit")
