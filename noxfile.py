@@ -2,7 +2,8 @@
 versions from constraints.txt (torch 2.13.0 there, so pip takes the CPU wheel on disk
 instead of downloading a multi-GB CUDA build). ``session.posargs`` always pass through.
 
-    nox -s bench                 the main job: sweep every backend, then build the report
+    nox -s bench                 the main job: sweep every backend (forward; backward too on
+                                 resnet50), then build the report
     nox -s report                reports/out/index.html from sweep results, checked in Chromium
     nox -s asv                   the asv suite on this commit, then the dashboard (.asv/html)
     nox -s tests                 the test suite (pytest, parallel with xdist)
@@ -63,9 +64,10 @@ def gpu(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Sweep every backend over shape sets (pytest-benchmark; posargs: sweep options, e.g.
-    -- --shape-set resnet50 --backend torch --shard 1/4), then build the reports if the
-    builder exists. Results: reports/sweeps/."""
+    """Sweep every backend (pytest-benchmark): forward over resnet50, large-kernel and
+    grid-small, backward-data and backward-weights over resnet50; posargs are sweep options,
+    e.g. -- --direction all, or --shape-set resnet50 --backend torch --shard 1/4. Then build
+    the report. Results: reports/sweeps/."""
     install(session, "bench")
     session.run("python", "-m", "benchmarks", "sweep", *session.posargs)
     session.run("python", "-m", "reports", "build")

@@ -19,31 +19,43 @@ def _close(a, b):
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.fixture
+def keep_small(monkeypatch):
+    """Keep scratch however small, so that these small cases use the kept buffers."""
+    monkeypatch.setattr(_scratch, "MIN_KEEP_BYTES", 0)
+    yield
+    _scratch.release()
+
+
 @pytest.mark.parametrize("batch, size", [(1, 12), (3, 12), (3, 5)])  # per image / folded
-def test_unfold_outputs_do_not_alias_its_scratch(batch, size):
-    x, w = torch.randn(batch, 4, size, size), torch.randn(6, 4, 3, 3)
-    first = impls.conv2d(x, w, padding=1, backend="unfold")
+def test_unfold_outputs_do_not_alias_its_scratch(batch, size, keep_small):
+    x, w, b = torch.randn(batch, 4, size, size), torch.randn(6, 4, 3, 3), torch.randn(6)
+    first = impls.conv2d(x, w, b, padding=1, backend="unfold")
     kept = first.clone()
-    impls.conv2d(torch.randn_like(x), torch.randn_like(w), padding=1, backend="unfold")
+    impls.conv2d(torch.randn_like(x), torch.randn_like(w), b, padding=1, backend="unfold")
     assert torch.equal(first, kept)
-    _close(first, F.conv2d(x, w, padding=1))
+    _close(first, F.conv2d(x, w, b, padding=1))
 
 
-def test_scratch_is_lent_to_one_caller_at_a_time():
+def test_scratch_is_lent_to_one_caller_at_a_time(keep_small):
     like = torch.empty(1)
-    with _scratch.scratch(like, [(8,)]) as (a,), _scratch.scratch(like, [(8,)]) as (b,):
-        assert a.data_ptr() != b.data_ptr()
+    with _scratch.Scratch(like, [(8,)]) as (a,), _scratch.Scratch(like, [(8,)]) as (b,):
+        assert a is not None and b is None  # the second caller allocates its own
 
 
-def test_scratch_is_not_kept_under_autograd():
+def test_scratch_is_kept_only_where_allowed(keep_small):
     like = torch.empty(1)
-    with _scratch.scratch(like, [(8,)]) as (a,):
+    with _scratch.Scratch(like, [(8,)]) as (a,):
         pass
-    with _scratch.scratch(like, [(8,)], keep=False) as (b,):
-        assert b.data_ptr() != a.data_ptr()
+    with _scratch.Scratch(like, [(8,)]) as (b,):
+        assert b.data_ptr() == a.data_ptr()  # kept
+    with _scratch.Scratch(like, [(8,)], keep=False) as (c,):  # e.g. autograd records
+        assert c is None
+    with _scratch.Scratch(like, [(2**30,)]) as (d,):  # over KEEP_BYTES
+        assert d is None
 
 
-def test_unfold_from_two_threads():
+def test_unfold_from_two_threads(keep_small):
     x, w = torch.randn(2, 8, 10, 10), torch.randn(8, 8, 3, 3)
     expected, errors = F.conv2d(x, w, padding=1), []
 

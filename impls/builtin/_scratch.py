@@ -7,20 +7,20 @@ by the kernel (unfold on ResNet-50's 64@56x56 at batch 8: 0.25x of torch's speed
 fresh buffers, 0.5x with reused ones, 1 thread). oneDNN keeps its scratchpad between
 primitives for the same reason.
 
-How: one buffer for the process, grown to the largest request up to KEEP_BYTES, lent to
-one call at a time. A call that finds it lent (another thread), asks for more than
-KEEP_BYTES, runs on another device (CUDA's caching allocator already reuses blocks), or is
-recorded by autograd (which would save the temporaries for backward) gets new tensors.
+How: a few buffers for the process (one per part of a request), grown to the largest
+request up to KEEP_BYTES in all, lent to one call at a time. A call that finds them lent
+(another thread), asks for less than MIN_KEEP_BYTES or more than KEEP_BYTES, runs on
+another device (CUDA's caching allocator already reuses blocks), or is recorded by autograd
+(which would save the temporaries for backward) gets None, and allocates as usual.
 
 What it must not do: let anything a backend returns alias the buffer (the lender's
 contract: use the parts inside the ``with`` only), or hold more than KEEP_BYTES. Its cost:
 memory stays allocated after the first call, so a peak-memory measurement of a later call
-does not see it; ``release()`` gives it back (e.g. before measuring a first call).
+does not see it; ``release()`` gives it back (benchmarks.memory does, before measuring).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 
@@ -29,44 +29,68 @@ import torch
 #: The most memory kept between calls: ResNet-50's largest 3x3 layer at batch 8 needs
 #: 65 MB (58 MB of unfold's columns). Larger requests get new memory each call.
 KEEP_BYTES = 128 << 20
-#: Parts start on 64-byte boundaries, for the vector loads of copies and GEMMs.
-ALIGN_BYTES = 64
-
+#: Smaller requests get new memory too: glibc raises its mmap threshold to the size of
+#: blocks freed, up to 32 MiB on 64-bit, so a block below that comes back from the heap,
+#: already touched. Only larger ones fault every call (and keeping small ones was no
+#: faster: unfold at batch 1 measured 3-5% slower with them kept).
+MIN_KEEP_BYTES = 32 << 20
 _lock = threading.Lock()
-_buffer: torch.Tensor | None = None
+#: One kept buffer per part of a request (unfold: padded input, columns, product), each
+#: in the dtype last asked for.
+_buffers: list[torch.Tensor | None] = []
 
 
-@contextlib.contextmanager
-def scratch(like: torch.Tensor, shapes, keep: bool = True):
-    """Uninitialised tensors of ``like``'s dtype and device, one per shape (None stays
-    None), carved from the kept buffer where possible, else new."""
-    global _buffer
-    itemsize = like.element_size()
-    align = max(1, ALIGN_BYTES // itemsize)
-    sizes = [0 if s is None else math.prod(s) for s in shapes]
-    spans = [-(-n // align) * align for n in sizes]
-    nbytes = sum(spans) * itemsize
-    if not keep or like.device.type != "cpu" or nbytes > KEEP_BYTES \
-            or not _lock.acquire(blocking=False):
-        yield [None if s is None else like.new_empty(s) for s in shapes]
-        return
-    try:
-        if _buffer is None or _buffer.numel() < nbytes:
-            _buffer = None  # the old one goes before the new one comes
-            _buffer = torch.empty(nbytes, dtype=torch.uint8)
-        flat = _buffer[:nbytes].view(like.dtype)
-        offsets = [sum(spans[:i]) for i in range(len(spans))]
-        yield [None if s is None else flat[o:o + n].view(s)
-               for s, o, n in zip(shapes, offsets, sizes)]
-    finally:
-        _lock.release()
+class Scratch:
+    """Uninitialised views of the kept buffers, in ``like``'s dtype, one per shape; all
+    None where nothing is kept (see the module docstring): the caller then allocates as
+    it would without this module (a shape of None stays None either way).
+
+    A class, not a generator context manager: this runs on every call of a backend."""
+
+    def __init__(self, like: torch.Tensor, shapes, keep: bool = True):
+        self.shapes, self.like, self.held = shapes, like, False
+        numels = [0 if s is None else math.prod(s) for s in shapes]
+        self.numels = numels
+        nbytes = sum(numels) * like.element_size()
+        if keep and like.device.type == "cpu" and MIN_KEEP_BYTES <= nbytes <= KEEP_BYTES:
+            self.held = _lock.acquire(blocking=False)  # lent to another thread: not held
+
+    def __enter__(self) -> list:
+        if not self.held:
+            return [None] * len(self.shapes)
+        return _lend(self.like, self.shapes, self.numels)
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.held = False
+            _lock.release()
+
+
+def _lend(like, shapes, numels) -> list:
+    """Views of the kept buffers (grown or replaced as needed), under the lock."""
+    size = like.element_size()
+    _buffers.extend([None] * (len(shapes) - len(_buffers)))
+    kept = [0 if b is None else b.numel() * b.element_size() for b in _buffers]
+    wanted = [n * size for n in numels]
+    if sum(max(k, n) for k, n in zip(kept, wanted)) + sum(kept[len(wanted):]) > KEEP_BYTES:
+        _buffers[:] = [None] * len(_buffers)  # this request alone fits KEEP_BYTES
+    parts = []
+    for i, (shape, n) in enumerate(zip(shapes, numels)):
+        if shape is None:
+            parts.append(None)
+            continue
+        buffer = _buffers[i]
+        if buffer is None or buffer.dtype != like.dtype or buffer.numel() < n:
+            _buffers[i] = None  # the old one goes before the new one comes
+            _buffers[i] = torch.empty(n, dtype=like.dtype)
+        parts.append(_buffers[i][:n].view(shape))
+    return parts
 
 
 def release() -> None:
-    """Give the kept buffer back (the next call allocates it anew)."""
-    global _buffer
+    """Give the kept buffers back (the next call allocates them anew)."""
     with _lock:
-        _buffer = None
+        _buffers.clear()
 
 
 def tracked(*tensors) -> bool:

@@ -22,6 +22,7 @@ once, and up to _scratch.KEEP_BYTES of it stays allocated between calls.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from impls.builtin import _scratch
 from impls.frontend import output_size
@@ -56,25 +57,20 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
 )
 def unfold_conv2d(input, weight, bias, stride, padding, dilation, groups):
     """Columns written by one copy, then one batched GEMM with the kernels, plus bias."""
-    batch, channels = input.shape[:2]
+    batch = input.shape[0]
     out_channels, group_channels, kernel_h, kernel_w = weight.shape
     out_h, out_w = output_size(input.shape[2:], (kernel_h, kernel_w), stride, padding, dilation)
     taps = group_channels * kernel_h * kernel_w  # the GEMM's reduction length
     group_out, positions = out_channels // groups, out_h * out_w
-    padded = (batch, channels, input.shape[2] + 2 * padding[0], input.shape[3] + 2 * padding[1])
     # A 1x1, stride-1, unpadded conv reads its input as its columns: no copy at all.
     plain = (kernel_h, kernel_w, *stride, *padding) == (1, 1, 1, 1, 0, 0)
     folded = batch > 1 and positions < NARROW and not plain
-    tracked = _scratch.tracked(input, weight, bias)
-    shapes = [padded if any(padding) else None,
-              None if plain else (batch * groups * taps * positions,),
-              (batch * out_channels * positions,) if folded and not tracked else None]
-    with _scratch.scratch(input, shapes, keep=not tracked) as (pad_buf, column_buf, product_buf):
-        if pad_buf is not None:
-            input = _pad_into(pad_buf, input, padding)
-        # (N, g, C/g, R, S, P, Q): a view of the padded input; its copy is the im2col.
-        windows = _windows(input, (kernel_h, kernel_w), stride, dilation)
-        windows = windows.unflatten(1, (groups, group_channels)).permute(0, 1, 2, 5, 6, 3, 4)
+    shapes = [None if plain else (batch * groups * taps * positions,),
+              (batch * out_channels * positions,) if folded else None]
+    keep = not _scratch.tracked(input, weight, bias)  # autograd saves the columns
+    with _scratch.Scratch(input, shapes, keep) as (column_buf, product_buf):
+        # (N, C, P, Q, R, S): a view of the padded input; its copy is the im2col.
+        windows = _windows(input, (kernel_h, kernel_w), stride, padding, dilation)
         kernels = weight.reshape(groups, group_out, taps)
         start = None if bias is None else bias.reshape(groups, group_out, 1)
         if folded:
@@ -85,10 +81,11 @@ def unfold_conv2d(input, weight, bias, stride, padding, dilation, groups):
 def _gemm_per_image(windows, kernels, start, column_buf):
     """Columns (N*g, C/g*R*S, P*Q): (K/g x C/g*R*S) @ columns per image and group writes
     NCHW as it stands, so the output needs no transpose."""
-    batch, groups, _, _, _, out_h, out_w = windows.shape
-    group_out, taps = kernels.shape[1:]
-    if column_buf is None:
-        columns = windows.reshape(batch * groups, taps, out_h * out_w)  # a view, not a copy
+    batch, _, out_h, out_w = windows.shape[:4]
+    groups, group_out, taps = kernels.shape
+    windows = windows.permute(0, 1, 4, 5, 2, 3)  # (N, C, R, S, P, Q): C is (g, C/g)
+    if column_buf is None:  # the copy into new memory (a view for plain 1x1 convs)
+        columns = windows.reshape(batch * groups, taps, out_h * out_w)
     else:
         columns = column_buf.view(batch * groups, taps, out_h * out_w)
         columns.view(windows.shape).copy_(windows)
@@ -107,11 +104,15 @@ def _batch_in_one_gemm(windows, kernels, start, column_buf, product_buf):
     """Columns (g, C/g*R*S, N*P*Q): every image side by side in one GEMM per group, which
     keeps the GEMM wide when P*Q is small (7x7: 49 columns an image); the product
     (g, K/g, N, P*Q) is then copied to NCHW, a pass over the output."""
-    batch, groups, group_channels, kernel_h, kernel_w, out_h, out_w = windows.shape
-    group_out, taps = kernels.shape[1:]
-    columns = column_buf.view(groups, taps, batch * out_h * out_w)
-    columns.view(groups, group_channels, kernel_h, kernel_w, batch, out_h, out_w).copy_(
-        windows.permute(1, 2, 3, 4, 0, 5, 6))
+    batch, channels, out_h, out_w = windows.shape[:4]
+    groups, group_out, taps = kernels.shape
+    windows = windows.unflatten(1, (groups, channels // groups))
+    windows = windows.permute(1, 2, 5, 6, 0, 3, 4)  # (g, C/g, R, S, N, P, Q)
+    if column_buf is None:
+        columns = windows.reshape(groups, taps, batch * out_h * out_w)
+    else:
+        columns = column_buf.view(groups, taps, batch * out_h * out_w)
+        columns.view(windows.shape).copy_(windows)
     product = _product(kernels, columns, start, product_buf)
     out = kernels.new_empty(batch, groups, group_out, out_h * out_w)
     out.copy_(product.view(groups, group_out, batch, out_h * out_w).permute(2, 0, 1, 3))
@@ -119,7 +120,7 @@ def _batch_in_one_gemm(windows, kernels, start, column_buf, product_buf):
 
 
 def _product(kernels, columns, start, product_buf):
-    """kernels @ columns (+ start), into ``product_buf`` if given (autograd: a new tensor)."""
+    """kernels @ columns (+ start), into ``product_buf`` if given, else into new memory."""
     shape = (*kernels.shape[:2], columns.shape[2])
     out = {} if product_buf is None else {"out": product_buf.view(shape)}
     if start is None:
@@ -127,30 +128,21 @@ def _product(kernels, columns, start, product_buf):
     return torch.baddbmm(start, kernels, columns, **out)
 
 
-def _windows(padded, kernel, stride, dilation):
-    """Every receptive field as a view (N, C, P, Q, R, S) of the (already padded) input.
+def _windows(input, kernel, stride, padding, dilation):
+    """Every receptive field as a view (N, C, P, Q, R, S) of the zero-padded input.
 
     Tensor.unfold takes windows of span D*(K-1)+1 every S pixels; the [::D] slice keeps the
-    taps a dilated kernel reads. Not F.unfold: it computes the same columns, but on CPU
-    (torch 2.13, 2 threads) its im2col loop took 2.5-4x as long as the caller's one strided
-    copy on ResNet-50 3x3 layers.
+    taps a dilated kernel reads. Only the padding is copied here (F.pad: one pass; padding
+    into kept scratch took a memset and a copy, and was slower at batch 1). Not F.unfold: it
+    computes the same columns, but on CPU (torch 2.13, 2 threads) its im2col loop took
+    2.5-4x as long as the caller's one strided copy on ResNet-50 3x3 layers.
     """
-    (stride_h, stride_w), (dil_h, dil_w) = stride, dilation
+    (pad_h, pad_w), (stride_h, stride_w), (dil_h, dil_w) = padding, stride, dilation
+    padded = F.pad(input, (pad_w, pad_w, pad_h, pad_h)) if pad_h or pad_w else input
     span_h = dil_h * (kernel[0] - 1) + 1
     span_w = dil_w * (kernel[1] - 1) + 1
     rows = padded.unfold(2, span_h, stride_h)[..., ::dil_h]  # (N, C, P, Wp, R)
     return rows.unfold(3, span_w, stride_w)[..., ::dil_w]  # (N, C, P, Q, R, S)
-
-
-def _pad_into(buffer, input, padding):
-    """The input inside a zero border, written into ``buffer``."""
-    (ph, pw), (h, w) = padding, input.shape[2:]
-    padded = buffer.view(*input.shape[:2], h + 2 * ph, w + 2 * pw)
-    # One memset of the whole buffer: zeroing only the border, a few values per row, took
-    # longer (ResNet-50 64@56x56, batch 8: 0.85 ms against 0.58 ms).
-    padded.zero_()
-    padded[:, :, ph:ph + h, pw:pw + w] = input
-    return padded
 
 
 #: Output positions per image below which the images' columns share one GEMM: narrower
