@@ -4,6 +4,7 @@
                                tree, both measured now, interleaved
     gate --baseline FILE       the working tree against stored samples (CI: no BASE to build)
     gate --save FILE           also store the working tree's samples as a baseline
+    gate --record FILE         only measure the working tree and store it as a baseline
     gate --self-test           the gate must pass unchanged code and fail a 1.5x slowdown
 
 Exit status: 0 no benchmark slower beyond its band, 1 some benchmark slower (or failing on
@@ -45,7 +46,7 @@ class Options:
     bands: dict[str, float] = field(default_factory=dict)
     budget: float | None = None
     confidence: float = stats.CONFIDENCE
-    statistic: str = "ratio"
+    statistic: str = "time"
     inject: str = ""
     device: str = "cpu"
     markdown: Path | None = None
@@ -59,6 +60,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("base", nargs="?", help="git ref (default: merge base of HEAD and main)")
     p.add_argument("--baseline", type=Path, help="compare with this stored baseline instead")
     p.add_argument("--save", type=Path, help="store the working tree's samples here")
+    p.add_argument("--record", type=Path, metavar="FILE",
+                   help="measure the working tree alone and store it here (no comparison)")
     p.add_argument("--quick", action="store_true", help="one shape per backend, 30 s budget")
     p.add_argument("--backend", action="append", help="repeatable; default: the gate set's")
     p.add_argument("--threshold", type=float,
@@ -68,8 +71,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--budget", type=float, help="seconds of timed rounds (default "
                    f"{BUDGET_S:g}, quick {QUICK_BUDGET_S:g})")
     p.add_argument("--confidence", type=float, default=stats.CONFIDENCE)
-    p.add_argument("--statistic", choices=("ratio", "time"), default="ratio",
-                   help="paired mode: compare ratios to torch (default) or plain times")
+    p.add_argument("--statistic", choices=("time", "ratio"), default="time",
+                   help="paired mode: compare per-call times (default: the rounds already "
+                   "pair them in time; half the interval width of ratios) or ratios to torch")
     p.add_argument("--inject", default="", metavar="NAME=FACTOR",
                    help="test only: make the working tree's backend NAME FACTOR times slower")
     p.add_argument("--device", default="cpu")
@@ -88,6 +92,9 @@ def main(args: argparse.Namespace) -> int:
                        args.inject, args.device, args.markdown, args.json)
         if args.self_test:
             return self_test(opts)
+        if args.record:
+            record(replace(opts, save=args.record))
+            return 0
         rows, title = run(opts)
     except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start
         console.print(f"[red]gate: {exc}[/red]")
@@ -135,6 +142,17 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
         store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))
         console.print(f"baseline written: {opts.save}")
     return rows, title
+
+
+def record(opts: Options, repo: Path | None = None) -> None:
+    """Measure the working tree alone and store its samples (a new baseline)."""
+    repo = Path(repo or git("rev-parse", "--show-toplevel"))
+    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands)
+    budget = opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
+    with contextlib.ExitStack() as stack:
+        results = run_rounds(cases, [_worker(stack, "head", repo, opts)], budget)
+    store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))
+    console.print(f"baseline written: {opts.save} ({len(cases)} benchmarks, {budget:g} s)")
 
 
 def _worker(stack: contextlib.ExitStack, label: str, tree: Path, opts: Options) -> Worker:

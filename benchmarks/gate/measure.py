@@ -84,6 +84,9 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.tree),
                                                           os.environ.get("PYTHONPATH")]))
         env[INJECT_ENV], env["CONVBENCH_GATE_DEVICE"] = self.inject, self.device
+        # The same string hashes on both sides: Python-heavy code (naive) was 9% apart
+        # between two processes of the same tree with random hash seeds.
+        env["PYTHONHASHSEED"] = "0"
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed with the worker)
         # cwd is the tree, and `python -c` puts cwd first on sys.path: the tree's impls wins
         # over an installed (editable) one.
@@ -185,9 +188,13 @@ def run_rounds(cases: list[GateCase], workers: list[Worker], budget_s: float,
         while live and rounds < MAX_ROUNDS and (rounds < min_rounds
                                                 or time.perf_counter() < deadline):
             for case in rng.sample(live, len(live)):
+                # Balanced over every 4 rounds: each side goes first in half of them, and
+                # within a side the backend's block comes first in half, the same for both
+                # sides in a round (an order effect must never fall on one side only).
                 sides = workers if (rounds + cases.index(case)) % 2 == 0 else workers[::-1]
-                for k, worker in enumerate(sides):
-                    if not _sample(worker, case, calls[case.key], k % 2 == rounds % 2,
+                call_first = (rounds // 2) % 2 == 0
+                for worker in sides:
+                    if not _sample(worker, case, calls[case.key], call_first,
                                    results[case.key][worker.label]):
                         live.remove(case)
                         break

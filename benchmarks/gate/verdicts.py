@@ -53,7 +53,7 @@ def _unrun(case: GateCase, base: Samples | None, head: Samples) -> Row | None:
     return None
 
 
-def paired_rows(cases, results, base: str, head: str, statistic: str = "ratio",
+def paired_rows(cases, results, base: str, head: str, statistic: str = "time",
                 confidence: float = stats.CONFIDENCE) -> list[Row]:
     """Rows from rounds that measured ``base`` and ``head`` together."""
     rows = []

@@ -1,0 +1,172 @@
+"""The regression gate's decisions, storage and plumbing (benchmarks/gate/).
+
+No test here asserts anything about time: the statistics are fed synthetic samples, and the
+worker tests check what comes back, not how fast. The gate's behaviour on real timings is
+checked by its self-test in CI (`nox -s gate -- --self-test`) and measured by
+``python -m benchmarks.gate.power`` (README).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks.gate import baseline, stats, verdicts
+from benchmarks.gate.cases import DEFAULT_THRESHOLD, SHAPES, gate_cases
+from benchmarks.gate.measure import Samples, Worker, WorkerError, run_rounds
+from benchmarks.gate.worker import parse_inject
+
+
+def noisy(n, factor=1.0, sigma=0.03, seed=0):
+    return factor * np.exp(np.random.default_rng(seed).normal(0, sigma, n))
+
+
+def test_paired_change_finds_a_ten_percent_slowdown_in_noise():
+    base = noisy(40, seed=1)
+    head = base * noisy(40, 1.10, seed=2)
+    change = stats.paired_change(base, head)
+    assert change.low > 1.05 and 1.05 < change.factor < 1.15
+    assert change.verdict(0.05) == stats.SLOWER
+
+
+def test_paired_change_of_unchanged_code_is_unchanged_not_slower():
+    base = noisy(40, seed=3)
+    change = stats.paired_change(base, base * noisy(40, seed=4, sigma=0.01))
+    assert change.low < 1 < change.high
+    assert change.verdict(0.05) == stats.UNCHANGED
+
+
+def test_a_wide_interval_is_inconclusive_not_a_failure():
+    base = noisy(6, seed=5, sigma=0.3)
+    change = stats.paired_change(base, base * noisy(6, 1.1, seed=6, sigma=0.3))
+    assert change.verdict(0.05) == stats.UNSURE
+
+
+def test_improvements_are_reported_as_faster():
+    base = noisy(30, seed=7)
+    assert stats.paired_change(base, base * noisy(30, 0.7, seed=8)).verdict(0.05) == \
+        stats.FASTER
+
+
+def test_the_median_ignores_a_few_interrupted_samples():
+    base = noisy(40, seed=9, sigma=0.01)
+    head = base.copy()
+    head[:5] *= 3.0  # five rounds where another process took the CPU
+    assert stats.paired_change(base, head).verdict(0.05) == stats.UNCHANGED
+
+
+def test_unpaired_change_against_stored_samples():
+    stored, now = noisy(40, seed=10), noisy(40, 1.2, seed=11)
+    assert stats.unpaired_change(stored, now).verdict(0.05) == stats.SLOWER
+    assert stats.unpaired_change(stored, noisy(40, seed=12)).verdict(0.05) != stats.SLOWER
+
+
+def test_too_few_samples_is_an_error_not_a_verdict():
+    with pytest.raises(ValueError, match="same length >= 3"):
+        stats.paired_change([1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=">= 3 samples"):
+        stats.unpaired_change([1.0], [1.0, 1.0, 1.0])
+
+
+def test_gate_cases_quick_mode_and_bands():
+    full, quick = gate_cases(), gate_cases(quick=True)
+    assert {c.backend for c in quick} == {c.backend for c in full}
+    assert len(quick) == len({c.backend for c in quick}) < len(full)
+    assert all(c.descriptor in SHAPES.values() for c in full)
+    cases = gate_cases(["fft", "naive", "mine"], threshold=0.08, overrides={"fft": 0.2})
+    bands = {c.backend: c.threshold for c in cases}
+    assert bands == {"fft": 0.2, "naive": 0.10, "mine": 0.08}
+    assert gate_cases(["torch"])[0].threshold == DEFAULT_THRESHOLD
+
+
+def _rows(base: Samples | None, head: Samples, threshold=0.05):
+    case = gate_cases(["torch"], quick=True)[0]
+    if base is None:
+        return verdicts.baseline_rows([case], {"cases": {}}, {case.key: {"head": head}}, "head")
+    return verdicts.paired_rows([case], {case.key: {"base": base, "head": head}}, "base",
+                                "head")
+
+
+def test_rows_say_why_a_case_was_not_compared():
+    ok = Samples(call=list(noisy(10)), ref=list(noisy(10, seed=1)))
+    assert _rows(Samples(refusal="r"), Samples(refusal="r"))[0].verdict == verdicts.SKIPPED
+    assert _rows(Samples(refusal="no such backend"), ok)[0].verdict == verdicts.NEW
+    assert _rows(None, ok)[0].verdict == verdicts.NEW
+    lost = _rows(ok, Samples(refusal="does not support groups"))[0]
+    assert lost.verdict == verdicts.ERROR and "refuses what base ran" in lost.note
+    crashed = _rows(ok, Samples(error="worker: it exited"))[0]
+    assert crashed.verdict == verdicts.ERROR and verdicts.failed([crashed])
+
+
+def test_paired_rows_compare_times_or_ratios_to_torch():
+    base = Samples(call=[2.0] * 10, ref=[1.0] * 10)
+    head = Samples(call=[4.0] * 10, ref=[2.0] * 10)  # the whole machine got 2x slower
+    assert _rows(base, head)[0].verdict == stats.SLOWER  # plain times: paired in time
+    case = gate_cases(["torch"], quick=True)[0]
+    by_ratio = verdicts.paired_rows([case], {case.key: {"base": base, "head": head}}, "base",
+                                    "head", statistic="ratio")
+    assert by_ratio[0].verdict == stats.UNCHANGED
+
+
+def test_baseline_round_trip(tmp_path):
+    cases = gate_cases(["torch", "fft"], quick=True)
+    results = {c.key: {"head": Samples(call=[1e-3] * 5, ref=[1e-3] * 5)} for c in cases}
+    path = tmp_path / "baseline.json"
+    baseline.save(path, results, "head", cases, {"commit": "abc"})
+    data = baseline.load(path)
+    assert data["commit"] == "abc" and set(data["cases"]) == {c.key for c in cases}
+    rows = verdicts.baseline_rows(cases, data, results, "head")
+    assert [r.verdict for r in rows] == [stats.UNCHANGED] * 2
+    path.write_text(json.dumps({"cases": {}}))
+    with pytest.raises(ValueError, match="not a gate baseline"):
+        baseline.load(path)
+
+
+def test_the_committed_baseline_covers_the_quick_gate_set():
+    data = baseline.load(baseline.DEFAULT)
+    missing = [c.key for c in gate_cases(quick=True) if c.key not in data["cases"]]
+    assert not missing, f"re-record benchmarks/gate/baseline.json: {missing}"
+    assert data["machine"]["cpu"] and data["commit"]
+
+
+def test_parse_inject():
+    assert parse_inject("unfold=1.5, fft=1.1") == {"unfold": 1.5, "fft": 1.1}
+    assert parse_inject("") == {}
+    with pytest.raises(ValueError, match="NAME=FACTOR"):
+        parse_inject("unfold=0.5")
+
+
+def test_worker_measures_this_tree_and_reports_refusals(tmp_path):
+    """A real worker process on this tree: samples come back for torch; a backend this tree
+    does not have, and one that refuses the problem, come back as refusals."""
+    root = __import__("pathlib").Path(__file__).parents[1]
+    cases = [*gate_cases(["torch", "no-such-backend"], quick=True),
+             *[c for c in gate_cases(["winograd-f2"]) if "256" in c.shape]]
+    worker = Worker("head", root)
+    try:
+        results = run_rounds(cases, [worker], budget_s=0.0, min_rounds=3)
+    finally:
+        worker.close()
+    torch_samples = results[cases[0].key]["head"]
+    assert len(torch_samples.call) == 3 and all(t > 0 for t in torch_samples.ratio)
+    assert "no backend 'no-such-backend'" in results[cases[1].key]["head"].refusal
+    assert results[cases[2].key]["head"].call  # winograd runs 3x3 stride 1
+
+
+def test_a_dead_worker_is_an_error_not_a_hang(tmp_path):
+    (tmp_path / "impls").mkdir()
+    (tmp_path / "impls" / "__init__.py").write_text("raise SystemExit('broken tree')\n")
+    with pytest.raises(WorkerError, match="it exited"):
+        Worker("base", tmp_path)
+
+
+def test_cli_bad_baseline_exits_2(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "gate", "--baseline", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "not a gate baseline" in out.stdout
