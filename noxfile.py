@@ -11,6 +11,7 @@ instead of downloading a multi-GB CUDA build). ``session.posargs`` always pass t
     nox -s lint                  ruff
     nox -s gpu                   the suite on a CUDA device (skips without one)
     nox -s gate -- [BASE]        fail on a significant slowdown against BASE (or --baseline FILE)
+    nox -s targets               the fast backends' speed targets, measured in one run
 """
 
 from __future__ import annotations
@@ -118,3 +119,10 @@ def gate(session: nox.Session) -> None:
     or -- --baseline FILE (stored results), -- --self-test, -- --save FILE."""
     install(session, "bench")
     session.run("python", "-m", "benchmarks", "gate", *session.posargs)
+
+
+@nox.session
+def targets(session: nox.Session) -> None:
+    """Measure the speed targets in one run (~2.5 min) and print the README's table."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks", "targets", *session.posargs)

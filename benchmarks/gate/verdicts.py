@@ -29,6 +29,8 @@ class Row:
     base_s: float | None = None  # median seconds per call, for the reader
     head_s: float | None = None
     note: str = ""
+    #: The values compared (base, head): paired per round, or stored and new samples.
+    samples: tuple[list, list] | None = None
 
 
 def _median(values) -> float | None:
@@ -66,7 +68,7 @@ def paired_rows(cases, results, base: str, head: str, statistic: str = "time",
                                         for s in (a, b))
             change = stats.paired_change(base_values, head_values, confidence)
             row = Row(case, change.verdict(case.threshold), change, _median(a.call),
-                      _median(b.call))
+                      _median(b.call), samples=(base_values, head_values))
         rows.append(row)
     return rows
 
@@ -84,7 +86,8 @@ def baseline_rows(cases, baseline: dict, results, head: str,
         if row is None:
             change = stats.unpaired_change(a.ratio, b.ratio, confidence)
             row = Row(case, change.verdict(case.threshold), change, _median(a.call),
-                      _median(b.call), note="ratio to torch vs baseline")
+                      _median(b.call), note="ratio to torch vs baseline",
+                      samples=(a.ratio, b.ratio))
         rows.append(row)
     return rows
 
