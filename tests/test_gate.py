@@ -170,3 +170,10 @@ def test_cli_bad_baseline_exits_2(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmarks", "gate", "--baseline", str(bad)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "not a gate baseline" in out.stdout
+
+
+def test_bands_are_wider_against_a_stored_baseline():
+    bands = {c.backend: c.threshold for c in gate_cases(["torch", "naive"], scale=2.0)}
+    assert bands == {"torch": 2 * DEFAULT_THRESHOLD, "naive": 0.20}
+    given = gate_cases(["torch"], threshold=0.03, scale=2.0)[0].threshold
+    assert given == 0.03  # what the user asks for is not scaled

@@ -28,6 +28,8 @@ from benchmarks.gate.measure import Worker, WorkerError, checkout, git, run_roun
 
 #: Seconds of timed rounds: the full gate, and the quick mode CI runs.
 BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
+#: Built-in bands are this much wider against a stored baseline (see cases.gate_cases).
+BASELINE_BAND_SCALE = 2.0
 #: The backend the self-test slows down, and by how much.
 SELF_TEST_VICTIM, SELF_TEST_FACTOR = "unfold", 1.5
 
@@ -114,7 +116,8 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     """Measure, compare, print and write; return (rows, title). ``same_tree`` compares the
     working tree with itself (the self-test's and power script's "unchanged code")."""
     repo = Path(repo or git("rev-parse", "--show-toplevel"))
-    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands)
+    scale = BASELINE_BAND_SCALE if opts.baseline else 1.0
+    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands, scale)
     budget = opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
     with contextlib.ExitStack() as stack:
         if opts.baseline:
