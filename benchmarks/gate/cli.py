@@ -116,9 +116,7 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     """Measure, compare, print and write; return (rows, title). ``same_tree`` compares the
     working tree with itself (the self-test's and power script's "unchanged code")."""
     repo = Path(repo or git("rev-parse", "--show-toplevel"))
-    scale = BASELINE_BAND_SCALE if opts.baseline else 1.0
-    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands, scale)
-    budget = opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
+    cases, budget = _plan(opts)
     with contextlib.ExitStack() as stack:
         if opts.baseline:
             data = store.load(opts.baseline)
@@ -147,11 +145,17 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     return rows, title
 
 
+def _plan(opts: Options) -> tuple[list, float]:
+    """The gate cases (bands widened against a stored baseline) and the time budget."""
+    scale = BASELINE_BAND_SCALE if opts.baseline else 1.0
+    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands, scale)
+    return cases, opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
+
+
 def record(opts: Options, repo: Path | None = None) -> None:
     """Measure the working tree alone and store its samples (a new baseline)."""
     repo = Path(repo or git("rev-parse", "--show-toplevel"))
-    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands)
-    budget = opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
+    cases, budget = _plan(opts)
     with contextlib.ExitStack() as stack:
         results = run_rounds(cases, [_worker(stack, "head", repo, opts)], budget)
     store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))

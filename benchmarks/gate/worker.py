@@ -67,6 +67,7 @@ class Case:
 
     def __init__(self, spec: dict, inject: dict[str, float], device: str):
         import impls
+        from impls.frontend import normalize
 
         self.sync = synchronizer(device)
         # Pairs as tuples, as the front end hands them (a backend may hash them).
@@ -80,8 +81,9 @@ class Case:
         except ValueError:  # not in this tree (added later, or removed)
             self.refusal = f"no backend {spec['backend']!r} in this tree"
             return
-        self.refusal = entry.unsupported(device=device, dtype=torch.float32,
-                                         features=_features(spec))
+        # The front end's own account of the features a call uses (it validates too).
+        features = normalize(x, w, None, *args).features()
+        self.refusal = entry.unsupported(device=device, dtype=torch.float32, features=features)
         refuses = getattr(entry, "refuses", None)  # older trees may lack it
         if not self.refusal and refuses is not None:
             self.refusal = refuses(x.shape, w.shape, *args)
@@ -96,12 +98,6 @@ class Case:
             fn()
         self.sync()
         return time.perf_counter() - start
-
-
-def _features(spec: dict) -> list[str]:
-    used = {"stride": spec["stride"] != [1, 1], "padding": spec["padding"] != [0, 0],
-            "dilation": spec["dilation"] != [1, 1], "groups": spec["groups"] != 1}
-    return [name for name, yes in used.items() if yes]
 
 
 def serve(requests, reply) -> None:
