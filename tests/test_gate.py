@@ -18,7 +18,8 @@ import pytest
 from benchmarks.gate import baseline, stats, verdicts
 from benchmarks.gate.cases import DEFAULT_THRESHOLD, SHAPES, gate_cases
 from benchmarks.gate.measure import Samples, Worker, WorkerError, run_rounds
-from benchmarks.gate.worker import parse_inject
+from benchmarks.gate import worker as gate_worker
+from benchmarks.gate.worker import parse_inject, slowed
 
 
 def noisy(n, factor=1.0, sigma=0.03, seed=0):
@@ -140,6 +141,38 @@ def test_parse_inject():
         parse_inject("unfold=0.5")
 
 
+class FakeClock:
+    """perf_counter for slowed(): a call advances it by its own duration, each reading by
+    a microsecond (so the spin loop ends)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1e-6
+        return self.now
+
+
+def test_injected_slowdown_adds_a_fixed_share_of_the_median_call(monkeypatch):
+    """The spin is (factor - 1) x the median call so far: one slow call (a hiccup) neither
+    lengthens its own spin nor the later ones."""
+    clock = FakeClock()
+    monkeypatch.setattr(gate_worker, "time", clock)
+    durations = iter([1e-3, 1e-3, 50e-3, *[1e-3] * 40])
+
+    def call():
+        clock.now += next(durations)
+
+    slow = slowed(call, 1.5)
+    spent = []
+    for _ in range(20):
+        start = clock.now
+        slow()
+        spent.append(clock.now - start)
+    assert spent[2] == pytest.approx(50e-3 + 0.5e-3, rel=0.02)  # not 75 ms
+    assert all(s == pytest.approx(1.5e-3, rel=0.02) for s in spent[3:])
+
+
 def test_worker_measures_this_tree_and_reports_refusals(tmp_path):
     """A real worker process on this tree: samples come back for torch; a backend this tree
     does not have, and one that refuses the problem, come back as refusals."""
@@ -149,10 +182,12 @@ def test_worker_measures_this_tree_and_reports_refusals(tmp_path):
     worker = Worker("head", root)
     try:
         results = run_rounds(cases, [worker], budget_s=0.0, min_rounds=3)
+        alone = run_rounds(cases[:1], [worker], budget_s=0.0, min_rounds=3, with_ref=False)
     finally:
         worker.close()
     torch_samples = results[cases[0].key]["head"]
     assert len(torch_samples.call) == 3 and all(t > 0 for t in torch_samples.ratio)
+    assert len(alone[cases[0].key]["head"].call) == 3 and not alone[cases[0].key]["head"].ref
     assert "no backend 'no-such-backend'" in results[cases[1].key]["head"].refusal
     assert results[cases[2].key]["head"].call  # winograd runs 3x3 stride 1
 

@@ -132,7 +132,9 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
                 base_name = f"{ref} ({commit[:10]})"
             workers = [_worker(stack, "base", base_tree, replace(opts, inject="")),
                        _worker(stack, "head", repo, opts)]
-            results = run_rounds(cases, workers, budget)
+            # Torch's blocks are needed only for ratios (the statistic, or a saved baseline).
+            with_ref = opts.statistic == "ratio" or opts.save is not None
+            results = run_rounds(cases, workers, budget, with_ref=with_ref)
             rows = verdicts.paired_rows(cases, results, "base", "head", opts.statistic,
                                         opts.confidence)
             title = f"working tree vs {base_name}, interleaved"

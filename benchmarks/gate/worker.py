@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 #: Test-only switch: "NAME=FACTOR[,NAME=FACTOR]" makes this worker's calls of backend NAME
-#: take FACTOR times as long (a busy-wait after each call, proportional to the call's own
-#: time): how the gate's self-test and power script inject a known slowdown.
+#: take FACTOR times as long (a busy-wait after each call, sized from the median of the
+#: call's own times): how the gate's self-test and power script inject a known slowdown.
 INJECT_ENV = "CONVBENCH_GATE_INJECT"
 
 
@@ -43,13 +43,27 @@ def parse_inject(text: str) -> dict[str, float]:
     return out
 
 
-def slowed(call, factor: float):
+def slowed(call, factor: float, every: int = 16):
     """``call`` made ``factor`` times slower by spinning after it (no sleep: a sleeping
-    thread would let the CPU clock down and change what the next call costs)."""
+    thread would let the CPU clock down and change what the next call costs).
+
+    The spin is (factor - 1) times the median of the call's own times so far, refreshed
+    every ``every`` calls: a real regression adds about the same work to every call.
+    Spinning in proportion to each call's own time would add that call's noise a second
+    time (a 10% injection read as +4..+19% on 0.1 ms calls); sizing it once from the
+    first, cold calls overshot (+12..+13%)."""
+    seen: list[float] = []
+    median = 0.0
+
     def slow():
+        nonlocal median
         start = time.perf_counter()
         result = call()
-        end = time.perf_counter() + (factor - 1) * (time.perf_counter() - start)
+        now = time.perf_counter()
+        seen.append(now - start)
+        if len(seen) <= 3 or len(seen) % every == 0:
+            median = sorted(seen)[len(seen) // 2]
+        end = now + (factor - 1) * median
         while time.perf_counter() < end:
             pass
         return result
@@ -131,17 +145,16 @@ def handle(msg: dict, cases: dict, inject: dict, device: str) -> dict:
         case = cases[msg["key"]]
         return {"call": min(case.block(case.call, 1) for _ in range(3)),
                 "ref": min(case.block(case.ref, 1) for _ in range(3))}
-    if op == "measure":  # one block of each, in the order asked
+    if op == "measure":  # one block of each asked for ("call", "ref"), in that order
         case = cases[msg["key"]]
-        # The other worker just ran: caches hold its data and its threads' state. One
-        # untimed call of each first, or whichever block comes first pays for that (20%
-        # on 1 ms calls, measured: enough to fake a regression).
-        case.block(case.call, 1), case.block(case.ref, 1)
-        times = {}
+        fns = {"call": case.call, "ref": case.ref}
+        # The other worker just ran: caches hold its data, its threads sleep. Half a block
+        # of untimed calls first, or the timed block pays for that: with one warm call
+        # the 99% intervals were twice as wide, and a first block without any read 20%
+        # slow on 1 ms calls (enough to fake a regression).
         for which in msg["order"]:
-            fn = case.call if which == "call" else case.ref
-            times[which] = case.block(fn, msg["calls"][which])
-        return times
+            case.block(fns[which], max(1, msg["calls"][which] // 2))
+        return {which: case.block(fns[which], msg["calls"][which]) for which in msg["order"]}
     if op == "quit":
         return {"bye": True}
     raise ValueError(f"unknown op {op!r}")
