@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from benchmarks.gate import baseline, stats, verdicts
+from benchmarks.gate import worker as gate_worker
 from benchmarks.gate.cases import DEFAULT_THRESHOLD, SHAPES, gate_cases
 from benchmarks.gate.measure import Samples, Worker, WorkerError, run_rounds
-from benchmarks.gate import worker as gate_worker
 from benchmarks.gate.worker import parse_inject, slowed
 
 
