@@ -73,7 +73,7 @@ def test_unfold_from_two_threads(keep_small):
     assert not errors
 
 
-@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4"])
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
 def test_weight_written_in_place_is_not_served_stale(name):
     x, w = torch.randn(2, 4, 9, 9), torch.randn(5, 4, 3, 3)
     _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
@@ -93,6 +93,26 @@ def test_freed_weight_leaves_the_cache():
     gc.collect()
     _weight_cache.derived(torch.randn(1), "other", lambda: torch.zeros(1))  # purges
     assert [k[0] for k in _weight_cache._entries] == ["other"]
+
+
+def test_fft_keeps_a_weights_spectra_for_inference_only(monkeypatch):
+    """The second inference call with the same weight does not transform it again; a call
+    autograd records neither reads nor fills the cache (gradcheck writes through .data)."""
+    from impls.builtin import fft
+
+    _weight_cache.clear()
+    calls = []
+    original = fft._kernel_spectra
+    monkeypatch.setattr(fft, "_kernel_spectra", lambda *a: calls.append(1) or original(*a))
+    x, w = torch.randn(1, 4, 20, 20), torch.randn(6, 4, 9, 9)
+    first = impls.conv2d(x, w, padding=4, backend="fft")
+    second = impls.conv2d(x, w, padding=4, backend="fft")
+    assert len(calls) == 1 and torch.equal(first, second)
+    tracked = w.clone().requires_grad_()
+    out = impls.conv2d(x, tracked, padding=4, backend="fft")
+    assert len(calls) == 2 and len(_weight_cache._entries) == 1
+    assert torch.equal(out.detach(), first)  # the same plan either way
+    _weight_cache.clear()
 
 
 def test_autograd_gets_the_weight_gradient():
