@@ -37,6 +37,38 @@ def test_unfold_outputs_do_not_alias_its_scratch(batch, size, keep_small):
     _close(first, F.conv2d(x, w, b, padding=1))
 
 
+@pytest.mark.parametrize("batch, groups, bias", [(5, 1, True), (4, 2, False), (3, 1, False)])
+def test_unfold_in_chunks_of_images(batch, groups, bias, monkeypatch):
+    """Images in chunks (one copy and one GEMM each) give what one GEMM over all gives, with
+    and without kept scratch; autograd still gets its gradients (one chunk then)."""
+    from impls.builtin import unfold
+
+    monkeypatch.setattr(unfold, "CHUNK_BYTES", 2 * 4 * 9 * 4 * 23 * 23)  # 2 images a chunk
+    assert unfold.images_per_chunk(batch, 4 * 9 * 4 * 23 * 23) == 2
+    x, w = torch.randn(batch, 4, 25, 25), torch.randn(6, 4 // groups, 3, 3)
+    b = torch.randn(6) if bias else None
+    expected = F.conv2d(x, w, b, groups=groups)
+    for min_keep in (0, 2**40):
+        monkeypatch.setattr(_scratch, "MIN_KEEP_BYTES", min_keep)
+        _close(impls.conv2d(x, w, b, groups=groups, backend="unfold"), expected)
+    _scratch.release()
+    w.requires_grad_()
+    impls.conv2d(x, w, b, groups=groups, backend="unfold").sum().backward()
+    w_ref = w.detach().clone().requires_grad_()
+    F.conv2d(x, w_ref, b, groups=groups).sum().backward()
+    _close(w.grad, w_ref.grad)
+
+
+def test_images_per_chunk_splits_evenly():
+    from impls.builtin.unfold import CHUNK_BYTES, images_per_chunk
+
+    assert images_per_chunk(1, 10 * CHUNK_BYTES) == 1
+    assert images_per_chunk(8, CHUNK_BYTES // 2) == 2
+    assert images_per_chunk(8, CHUNK_BYTES // 3) == 3  # 3+3+2, not 3+3+1+1
+    assert images_per_chunk(8, CHUNK_BYTES // 100) == 8
+    assert images_per_chunk(0, 1) == 1
+
+
 def test_scratch_is_lent_to_one_caller_at_a_time(keep_small):
     like = torch.empty(1)
     with _scratch.Scratch(like, [(8,)]) as (a,), _scratch.Scratch(like, [(8,)]) as (b,):
