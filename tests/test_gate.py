@@ -212,3 +212,25 @@ def test_bands_are_wider_against_a_stored_baseline():
     assert bands == {"torch": 2 * DEFAULT_THRESHOLD, "naive": 0.20}
     given = gate_cases(["torch"], threshold=0.03, scale=2.0)[0].threshold
     assert given == 0.03  # what the user asks for is not scaled
+
+
+def test_power_summary_counts_runs_and_each_victim_benchmark():
+    from benchmarks.gate.cli import Options
+    from benchmarks.gate.power import summarize
+
+    def trial(factor, shapes, estimates, strict, loose, alarms=()):
+        return {"factor": factor, "victim_shapes": shapes, "victim_estimates": estimates,
+                "0.99": {"detected": bool(strict), "detected_shapes": strict,
+                         "false_alarms": list(alarms)},
+                "0.95": {"detected": bool(loose), "detected_shapes": loose,
+                         "false_alarms": list(alarms)}}
+
+    trials = [trial(1.1, ["a", "b"], [1.1, 1.3], ["b"], ["a", "b"]),
+              trial(1.1, ["a", "b"], [1.08, 1.2], [], ["b"]),
+              trial(None, ["a", "b"], [1.0, 0.99], [], [], alarms=["fft x"])]
+    text = summarize(trials, Options(), "unfold", 60)
+    assert "| 99% | +10% | 2 | 1/2 | 0/2 |" in text
+    assert "| 95% | +10% | 2 | 2/2 | 0/2 |" in text
+    assert "| 99% | none (unchanged code) | 1 | — | 1/1 |" in text
+    assert "| +10% | a | 0/2 | 1/2 | +10.0% (+8.0% .. +10.0%) |" in text
+    assert "| +10% | b | 1/2 | 2/2 | +30.0% (+20.0% .. +30.0%) |" in text

@@ -34,13 +34,15 @@ def trial(opts: Options, victim: str, factor: float | None) -> dict:
     inject = f"{victim}={factor}" if factor else ""
     with console.capture():  # the tables of 40 runs are not the point; the counts are
         rows, _ = run(replace(opts, inject=inject), same_tree=True)
+    victims = [r for r in rows if r.case.backend == victim and r.change]
     out = {"factor": factor, "compared": sum(r.change is not None for r in rows),
-           "victim_estimates": [r.change.factor for r in rows
-                                if r.case.backend == victim and r.change]}
+           "victim_shapes": [r.case.shape for r in victims],
+           "victim_estimates": [r.change.factor for r in victims]}
     for level in LEVELS:
         flagged = [r for r in rows if _verdict(r, level) in verdicts.FAILING]
         out[str(level)] = {
             "detected": any(r.case.backend == victim for r in flagged),
+            "detected_shapes": [r.case.shape for r in flagged if r.case.backend == victim],
             "false_alarms": [f"{r.case.backend} {r.case.shape}" for r in flagged
                              if not factor or r.case.backend != victim]}
     return out
@@ -71,9 +73,31 @@ def summarize(trials: list[dict], opts: Options, victim: str, seconds: float) ->
     estimates = [e for t in trials if t["factor"] for e in t["victim_estimates"]]
     if estimates:
         lines += ["", f"Estimated slowdown of the victim in the injected runs: median "
-                  f"{sorted(estimates)[len(estimates) // 2] - 1:+.1%}, range "
+                  f"{_median(estimates) - 1:+.1%}, range "
                   f"{min(estimates) - 1:+.1%} .. {max(estimates) - 1:+.1%}."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _per_shape(trials, victim)) + "\n"
+
+
+def _per_shape(trials: list[dict], victim: str) -> list[str]:
+    """Detection and estimates per benchmark of the victim, when it has several (a run
+    counts as detected when any of them is flagged)."""
+    lines = ["", f"| injected | {victim} benchmark | detected at 99% | at 95% | estimated "
+             "slowdown: median (range) |", "|---|---|---|---|---|"]
+    for factor in dict.fromkeys(t["factor"] for t in trials if t["factor"]):
+        group = [t for t in trials if t["factor"] == factor and "victim_shapes" in t]
+        for shape in dict.fromkeys(s for t in group for s in t["victim_shapes"]):
+            hits = [sum(shape in t[str(level)]["detected_shapes"] for t in group)
+                    for level in LEVELS]
+            est = [e for t in group for s, e in zip(t["victim_shapes"], t["victim_estimates"])
+                   if s == shape]
+            lines.append(f"| {factor - 1:+.0%} | {shape} | {hits[0]}/{len(group)} | "
+                         f"{hits[1]}/{len(group)} | {_median(est) - 1:+.1%} "
+                         f"({min(est) - 1:+.1%} .. {max(est) - 1:+.1%}) |")
+    return lines if len(lines) > 3 else []
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def main(argv: list[str] | None = None) -> int:
