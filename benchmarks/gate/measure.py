@@ -197,11 +197,10 @@ def run_rounds(cases: list[GateCase], workers: list[Worker], budget_s: float,
                 # within a side the backend's block comes first in half, the same for both
                 # sides in a round (an order effect must never fall on one side only).
                 sides = workers if (rounds + cases.index(case)) % 2 == 0 else workers[::-1]
-                call_first = (rounds // 2) % 2 == 0
+                order = (["call", "ref"] if (rounds // 2) % 2 == 0 else ["ref", "call"]
+                         ) if with_ref else ["call"]
                 for worker in sides:
-                    order = ["call", "ref"] if call_first else ["ref", "call"]
-                    if not _sample(worker, case, calls[case.key],
-                                   order if with_ref else ["call"],
+                    if not _sample(worker, case, calls[case.key], order,
                                    results[case.key][worker.label]):
                         live.remove(case)
                         break

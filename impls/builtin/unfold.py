@@ -53,7 +53,8 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
     # Narrow images are batched into one GEMM, whose product is copied to NCHW.
     product = n * k * p * q if folded else 0
     need = (padded + columns + kernels + product + n * k * p * q) * itemsize
-    return need, "its column buffer (C*R*S x P*Q per image, x N), padded input and output"
+    return need, ("its column buffer (C*R*S x P*Q per image, for a chunk of images), padded "
+                  "input and output")
 
 
 @register_backend(
@@ -119,7 +120,7 @@ def _gemm_per_image(windows, kernels, start, column_buf, out=None):
     batch, _, out_h, out_w = windows.shape[:4]
     groups, group_out, taps = kernels.shape
     windows = windows.permute(0, 1, 4, 5, 2, 3)  # (n, C, R, S, P, Q): C is (g, C/g)
-    if column_buf is None:  # the copy into new memory (a view for plain 1x1 convs)
+    if column_buf is None:  # a plain 1x1 conv: its input, viewed, is its columns
         columns = windows.reshape(batch * groups, taps, out_h * out_w)
     else:
         columns = column_buf[:batch * groups * taps * out_h * out_w].view(
@@ -143,11 +144,8 @@ def _batch_in_one_gemm(windows, kernels, start, column_buf, product_buf):
     groups, group_out, taps = kernels.shape
     windows = windows.unflatten(1, (groups, channels // groups))
     windows = windows.permute(1, 2, 5, 6, 0, 3, 4)  # (g, C/g, R, S, N, P, Q)
-    if column_buf is None:
-        columns = windows.reshape(groups, taps, batch * out_h * out_w)
-    else:
-        columns = column_buf.view(groups, taps, batch * out_h * out_w)
-        columns.view(windows.shape).copy_(windows)
+    columns = column_buf.view(groups, taps, batch * out_h * out_w)
+    columns.view(windows.shape).copy_(windows)
     product = _product(kernels, columns, start, product_buf)
     out = kernels.new_empty(batch, groups, group_out, out_h * out_w)
     out.copy_(product.view(groups, group_out, batch, out_h * out_w).permute(2, 0, 1, 3))
