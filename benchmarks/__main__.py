@@ -3,7 +3,9 @@
 Why a list of modules: each subcommand lives next to the code it drives and registers itself
 with ``add_parser(subparsers)`` (setting ``func`` to a callable that takes the parsed
 arguments and returns the exit code). Adding ``sweep`` means adding its module to COMMANDS.
-Bad usage exits 2, as argparse does.
+Bad usage exits 2, as argparse does. A command whose module needs a package this Python
+lacks (the gate needs rich; a GPU box may not be able to install it) is listed with what
+it needs and fails with that when run, so the other commands (sweep, targets) still work.
 """
 
 from __future__ import annotations
@@ -12,18 +14,28 @@ import argparse
 import importlib
 import sys
 
-#: Modules that define ``add_parser(subparsers)``; their order is the order of --help.
-COMMANDS = ("benchmarks.shapes", "benchmarks.sweep", "benchmarks.sweep_report",
-            "benchmarks.gate",
-            "benchmarks.targets")
+#: Command -> the module that defines ``add_parser(subparsers)`` for it; in --help order.
+COMMANDS = {"shapes": "benchmarks.shapes", "sweep": "benchmarks.sweep",
+            "merge": "benchmarks.sweep_report", "gate": "benchmarks.gate",
+            "targets": "benchmarks.targets"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks",
                                      description="convbench's benchmark commands.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        importlib.import_module(module).add_parser(subparsers)
+    missing = {}
+    for command, module in COMMANDS.items():
+        try:
+            importlib.import_module(module).add_parser(subparsers)
+        except ModuleNotFoundError as exc:
+            missing[command] = (f"needs the package {exc.name!r}, which this Python lacks "
+                                f"(pip install {exc.name})")
+            subparsers.add_parser(command, help=f"unavailable: {missing[command]}")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in missing:  # before parsing: its options are unknown here
+        print(f"python -m benchmarks {argv[0]}: error: {missing[argv[0]]}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     return args.func(args)
 

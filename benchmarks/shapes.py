@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from impls import display
 from impls.spec import ConvSpec
 
 SHAPES_DIR = Path(__file__).with_name("shapes")
@@ -191,25 +192,16 @@ def cli(args: argparse.Namespace) -> int:
 
 
 def print_table(title: str, entries: list[ShapeEntry]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     def pair(p):
         return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
 
-    table = Table(title=title, show_lines=False)
-    for column in ("descriptor", "count", "input", "weight", "output", "stride", "pad",
-                   "dil", "groups", "GFLOP"):
-        table.add_column(column, justify="left" if column == "descriptor" else "right",
-                         no_wrap=column == "descriptor")
-    for e in entries:
-        s = e.spec
-        table.add_row(e.descriptor, str(e.count), "x".join(map(str, s.input_shape)),
-                      "x".join(map(str, s.weight_shape)), "x".join(map(str, s.output_shape)),
-                      pair(s.stride), pair(s.padding), pair(s.dilation), str(s.groups),
-                      f"{e.flops / 1e9:.4g}")
+    columns = ("descriptor", "count", "input", "weight", "output", "stride", "pad", "dil",
+               "groups", "GFLOP")
+    rows = [[e.descriptor, e.count, "x".join(map(str, e.spec.input_shape)),
+             "x".join(map(str, e.spec.weight_shape)), "x".join(map(str, e.spec.output_shape)),
+             pair(e.spec.stride), pair(e.spec.padding), pair(e.spec.dilation), e.spec.groups,
+             f"{e.flops / 1e9:.4g}"] for e in entries]
     total = sum(e.flops * e.count for e in entries)
-    table.caption = (f"{len(entries)} problems, {sum(e.count for e in entries)} convs, "
-                     f"{total / 1e9:.4g} GFLOP weighted by count")
-    # Off a terminal rich assumes 80 columns and would fold every row; give it room.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    display.print_table(title, columns, rows, right=columns[1:], no_wrap=columns[:1],
+                        caption=f"{len(entries)} problems, {sum(e.count for e in entries)} "
+                                f"convs, {total / 1e9:.4g} GFLOP weighted by count")

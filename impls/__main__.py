@@ -7,6 +7,8 @@
 
 ``check`` exits 0 when everything ran passed (skips carry reasons), 1 when anything failed,
 2 on bad usage (argparse's convention), so scripts and CI can branch on it.
+
+Tables are rich's, or plain columns where rich is missing (impls.display).
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ import json
 import sys
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from impls.backward import DIRECTIONS, check_backend_backward
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, check_backend, summarize
+from impls.display import print_table, say, status
 from impls.fill import MODES
 from impls.parity import MODULE_CASES, PADDING_MODES, check_module
 from impls.registry import backends, get_backend
@@ -64,15 +65,11 @@ def _list(args) -> int:
     if args.format == "json":
         print(json.dumps(entries, indent=2))
         return 0
-    table = Table(title="convbench backends")
-    for column in ("name", "available", "devices", "dtypes", "features", "exact", "about"):
-        table.add_column(column)
-    for e in entries:
-        status = "yes" if e["available"] else f"no: {e['reason']}"
-        table.add_row(e["name"], status, ", ".join(e["devices"]), ", ".join(e["dtypes"]),
-                      ", ".join(e["features"]), "yes" if e["exact"] else "bounded",
-                      e["description"])
-    Console(width=200).print(table)
+    rows = [[e["name"], "yes" if e["available"] else f"no: {e['reason']}",
+             ", ".join(e["devices"]), ", ".join(e["dtypes"]), ", ".join(e["features"]),
+             "yes" if e["exact"] else "bounded", e["description"]] for e in entries]
+    print_table("convbench backends",
+           ("name", "available", "devices", "dtypes", "features", "exact", "about"), rows)
     return 0
 
 
@@ -93,10 +90,11 @@ def _check(args) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    err = Console(stderr=True)
-    with err.status(f"checking {entry.name}") as status:
+    with status(f"checking {entry.name}") as line:
         def progress(result):
-            status.update(f"checking {entry.name}: {result.case} {result.mode} {result.dtype}")
+            if line is not None:
+                line.update(f"checking {entry.name}: {result.case} {result.mode} "
+                              f"{result.dtype}")
 
         directions = args.direction or ["forward"]
         modes = tuple(args.mode or MODES)
@@ -126,20 +124,17 @@ def _check(args) -> int:
 
 
 def _print_report(name: str, results, failed) -> None:
-    out = Console(width=200)
-    table = Table(title=f"{name}: {len(results)} comparisons against the float64 reference")
-    for column in ("feature", "passed", "failed", "skipped"):
-        table.add_column(column, justify="left" if column == "feature" else "right")
-    for feature, row in summarize(results).items():
-        table.add_row(feature, str(row["passed"]), str(row["failed"]), str(row["skipped"]))
-    out.print(table)
-    reasons = sorted({r.reason for r in results if r.status == SKIPPED})
-    for reason in reasons:
-        out.print(f"skipped: {reason}", highlight=False)
+    print_table(f"{name}: {len(results)} comparisons against the float64 reference",
+           ("feature", "passed", "failed", "skipped"),
+           [[feature, row["passed"], row["failed"], row["skipped"]]
+            for feature, row in summarize(results).items()],
+           right=("passed", "failed", "skipped"))
+    for reason in sorted({r.reason for r in results if r.status == SKIPPED}):
+        say(f"skipped: {reason}")
     for result in failed:
-        out.print(result.repro(), highlight=False, soft_wrap=True)
+        say(result.repro())
     verdict = f"{len(failed)} failed" if failed else "all passed"
-    out.print(f"{name}: {verdict}", highlight=False)
+    say(f"{name}: {verdict}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ import sys
 import numpy as np
 import pytest
 
+# The gate prints with rich, a dependency nox and CI install; a GPU box's bare Python may
+# lack it, and the GPU suite does not need the gate.
+pytest.importorskip("rich", reason="the gate needs rich (a declared dependency)")
+
 from benchmarks.gate import baseline, stats, verdicts
 from benchmarks.gate import worker as gate_worker
 from benchmarks.gate.cases import DEFAULT_THRESHOLD, SHAPES, gate_cases

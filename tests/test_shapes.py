@@ -145,6 +145,29 @@ def test_cli_json():
     assert first["macs"] * 2 == first["flops"] and first["bytes"] > 0
 
 
+def test_a_command_whose_module_cannot_import_says_what_it_needs(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_rich(name, *args, **kwargs):
+        if name == "rich" or name.startswith("rich."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name="rich")
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m.startswith(("benchmarks.gate", "rich"))]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(builtins, "__import__", no_rich)
+    from impls import display
+
+    monkeypatch.setattr(display, "Table", None)  # as impls.display sets it without rich
+    monkeypatch.setattr(display, "Console", None)
+    assert main(["gate", "--quick"]) == 2
+    assert "needs the package 'rich'" in capsys.readouterr().err
+    assert main(["shapes", "edge"]) == 0  # the other commands still run, in plain columns
+    assert "\tcount\tinput\t" in capsys.readouterr().out
+
+
 def test_cli_table_and_bad_usage(capsys):
     # In-process: each subprocess pays a torch import, and argparse behaves the same here.
     assert main(["shapes", "edge"]) == 0

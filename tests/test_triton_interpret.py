@@ -169,6 +169,20 @@ def test_probe_explains_missing_device(monkeypatch):
     assert reason == triton_conv._NO_DEVICE or reason.startswith("triton is not")
 
 
+@pytest.mark.parametrize("triton_version, numpy_version, gap", [
+    ("3.6.0", "2.4.6", True),     # int() of a 1-element array: an error since NumPy 2.4
+    ("3.6.0", "2.3.5", False),
+    ("3.7.0", "2.4.6", False),    # 3.7 squeezes first
+    ("3.10.1+git", "2.5.0", False),
+])
+def test_interpreter_gap_is_declared_not_hit(monkeypatch, triton_version, numpy_version, gap):
+    monkeypatch.setattr(np, "__version__", numpy_version)
+    reason = triton_conv._interpreter_gap(triton_version)
+    assert bool(reason) == gap
+    if gap:
+        assert triton_version in reason and numpy_version in reason and "3.7" in reason
+
+
 def test_fp32_precision_follows_cudnn_flag():
     torch.backends.cudnn.allow_tf32 = True
     assert triton_conv.fp32_input_precision() == "tf32"

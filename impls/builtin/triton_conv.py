@@ -59,9 +59,27 @@ def _probe() -> str:
     if not INTERPRET and not torch.cuda.is_available():
         return _NO_DEVICE  # before importing triton: `python -m impls list` stays quick
     try:
-        import triton  # noqa: F401  (imported only to prove it loads)
+        import triton
     except Exception as exc:
         return f"triton is not importable: {type(exc).__name__}: {exc}"
+    return _interpreter_gap(triton.__version__) if INTERPRET else ""
+
+
+def _interpreter_gap(triton_version: str) -> str:
+    """Why this Triton's interpreter cannot run here, or "". Triton < 3.7 turns a kernel's
+    runtime scalars into Python ints with int() on 1-element arrays (a loop bound over a
+    runtime size, as every conv has), which NumPy 2.4 made an error: each launch would
+    fail with "only 0-dimensional arrays can be converted to Python scalars"."""
+    import numpy
+
+    def version(text: str) -> tuple[int, int]:
+        major, minor = (text.split("+")[0].split(".") + ["0"])[:2]
+        return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+    if version(triton_version) < (3, 7) and version(numpy.__version__) >= (2, 4):
+        return (f"triton {triton_version}'s interpreter cannot run with NumPy "
+                f"{numpy.__version__} (it needs triton >= 3.7 or NumPy < 2.4); on a GPU the "
+                "compiled kernel is unaffected")
     return ""
 
 

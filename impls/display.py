@@ -1,0 +1,57 @@
+"""Tables and lines for the command lines: rich's where installed, plain text where not.
+
+Why a fallback: rich is a declared dependency, but the Python of a GPU box often cannot
+install packages, and that is exactly where ``python -m impls check --device cuda`` and
+``python -m benchmarks shapes`` are wanted. Without rich the same content prints as
+tab-separated columns, which also reads well in a log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ModuleNotFoundError:
+    Console = Table = None
+
+#: Off a terminal rich assumes 80 columns and would fold every row; give it room.
+WIDTH = 200
+
+
+def print_table(title: str, columns, rows, *, right=(), caption: str = "",
+                no_wrap=()) -> None:
+    """``rows`` under ``columns`` (``right``: right-justified columns)."""
+    if Table is None:
+        print(title)
+        for row in [columns, *rows]:
+            print("\t".join(map(str, row)))
+        if caption:
+            print(caption)
+        return
+    table = Table(title=title, caption=caption or None)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left",
+                         no_wrap=column in no_wrap)
+    for row in rows:
+        table.add_row(*map(str, row))
+    Console(width=None if sys.stdout.isatty() else WIDTH).print(table)
+
+
+def say(text: str) -> None:
+    """A line printed as is (rich would colour the numbers in it)."""
+    if Console is None:
+        print(text)
+    else:
+        Console(width=None if sys.stdout.isatty() else WIDTH).print(
+            text, highlight=False, soft_wrap=True)
+
+
+def status(text: str):
+    """A live status line on stderr (rich's spinner), updated through the value it yields;
+    None (nothing to update) without rich."""
+    if Console is None:
+        return contextlib.nullcontext(None)
+    return Console(stderr=True).status(text)
