@@ -79,11 +79,12 @@ class Sweep:
         self.dtype = getattr(torch, self.dtype_name)
         cases = sweep_plan.plan(opt("--shape-set"), opt("--backend"), batch=opt("--batch"),
                                 dtype=self.dtype_name, device=self.device,
-                                directions=opt("--direction"), cache=opt("--cache"))
+                                directions=opt("--direction"), cache=opt("--cache"),
+                                tf32=opt("--tf32"))
         shard = sweep_plan.parse_shard(opt("--shard")) if opt("--shard") else None
         self.cases = sweep_plan.shard(cases, *shard) if shard else cases
         self.results = records.ResultsFile(opt("--results") or sweep_plan.results_path(
-            self.device, self.dtype_name, opt("--batch"), shard))
+            self.device, self.dtype_name, opt("--batch"), shard, opt("--tf32")))
         self.heartbeat = sweep_plan.heartbeat_path(self.results.path)
         self._machine = None
 

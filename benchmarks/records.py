@@ -27,7 +27,8 @@ STATUSES = ("ok", "skipped", "failed", "timeout", "crashed")
 #: row (a skipped case has no time) is null, never absent.
 ROW_FIELDS = {
     "record": '"case"',
-    "key": "backend|shape_set|descriptor|dtype|device|direction|cache: what resume matches",
+    "key": "backend|shape_set|descriptor|dtype|device|direction|cache[|tf32]: what resume "
+           "matches",
     "backend": "registry name, or package.module:function for a user's callable",
     "shape_set": "benchmarks.shapes set (or sweep subset, e.g. grid-small) the shape is from",
     "index": "position of the shape in its set",
@@ -37,6 +38,7 @@ ROW_FIELDS = {
     "batch": "mb of the descriptor",
     "dtype": "float32, float64, float16, bfloat16",
     "device": "cpu, cuda, cuda:1, ...",
+    "tf32": "float32 run with TF32 allowed in cuBLAS and cuDNN (--tf32); false: strict",
     "direction": "forward, backward-data (dL/dinput alone) or backward-weights (dL/dweight)",
     "cache": "warm, or cold (caches flushed before every call)",
     "status": " | ".join(STATUSES),

@@ -97,7 +97,8 @@ def cli(args: argparse.Namespace) -> int:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
         cases = sweep_plan.plan(args.shape_set, args.backend,
                                 batch=args.batch, dtype=args.dtype, device=args.device,
-                                directions=_directions(args.direction), cache=args.cache)
+                                directions=_directions(args.direction), cache=args.cache,
+                                tf32=args.tf32)
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -106,8 +107,12 @@ def cli(args: argparse.Namespace) -> int:
         for c in cases:
             print(c.id)
         return 0
+    if args.device.startswith("cuda") and not _cuda_available():
+        print(f"python -m benchmarks sweep: error: --device {args.device}, but torch "
+              "sees no CUDA device here (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
     results = records.ResultsFile((args.results or sweep_plan.results_path(
-        args.device, args.dtype, args.batch, shard_of)).resolve())
+        args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
     paths = _paths(results.path)
     results.path.parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
@@ -121,6 +126,12 @@ def cli(args: argparse.Namespace) -> int:
     doc = records.report([results])
     records.write_json(paths["report"], doc)
     return summarize(cases, results, paths) or code
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _directions(given: list[str] | None) -> tuple[str, ...] | None:

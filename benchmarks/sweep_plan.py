@@ -77,7 +77,8 @@ def sweep_shape_set(name: str, batch: int | None) -> list[ShapeEntry]:
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: a backend on one shape, in one dtype, device, direction, cache mode."""
+    """One measurement: a backend on one shape, in one dtype, device, direction, cache mode
+    and float32 precision (``tf32``: cuBLAS/cuDNN may run float32 as TF32)."""
 
     backend: str
     shape_set: str
@@ -87,6 +88,7 @@ class Case:
     device: str = "cpu"
     direction: str = "forward"
     cache: str = "warm"
+    tf32: bool = False
 
     @property
     def shape_key(self) -> tuple[str, str]:
@@ -94,9 +96,12 @@ class Case:
 
     @property
     def key(self) -> str:
-        """What resume and merge match rows on: everything that makes it another number."""
+        """What resume and merge match rows on: everything that makes it another number.
+        TF32 is another number too; it adds a field only when on, so keys written before it
+        existed (strict float32 then, as now) still resume."""
+        tf32 = ("tf32",) if self.tf32 else ()
         return "|".join((self.backend, self.shape_set, self.entry.descriptor, self.dtype,
-                         self.device, self.direction, self.cache))
+                         self.device, self.direction, self.cache, *tf32))
 
     @property
     def id(self) -> str:
@@ -119,8 +124,8 @@ class Case:
         return {"key": self.key, "backend": self.backend, "shape_set": self.shape_set,
                 "index": self.index, "name": e.spec.name, "descriptor": e.descriptor,
                 "count": e.count, "batch": e.spec.mb, "dtype": self.dtype, "device": self.device,
-                "direction": self.direction, "cache": self.cache, "flops": e.flops,
-                "bytes": e.spec.bytes(DTYPES[self.dtype])}
+                "direction": self.direction, "cache": self.cache, "tf32": self.tf32,
+                "flops": e.flops, "bytes": e.spec.bytes(DTYPES[self.dtype])}
 
 
 def _slug(text: str) -> str:
@@ -128,16 +133,20 @@ def _slug(text: str) -> str:
 
 
 def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = "float32",
-         device: str = "cpu", directions=None, cache: str = "warm") -> list[Case]:
+         device: str = "cpu", directions=None, cache: str = "warm",
+         tf32: bool = False) -> list[Case]:
     """Every case, shape-major (then direction, then backend). ``shape_sets`` and
     ``directions`` both None: the bare sweep (DEFAULT_SETS, each in its BARE_DIRECTIONS);
     otherwise the sets given (default DEFAULT_SETS) each in every direction given (one name
     or several; default all three). ``backends`` None means every registered one, available
     or not: an unavailable backend still gets a row per shape and direction, skipped with
-    its reason."""
+    its reason. ``tf32`` is a float32 mode: with another dtype it is refused, not ignored."""
     per_set = directions_per_set(shape_sets, directions)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    if tf32 and dtype != "float32":
+        raise ValueError(f"tf32: TF32 is a mode of float32 matmuls and convolutions; "
+                         f"dtype {dtype} has none")
     if cache not in CACHE_MODES:
         raise ValueError(f"cache {cache!r}: one of {', '.join(CACHE_MODES)}")
     names = [b.name for b in impls.backends()] if not backends else list(backends)
@@ -145,7 +154,7 @@ def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = 
     cases = []
     for set_name, set_directions in per_set.items():
         for index, entry in enumerate(sweep_shape_set(set_name, batch)):
-            cases += [Case(name, set_name, index, entry, dtype, device, direction, cache)
+            cases += [Case(name, set_name, index, entry, dtype, device, direction, cache, tf32)
                       for direction in set_directions for name in names]
     return cases
 
@@ -183,10 +192,10 @@ def shard(cases: list[Case], index: int, count: int) -> list[Case]:
 
 
 def results_path(device: str, dtype: str, batch: int | None,
-                 shard_of: tuple[int, int] | None = None) -> Path:
-    """The default results file: one per device, dtype, batch and shard, so rerunning the
-    same command resumes, and shards of a job array never write the same file."""
-    name = f"{_slug(device)}-{dtype}-mb{batch or 'own'}"
+                 shard_of: tuple[int, int] | None = None, tf32: bool = False) -> Path:
+    """The default results file: one per device, dtype (TF32 apart), batch and shard, so
+    rerunning the same command resumes, and shards of a job array never write the same file."""
+    name = f"{_slug(device)}-{dtype}{'-tf32' if tf32 else ''}-mb{batch or 'own'}"
     if shard_of:
         name += f"-shard{shard_of[0]}of{shard_of[1]}"
     return RESULTS_DIR / f"{name}.jsonl"

@@ -9,9 +9,14 @@ table of reports/targets.py and writes it to ``reports/out/targets.md``, ready f
 README.
 
 TARGETS is the one definition of the targets: which backend, which shapes at which batch,
-against what, and the goal. The runs are derived from it: the sweep takes one batch per
-invocation, so there is one invocation per batch (shape-major within each, so a backend and
-its baseline run back to back), both appending to the same results file.
+on which device in which precision, against what, and the goal. The runs are derived from
+it: the sweep takes one batch, dtype and TF32 setting per invocation, so there is one
+invocation per combination (shape-major within each, so a backend and its baseline run back
+to back). Each precision has its own results file (``targets-cuda-bfloat16.jsonl``), so a
+file is one run's numbers in one precision, as every other sweep file is; the batches of one
+precision share it. ``--device cuda`` runs the GPU targets (issue #3: the Triton kernel
+against cuDNN on ResNet-50 at batch 32 in float32, TF32 and bfloat16), and their per-layer
+table; the CPU's are the default.
 
 What it must not do: time anything itself, or pass judgement; it runs sweeps, and
 reports/targets.py reads the numbers. A backend named here that is not registered (e.g.
@@ -30,7 +35,7 @@ from impls.spec import ConvSpec
 
 #: The baseline meaning "the fastest other backend timed on the same shape".
 BEST = "best"
-RESULTS = Path("reports") / "sweeps" / "targets-cpu-float32.jsonl"
+RESULTS_DIR = Path("reports") / "sweeps"
 #: Sweep settings: the sweep's own. The limit must let torch's 31x31 layer run (0.8 s a
 #: call, 5 calls); it skips only calls no target needs (naive on large layers).
 BUDGET_S, LIMIT_S = 0.5, 10.0
@@ -58,7 +63,9 @@ class Target:
     """One line of the table: ``backend``'s speed over ``baseline`` on some shapes.
 
     ``goals`` are (statistic, comparison, value): statistic "worst" or "geomean" of the
-    per-shape ratios baseline_time / backend_time; all must hold."""
+    per-shape ratios baseline_time / backend_time; all must hold. No goals: a comparison
+    the table measures and states without a verdict. ``tf32``: float32 with TF32 allowed
+    in cuBLAS/cuDNN (and so in the triton backend, which follows cuDNN's setting)."""
 
     title: str
     backend: str
@@ -68,6 +75,24 @@ class Target:
     shapes: str  # the selection in words
     goals: tuple[tuple[str, str, float], ...]
     baseline: str = "torch"
+    device: str = "cpu"
+    dtype: str = "float32"
+    tf32: bool = False
+
+    @property
+    def precision(self) -> str:
+        """The precision in words: "float32" (strict on CUDA), "TF32", "bfloat16"."""
+        return "TF32" if self.tf32 else self.dtype
+
+
+#: Batch of the GPU comparison: issue #3's, large enough to fill an H100 on ResNet-50.
+GPU_BATCH = 32
+
+
+def _gpu(title: str, select, shapes: str, goals=(), **precision) -> Target:
+    """A target of the triton backend against cuDNN (torch on CUDA) on ResNet-50."""
+    return Target(title, "triton", ("resnet50",), GPU_BATCH, select, shapes, goals,
+                  device="cuda", **precision)
 
 
 TARGETS = (
@@ -86,21 +111,35 @@ TARGETS = (
     Target("auto, batch 1", "auto", ("resnet50", "large-kernel"), 1, _every,
            "every ResNet-50 and large-kernel shape",
            (("geomean", ">=", 0.95), ("worst", ">=", 0.8)), baseline=BEST),
+    _gpu("triton bfloat16, batch 32", _3x3, "ResNet-50 3x3 layers", (("worst", ">=", 0.8),),
+         dtype="bfloat16"),
+    _gpu("triton float32 (strict), batch 32", _every, "every ResNet-50 layer"),
+    _gpu("triton TF32, batch 32", _every, "every ResNet-50 layer", tf32=True),
 )
+DEVICES = tuple(dict.fromkeys(t.device for t in TARGETS))
 
 
-def runs(targets=TARGETS) -> list[dict]:
-    """One sweep per batch: its shape sets and backends (None: every registered one, which
-    a target against the fastest backend needs). Unregistered names are left out."""
+def runs(targets=TARGETS, device: str = "cpu") -> list[dict]:
+    """One sweep per batch and precision of ``device``'s targets: its shape sets and
+    backends (None: every registered one, which a target against the fastest backend
+    needs). Unregistered names are left out."""
     out = {}
-    for t in targets:
-        run = out.setdefault(t.batch, {"batch": t.batch, "shape_sets": [], "backends": []})
+    for t in (t for t in targets if t.device == device):
+        run = out.setdefault((t.dtype, t.tf32, t.batch), {
+            "batch": t.batch, "device": t.device, "dtype": t.dtype, "tf32": t.tf32,
+            "shape_sets": [], "backends": []})
         run["shape_sets"] += [s for s in t.shape_sets if s not in run["shape_sets"]]
         if run["backends"] is not None:
             wanted = [t.backend, t.baseline]
             run["backends"] = None if BEST in wanted else run["backends"] + [
                 n for n in wanted if n not in run["backends"] and registered(n)]
     return list(out.values())
+
+
+def results_file(folder: Path, run: dict) -> Path:
+    """The file of a run's precision: ``targets-cpu-float32.jsonl``, ``-tf32`` for TF32."""
+    return Path(folder) / (f"targets-{run['device']}-{run['dtype']}"
+                           f"{'-tf32' if run['tf32'] else ''}.jsonl")
 
 
 def registered(name: str) -> bool:
@@ -113,6 +152,7 @@ def registered(name: str) -> bool:
 
 def sweep_argv(run: dict, results: Path, budget: float, limit: float, fresh: bool) -> list:
     argv = ["sweep", "--batch", str(run["batch"]), "--direction", "forward",
+            "--device", run["device"], "--dtype", run["dtype"], *(["--tf32"] * run["tf32"]),
             "--results", str(results), "--budget", str(budget), "--limit", str(limit)]
     for name in run["shape_sets"]:
         argv += ["--shape-set", name]
@@ -125,7 +165,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "targets", help="measure issue #9's speed targets in one run and print their table",
         description=__doc__.split("\n\n")[0])
-    p.add_argument("--results", type=Path, default=RESULTS, help="default %(default)s")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="whose targets: the CPU's (default) or the GPU's (cuda)")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                   help="where the results files go, one per precision (default %(default)s)")
     p.add_argument("--budget", type=float, default=BUDGET_S,
                    help="seconds of timed rounds per case (default %(default)s)")
     p.add_argument("--limit", type=float, default=LIMIT_S,
@@ -133,7 +176,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run instead of starting afresh")
     p.add_argument("--table-only", action="store_true",
-                   help="measure nothing: print the table of an existing results file")
+                   help="measure nothing: print the table of the existing results files")
     p.add_argument("--out", type=Path, default=Path("reports") / "out",
                    help="where targets.md goes (default %(default)s)")
     p.set_defaults(func=cli)
@@ -142,17 +185,20 @@ def add_parser(subparsers) -> None:
 def cli(args: argparse.Namespace) -> int:
     from benchmarks.__main__ import main as benchmarks_main
 
-    code = 0
-    if not args.table_only:
-        for number, run in enumerate(runs()):
-            argv = sweep_argv(run, args.results, args.budget, args.limit,
-                              fresh=number == 0 and not args.resume)
-            print(f"targets: python -m benchmarks {' '.join(argv)}", flush=True)
-            status = benchmarks_main(argv)
-            if status in (2, 130):  # bad usage or interrupted: no table from half a run
-                return status
-            code = max(code, status)  # 1: some case failed; the table names it
+    code, files = 0, []
+    for run in runs(device=args.device):
+        results = results_file(args.results_dir, run)
+        fresh = results not in files and not args.resume
+        files += [results] if results not in files else []
+        if args.table_only:
+            continue
+        argv = sweep_argv(run, results, args.budget, args.limit, fresh=fresh)
+        print(f"targets: python -m benchmarks {' '.join(argv)}", flush=True)
+        status = benchmarks_main(argv)
+        if status in (2, 130):  # bad usage or interrupted: no table from half a run
+            return status
+        code = max(code, status)  # 1: some case failed; the table names it
     # The one place benchmarks reaches into reports: this command ends in the table.
     from reports import targets as table
 
-    return table.write(args.results, args.out) or code
+    return table.write(files, args.out) or code

@@ -119,8 +119,9 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
     """Per ok row with a baseline row of the same shape and direction in the same file (the
     same run): torch's median / this backend's median (> 1: faster than torch). A backward
     time is only ever divided by the baseline's time of the same backward direction."""
-    def key(r):
-        return r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward"
+    def key(r):  # dtype and TF32 too: a merged file may hold several precisions
+        return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
+                r.get("dtype"), bool(r.get("tf32")))
 
     base = {key(r): r["median_s"] for r in rows
             if r["backend"] == baseline and r["status"] == "ok"}

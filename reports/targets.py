@@ -12,6 +12,11 @@ BEST the baseline is, per shape, the fastest *other* backend timed there. What i
 do: measure, or hide a gap: a shape without a timed backend or baseline is named with its
 status and reason, a backend with no rows at all is reported as not registered, and a
 target then counts as not met. Ratios from a busy machine are marked, not dropped.
+
+A target is read only from rows of its own device, dtype and TF32 setting. Targets of one
+backend, baseline, shape set and batch in several precisions (the GPU's: triton against
+cuDNN in float32, TF32 and bfloat16) also get a per-layer table: every layer of the set,
+one column of ratios per precision, as the README states them.
 """
 
 from __future__ import annotations
@@ -34,15 +39,32 @@ HEADER = ["target", "shapes", "measured ratio", "goal", "met?"]
 #: own noise warning, after torch.utils.benchmark).
 NOISY = 0.10
 _CMP = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
+#: Column order of a per-layer table.
+_PRECISIONS = ("float64", "float32", "TF32", "float16", "bfloat16")
 
 
-def evaluate(target: Target, rows: list[dict]) -> dict:
-    """The target's per-shape ratios and verdict from a file's rows (see the docstring)."""
+def _device(row: dict) -> str:
+    """"cpu" or "cuda" (a row of "cuda:1" is a CUDA row)."""
+    return (row.get("device") or "cpu").split(":")[0]
+
+
+def _by_shape(target: Target, rows: list[dict]) -> dict:
+    """(shape set, descriptor) -> backend -> row, of the target's forward warm rows in its
+    device, dtype and TF32 setting."""
     by_shape = {}
     for r in rows:
         if (r.get("direction") or "forward") != "forward" or (r.get("cache") or "warm") != "warm":
             continue  # the targets are forward times with warm caches
+        if (_device(r), r.get("dtype") or "float32", bool(r.get("tf32"))) != (
+                target.device, target.dtype, target.tf32):
+            continue
         by_shape.setdefault((r["shape_set"], r["descriptor"]), {})[r["backend"]] = r
+    return by_shape
+
+
+def evaluate(target: Target, rows: list[dict]) -> dict:
+    """The target's per-shape ratios and verdict from a file's rows (see the docstring)."""
+    by_shape = _by_shape(target, rows)
     keys = [(name, e.descriptor) for name in target.shape_sets
             for e in shape_set(name, target.batch) if target.select(e.spec)]
     shapes = [_shape(target, name, d, by_shape.get((name, d), {})) for name, d in keys]
@@ -55,6 +77,9 @@ def evaluate(target: Target, rows: list[dict]) -> dict:
     elif ratios:
         out["geomean"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
         out["worst"] = min(ratios)
+        if not target.goals:
+            out["met"] = "compared (no goal)"
+            return out
         held = all(_CMP[op](out[stat], value) for stat, op, value in target.goals)
         # A goal held on some shapes only proves nothing about the others.
         out["met"] = "no" if not held else "yes" if len(ratios) == len(shapes) else "incomplete"
@@ -142,42 +167,110 @@ def _measured_cell(result: dict) -> str:
 
 def _goal_cell(target: Target) -> str:
     base = "the fastest other backend" if target.baseline == BEST else target.baseline
-    return "; ".join(f"{stat} {op} {value:g}x" for stat, op, value in target.goals) + \
-        f" (vs {base})"
+    goals = "; ".join(f"{stat} {op} {value:g}x" for stat, op, value in target.goals)
+    return f"{goals or 'none, compared'} (vs {base})"
+
+
+# --- per layer ---------------------------------------------------------------------------
+
+def layer_groups(targets) -> list[list[Target]]:
+    """Targets of one backend, baseline, shape sets, batch and device in two or more
+    precisions (each precision once, widest first): each group is one per-layer table."""
+    groups = {}
+    for t in targets:
+        group = groups.setdefault((t.backend, t.baseline, t.shape_sets, t.batch, t.device), {})
+        group.setdefault((t.dtype, t.tf32), t)
+    return [sorted(g.values(), key=lambda t: _PRECISIONS.index(t.precision))
+            for g in groups.values() if len(g) > 1]
+
+
+def per_layer(group: list[Target], rows: list[dict]) -> tuple[str, list[str], list[list[str]]]:
+    """(title, header, rows) of a group's table: every layer of its shape sets (the
+    targets' selections aside), a ratio per precision, or "-" and why not. Precisions
+    without rows here are left out (a report shows each file apart)."""
+    shaped = [_by_shape(t, rows) for t in group]
+    group, shaped = [t for t, h in zip(group, shaped) if h], [h for h in shaped if h]
+    if not group:
+        return "", [], []
+    first = group[0]
+    baseline = first.baseline + (" (cuDNN)" if first.device == "cuda" and
+                                 first.baseline == "torch" else "")
+    title = (f"{first.backend} vs {baseline} per layer ({' + '.join(first.shape_sets)}, "
+             f"batch {first.batch}, {first.device})")
+    header = ["layer", *(t.precision for t in group)]
+    body = []
+    for name in first.shape_sets:
+        for e in shape_set(name, first.batch):
+            cells = [_shape(t, name, e.descriptor, here.get((name, e.descriptor), {}))
+                     for t, here in zip(group, shaped)]
+            body.append([cells[0]["name"], *(_x(c["ratio"], c["noisy"]) if c["ratio"] else
+                                             f"- ({c['why']})" for c in cells)])
+    return title, header, body
 
 
 def provenance(result_set: ResultSet) -> str:
     """One line: where and when the numbers were measured."""
     m = result_set.first_machine()
+    gpu = m.get("gpu") or {}
+    where = (f"{gpu.get('name')} (CUDA {gpu.get('cuda')}, cuDNN {gpu.get('cudnn')}, driver "
+             f"{gpu.get('driver') or '?'}; host {m.get('cpu', '?')})" if gpu.get("name") else
+             f"{m.get('cpu', '?')} ({m.get('torch_threads', '?')} threads)")
     started = min((r.get("started", "") for r in result_set.runs), default="")
     load_avg = m.get("loadavg_1min")
-    return (f"Measured in one run on {m.get('cpu', '?')} "
-            f"({m.get('torch_threads', '?')} threads), torch {m.get('torch', '?')}, commit "
+    files = ", ".join(map(str, result_set.paths))
+    return (f"Measured in one run on {where}, torch {m.get('torch', '?')}, commit "
             f"{result_set.commit() or '?'}, {started[:16].replace('T', ' ')}"
             + (f", load average {load_avg:.1f} when it started" if load_avg else "")
-            + f" ({result_set.paths[0]}). Ratio: baseline median time / backend median time "
+            + f" ({files}). Ratio: baseline median time / backend median time "
             "on the same shape in the same run; > 1 is faster than the baseline. *: noisy, "
             f"the IQR of either time was over {NOISY:.0%} of its median.")
 
 
-def markdown(result_set: ResultSet) -> str:
-    cells = table([evaluate(t, result_set.rows) for t in TARGETS])
+def _layer_tables(targets, rows):
+    """The per-layer tables with two precisions or more in these rows."""
+    tables = [per_layer(group, rows) for group in layer_groups(targets)]
+    return [t for t in tables if len(t[1]) > 2]
+
+
+def _mine(result_set: ResultSet) -> list[Target]:
+    """The targets of the devices these rows were measured on (the CPU's if no rows)."""
+    devices = {_device(r) for r in result_set.rows} or {"cpu"}
+    return [t for t in TARGETS if t.device in devices]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
     def cell(text):
         return text.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in cells]
-    return provenance(result_set) + "\n\n" + "\n".join(lines) + "\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in rows]) + "\n"
+
+
+def markdown(result_set: ResultSet) -> str:
+    mine = _mine(result_set)
+    text = provenance(result_set) + "\n\n" + _md_table(
+        HEADER, table([evaluate(t, result_set.rows) for t in mine]))
+    for title, header, body in _layer_tables(mine, result_set.rows):
+        text += f"\n{title}:\n\n" + _md_table(header, body)
+    return text
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    e = htmllib.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>\n"
 
 
 def html_section(result_set: ResultSet) -> str:
-    cells = table([evaluate(t, result_set.rows) for t in TARGETS])
     e = htmllib.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
-                   for row in cells)
-    return (f"<h2 id=targets>Speed targets ({e(result_set.label or '')})</h2>"
-            f"<p>{e(provenance(result_set))}</p><table><tr>{head}</tr>{body}</table>\n")
+    mine = _mine(result_set)
+    text = (f"<h2 id=targets>Speed targets ({e(result_set.label or '')})</h2>"
+            f"<p>{e(provenance(result_set))}</p>"
+            + _html_table(HEADER, table([evaluate(t, result_set.rows) for t in mine])))
+    for title, header, body in _layer_tables(mine, result_set.rows):
+        text += f"<h3>{e(title)}</h3>" + _html_table(header, body)
+    return text
 
 
 def has_targets(result_set: ResultSet) -> bool:
@@ -205,23 +298,27 @@ def _insert(path: Path, before: str, text: str) -> None:
     path.write_text(page[:at] + text + page[at:], encoding="utf-8")
 
 
-def write(results: Path, out_dir: Path) -> int:
-    """Print the table of one results file and write it to ``out_dir/targets.md``."""
-    if not Path(results).is_file():
-        print(f"targets: error: no such file: {results}", file=sys.stderr)
+def write(files: list[Path], out_dir: Path) -> int:
+    """Print the table of the results files of one run (one per precision) and write it
+    to ``out_dir/targets.md``."""
+    missing = [str(f) for f in files if not Path(f).is_file()]
+    if missing or not files:
+        print(f"targets: error: no such file: {', '.join(missing) or '(none given)'}",
+              file=sys.stderr)
         return 2
-    text = markdown(load([Path(results)]))
+    text = markdown(load([Path(f) for f in files]))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "targets.md").write_text(text, encoding="utf-8")
     print(f"\n{text}\n-> {out_dir / 'targets.md'}; the HTML report shows it too: "
-          f"python -m reports build {results}")
+          f"python -m reports build {' '.join(map(str, files))}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m reports.targets", description=__doc__.split(
         "\n\n")[0])
-    p.add_argument("results", type=Path, help="a results file of python -m benchmarks targets")
+    p.add_argument("results", type=Path, nargs="+",
+                   help="results files of python -m benchmarks targets (one per precision)")
     p.add_argument("--out", type=Path, default=Path("reports") / "out")
     args = p.parse_args(argv)
     return write(args.results, args.out)

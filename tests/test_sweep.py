@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import records, sweep_plan, sweep_report, timer
+from benchmarks.__main__ import main as sweep_main
 from benchmarks.shapes import shape_set
 from impls.spec import ConvSpec
 
@@ -131,6 +132,32 @@ def test_plan_is_shape_major_then_direction_then_backend():
     assert {c.direction for c in only} == {"backward-weights"}
     with pytest.raises(ValueError, match="direction 'sideways'"):
         sweep_plan.plan(("resnet50",), ["torch"], directions=["forward", "sideways"])
+
+
+def test_tf32_is_another_number_with_its_own_keys_and_file():
+    strict = sweep_plan.plan(("resnet50",), ["torch"], directions="forward", device="cuda")
+    tf32 = sweep_plan.plan(("resnet50",), ["torch"], directions="forward", device="cuda",
+                           tf32=True)
+    # A strict run's rows must not make a TF32 run think it is done (resume), nor the reverse
+    assert not {c.key for c in strict} & {c.key for c in tf32}
+    assert all(c.key.endswith("|warm|tf32") and c.row_fields()["tf32"] for c in tf32)
+    assert strict[0].key.endswith("|warm")  # unchanged: files written before still resume
+    assert sweep_plan.results_path("cuda", "float32", 32, tf32=True).name == \
+        "cuda-float32-tf32-mb32.jsonl"
+    assert sweep_plan.results_path("cuda", "float32", 32).name == "cuda-float32-mb32.jsonl"
+    with pytest.raises(ValueError, match="tf32.*bfloat16"):
+        sweep_plan.plan(("resnet50",), ["torch"], dtype="bfloat16", tf32=True)
+
+
+def test_a_cuda_sweep_without_cuda_is_refused_before_anything_runs(monkeypatch, tmp_path,
+                                                                   capsys):
+    from benchmarks import sweep
+
+    monkeypatch.setattr(sweep, "_cuda_available", lambda: False)
+    results = tmp_path / "r.jsonl"
+    assert sweep_main(["sweep", "--device", "cuda", "--shape-set", "edge", "--backend",
+                       "torch", "--results", str(results)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err and not results.exists()
 
 
 def test_sweep_cli_direction_flag():

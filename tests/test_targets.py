@@ -4,12 +4,13 @@ runs benchmarks/targets.py derives from TARGETS. Nothing is timed."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from benchmarks import records
 from benchmarks.shapes import shape_set
-from benchmarks.targets import TARGETS, runs, sweep_argv
+from benchmarks.targets import TARGETS, results_file, runs, sweep_argv
 from reports import targets
 from reports.results import load
 
@@ -19,19 +20,20 @@ def _target(title):
 
 
 def _row(set_name, entry, backend, median_s=None, status="ok", reason="",
-         direction="forward"):
-    key = "|".join((backend, set_name, entry.descriptor, "float32", "cpu", direction, "warm"))
+         direction="forward", dtype="float32", device="cpu", tf32=False):
+    key = "|".join((backend, set_name, entry.descriptor, dtype, device, direction, "warm",
+                    *(["tf32"] if tf32 else [])))
     return records.case_row(key=key, backend=backend, shape_set=set_name,
                             descriptor=entry.descriptor, name=entry.spec.name,
-                            direction=direction, cache="warm",
-                            batch=entry.spec.mb, status=status, reason=reason,
+                            direction=direction, cache="warm", dtype=dtype, device=device,
+                            tf32=tf32, batch=entry.spec.mb, status=status, reason=reason,
                             median_s=median_s if status == "ok" else None)
 
 
-def _file(tmp_path, rows):
+def _file(tmp_path, rows, gpu=None):
     results = records.ResultsFile(tmp_path / "targets.jsonl")
     results.append({"record": "machine", "id": "m1", "cpu": "test cpu", "torch_threads": 2,
-                    "torch": "2.13.0", "loadavg_1min": 0.1})
+                    "torch": "2.13.0", "loadavg_1min": 0.1, "gpu": gpu})
     for r in rows:
         results.append(r)
     return load([results.path])
@@ -113,7 +115,9 @@ def test_markdown_and_report_hook(tmp_path):
     result_set = _file(tmp_path, rows)
     text = targets.markdown(result_set)
     table = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + len(TARGETS) and "test cpu" in text
+    cpu_targets = [t for t in TARGETS if t.device == "cpu"]
+    assert len(table) == 2 + len(cpu_targets) and "test cpu" in text
+    assert "triton" not in text  # the GPU's targets are not this file's
     out = tmp_path / "out"
     out.mkdir()
     (out / "index.html").write_text("<body><h2 id=speedup>x</h2></body>")
@@ -126,6 +130,7 @@ def test_markdown_and_report_hook(tmp_path):
 
 def test_runs_one_sweep_per_batch():
     by_batch = {r["batch"]: r for r in runs()}
+    assert {r["device"] for r in by_batch.values()} == {"cpu"}
     assert by_batch[1]["backends"] is None  # auto needs every backend's time
     assert set(by_batch[1]["shape_sets"]) == {"resnet50", "large-kernel"}
     assert set(by_batch[8]["backends"]) == {"unfold", "winograd-f2", "winograd-f4", "torch"}
@@ -136,3 +141,64 @@ def test_runs_one_sweep_per_batch():
 def test_resnet50_3x3_is_resnet50s_3x3_layers():
     assert [(e.spec, e.count) for e in shape_set("resnet50-3x3")] == \
         [(e.spec, e.count) for e in _layers_3x3(None)]
+
+
+def _gpu_rows(ratio_of):
+    """triton and torch rows on every ResNet-50 layer at batch 32, in the three precisions;
+    ``ratio_of(precision, layer index)`` is torch's time over triton's."""
+    rows = []
+    for dtype, tf32, name in (("float32", False, "float32"), ("float32", True, "TF32"),
+                              ("bfloat16", False, "bfloat16")):
+        for i, e in enumerate(shape_set("resnet50", 32)):
+            rows += [_row("resnet50", e, "torch", 1e-3, dtype=dtype, device="cuda", tf32=tf32),
+                     _row("resnet50", e, "triton", 1e-3 / ratio_of(name, i), dtype=dtype,
+                          device="cuda", tf32=tf32)]
+    return rows
+
+
+def test_gpu_runs_one_sweep_per_precision_each_in_its_file():
+    gpu = runs(device="cuda")
+    assert [(r["dtype"], r["tf32"], r["batch"]) for r in gpu] == [
+        ("bfloat16", False, 32), ("float32", False, 32), ("float32", True, 32)]
+    assert all(r["backends"] == ["triton", "torch"] and r["shape_sets"] == ["resnet50"]
+               for r in gpu)
+    names = [results_file(Path("d"), r).name for r in gpu]
+    assert names == ["targets-cuda-bfloat16.jsonl", "targets-cuda-float32.jsonl",
+                     "targets-cuda-float32-tf32.jsonl"]
+    argv = sweep_argv(gpu[2], "r.jsonl", 0.5, 10.0, fresh=True)
+    assert argv[argv.index("--device") + 1] == "cuda" and "--tf32" in argv
+    assert argv[argv.index("--dtype") + 1] == "float32"
+    assert "--tf32" not in sweep_argv(gpu[0], "r.jsonl", 0.5, 10.0, fresh=True)
+
+
+def test_a_target_reads_only_rows_of_its_precision(tmp_path):
+    # triton is far ahead in float32 and behind in bfloat16: the bf16 target must say no
+    rows = _gpu_rows(lambda precision, i: 0.5 if precision == "bfloat16" else 2.0)
+    result = _evaluate(tmp_path, "triton bfloat16, batch 32", rows)
+    assert result["met"] == "no" and result["worst"] == pytest.approx(0.5)
+    strict = _evaluate(tmp_path, "triton float32 (strict), batch 32", rows)
+    assert strict["met"] == "compared (no goal)" and strict["geomean"] == pytest.approx(2.0)
+    assert len(strict["shapes"]) == len(shape_set("resnet50", 32))
+
+
+def test_gpu_table_has_a_column_per_precision_for_every_layer(tmp_path):
+    rows = _gpu_rows(lambda precision, i: {"float32": 1.0, "TF32": 0.9, "bfloat16": 0.85}
+                     [precision] * (0.5 if i == 0 else 1.0))
+    rows = [r for r in rows if not (r["backend"] == "triton" and r["dtype"] == "bfloat16"
+                                    and r["descriptor"].startswith(shape_set("resnet50", 32)[5]
+                                                                   .descriptor))]
+    result_set = _file(tmp_path, rows, gpu={"name": "Test GPU", "cuda": "12.8",
+                                            "cudnn": 91000, "driver": "570.1"})
+    text = targets.markdown(result_set)
+    assert "Test GPU (CUDA 12.8, cuDNN 91000, driver 570.1" in text
+    assert "unfold" not in text  # the CPU's targets are not this file's
+    lines = text.splitlines()
+    assert "triton vs torch (cuDNN) per layer (resnet50, batch 32, cuda):" in text
+    head = lines.index("| layer | float32 | TF32 | bfloat16 |")
+    layers = shape_set("resnet50", 32)
+    body = lines[head + 2:head + 2 + len(layers)]
+    assert len(body) == len(layers) and all(line.startswith("| ") for line in body)
+    assert body[0].startswith("| conv1 | 0.50x | 0.45x | 0.42x |")
+    assert "- (triton no row)" in body[5]
+    bf16 = targets.evaluate(_target("triton bfloat16, batch 32"), result_set.rows)
+    assert bf16["met"] == "yes" and bf16["worst"] == pytest.approx(0.85)
