@@ -151,13 +151,28 @@ class ResultsFile:
         return found
 
     def rows(self) -> list[dict]:
-        return self.of_kind("case")
+        rows = self.of_kind("case")
+        if all("tf32" in r for r in rows):
+            return rows
+        machines = {m["id"]: m for m in self.machines()}
+        return [_with_tf32(r, machines.get(r.get("machine_id")) or {}) for r in rows]
 
     def machines(self) -> list[dict]:
         return self.of_kind("machine")
 
     def done(self) -> set[str]:
         return {r["key"] for r in self.rows()}
+
+
+def _with_tf32(row: dict, machine: dict) -> dict:
+    """A row written before rows said whether TF32 was on, as rows say it now: its
+    machine record does (cuDNN's flag as the sweep set it), and a TF32 row's key ends in
+    "|tf32", so that neither a resume nor a report takes it for a strict float32 row."""
+    if "tf32" in row:
+        return row
+    tf32 = bool(row.get("dtype") == "float32" and str(row.get("device")).startswith("cuda")
+                and (machine.get("gpu") or {}).get("tf32_cudnn"))
+    return {**row, "tf32": tf32, "key": row["key"] + ("|tf32" if tf32 else "")}
 
 
 def _report_records(doc: dict) -> list[dict]:

@@ -16,7 +16,7 @@ three on the sets named; a bare sweep times the backward directions on resnet50 
 keep the main job short (sweep_plan.BARE_DIRECTIONS). Rows of one direction are only ever
 compared with torch's in the same direction.
 
-Files, next to ``--results`` (default reports/sweeps/<device>-<dtype>-mb<batch>.jsonl):
+Files, next to ``--results`` (default reports/sweeps/<device>-<dtype>[-tf32]-mb<batch>.jsonl):
 ``.jsonl`` the streamed rows and resume log, ``.json`` the report (pytest-benchmark's format
 plus every row), ``.log`` pytest's output. Exit status: 0 every case has an ok or skipped row,
 1 some case failed, timed out or crashed (the sweep still ran every other case), 2 bad usage
@@ -107,9 +107,10 @@ def cli(args: argparse.Namespace) -> int:
         for c in cases:
             print(c.id)
         return 0
-    if args.device.startswith("cuda") and not _cuda_available():
-        print(f"python -m benchmarks sweep: error: --device {args.device}, but torch "
-              "sees no CUDA device here (torch.cuda.is_available() is False)", file=sys.stderr)
+    missing = _missing_device(args.device)
+    if missing:
+        print(f"python -m benchmarks sweep: error: --device {args.device}, but {missing}",
+              file=sys.stderr)
         return 2
     results = records.ResultsFile((args.results or sweep_plan.results_path(
         args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
@@ -128,10 +129,23 @@ def cli(args: argparse.Namespace) -> int:
     return summarize(cases, results, paths) or code
 
 
-def _cuda_available() -> bool:
+def _cuda_devices() -> int:
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _missing_device(device: str) -> str:
+    """Why a CUDA ``device`` is not here ("" when it is, or for the CPU): refused before a
+    child starts, instead of every case failing in it."""
+    if not device.startswith("cuda"):
+        return ""
+    count, index = _cuda_devices(), device.partition(":")[2]
+    if not count:
+        return "torch sees no CUDA device here (torch.cuda.is_available() is False)"
+    if index and (not index.isdigit() or int(index) >= count):
+        return f"torch sees {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+    return ""
 
 
 def _directions(given: list[str] | None) -> tuple[str, ...] | None:

@@ -97,8 +97,9 @@ class Case:
     @property
     def key(self) -> str:
         """What resume and merge match rows on: everything that makes it another number.
-        TF32 is another number too; it adds a field only when on, so keys written before it
-        existed (strict float32 then, as now) still resume."""
+        TF32 is another number too; it adds a field only when on, so strict keys read as
+        before (rows written before the field are given it from their machine record:
+        benchmarks.records)."""
         tf32 = ("tf32",) if self.tf32 else ()
         return "|".join((self.backend, self.shape_set, self.entry.descriptor, self.dtype,
                          self.device, self.direction, self.cache, *tf32))

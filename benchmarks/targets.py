@@ -201,4 +201,4 @@ def cli(args: argparse.Namespace) -> int:
     # The one place benchmarks reaches into reports: this command ends in the table.
     from reports import targets as table
 
-    return table.write(files, args.out) or code
+    return table.write(files, args.out, args.device) or code

@@ -13,9 +13,10 @@ import sys
 
 try:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 except ModuleNotFoundError:
-    Console = Table = None
+    Console = Table = escape = None
 
 #: Off a terminal rich assumes 80 columns and would fold every row; give it room.
 WIDTH = 200
@@ -35,18 +36,18 @@ def print_table(title: str, columns, rows, *, right=(), caption: str = "",
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left",
                          no_wrap=column in no_wrap)
-    for row in rows:
-        table.add_row(*map(str, row))
+    for row in rows:  # escaped: a case id like "x[float32]" is text, not rich markup
+        table.add_row(*(escape(str(cell)) for cell in row))
     Console(width=None if sys.stdout.isatty() else WIDTH).print(table)
 
 
 def say(text: str) -> None:
-    """A line printed as is (rich would colour the numbers in it)."""
+    """A line printed as is: no markup, no colouring of the numbers in it."""
     if Console is None:
         print(text)
     else:
         Console(width=None if sys.stdout.isatty() else WIDTH).print(
-            text, highlight=False, soft_wrap=True)
+            text, markup=False, highlight=False, soft_wrap=True)
 
 
 def status(text: str):

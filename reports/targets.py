@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks.shapes import shape_set
 from benchmarks.targets import BEST, TARGETS, Target
-from reports.results import ResultSet, load
+from reports.results import ResultSet, describe, load
 
 #: Up to this many shapes a target lists each ratio; beyond, it names the worst.
 LIST_SHAPES = 6
@@ -69,7 +69,8 @@ def evaluate(target: Target, rows: list[dict]) -> dict:
             for e in shape_set(name, target.batch) if target.select(e.spec)]
     shapes = [_shape(target, name, d, by_shape.get((name, d), {})) for name, d in keys]
     ratios = [s["ratio"] for s in shapes if s["ratio"] is not None]
-    out = {"target": target, "shapes": shapes, "geomean": None, "worst": None, "met": "no"}
+    out = {"target": target, "shapes": shapes, "geomean": None, "worst": None,
+           "met": "no" if target.goals else "nothing timed"}
     if not any(by_shape.get(key) for key in keys):
         out["met"] = "not in this run"
     elif not any(target.backend in by_shape.get(key, {}) for key in keys):
@@ -77,8 +78,8 @@ def evaluate(target: Target, rows: list[dict]) -> dict:
     elif ratios:
         out["geomean"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
         out["worst"] = min(ratios)
-        if not target.goals:
-            out["met"] = "compared (no goal)"
+        if not target.goals:  # nothing to meet; still say when shapes are missing
+            out["met"] = "compared" if len(ratios) == len(shapes) else "compared (incomplete)"
             return out
         held = all(_CMP[op](out[stat], value) for stat, op, value in target.goals)
         # A goal held on some shapes only proves nothing about the others.
@@ -218,7 +219,9 @@ def provenance(result_set: ResultSet) -> str:
     started = min((r.get("started", "") for r in result_set.runs), default="")
     load_avg = m.get("loadavg_1min")
     files = ", ".join(map(str, result_set.paths))
-    return (f"Measured in one run on {where}, torch {m.get('torch', '?')}, commit "
+    runs = f"one run of {len(result_set.paths)} sweeps" if len(result_set.paths) > 1 \
+        else "one run"
+    return (f"Measured in {runs} on {where}, torch {m.get('torch', '?')}, commit "
             f"{result_set.commit() or '?'}, {started[:16].replace('T', ' ')}"
             + (f", load average {load_avg:.1f} when it started" if load_avg else "")
             + f" ({files}). Ratio: baseline median time / backend median time "
@@ -233,9 +236,11 @@ def _layer_tables(targets, rows):
 
 
 def _mine(result_set: ResultSet) -> list[Target]:
-    """The targets of the devices these rows were measured on (the CPU's if no rows)."""
-    devices = {_device(r) for r in result_set.rows} or {"cpu"}
-    return [t for t in TARGETS if t.device in devices]
+    """The targets of the devices and precisions these rows were measured in (the CPU's
+    float32 ones if there are no rows)."""
+    here = {(_device(r), r.get("dtype") or "float32", bool(r.get("tf32")))
+            for r in result_set.rows} or {("cpu", "float32", False)}
+    return [t for t in TARGETS if (t.device, t.dtype, t.tf32) in here]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -246,8 +251,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in rows]) + "\n"
 
 
-def markdown(result_set: ResultSet) -> str:
-    mine = _mine(result_set)
+def markdown(result_set: ResultSet, targets: list[Target] | None = None) -> str:
+    """The table (and per-layer tables) of ``targets``: default, those measured here."""
+    mine = _mine(result_set) if targets is None else targets
     text = provenance(result_set) + "\n\n" + _md_table(
         HEADER, table([evaluate(t, result_set.rows) for t in mine]))
     for title, header, body in _layer_tables(mine, result_set.rows):
@@ -282,13 +288,29 @@ def has_targets(result_set: ResultSet) -> bool:
 
 def add_to_report(out_dir: Path, sets: list[ResultSet]) -> None:
     """The report builder's hook: a targets section in index.html and summary.md, before
-    the speedup table, for each file whose rows give any target a ratio."""
-    mine = [s for s in sets if has_targets(s)]
+    the speedup table, for each run whose rows give any target a ratio. The files of one
+    run (one per precision: same host, device and commit) make one section, so that its
+    per-layer table has every precision."""
+    mine = [s for s in _runs(sets) if has_targets(s)]
     if not mine:
         return
     _insert(out_dir / "index.html", "<h2 id=speedup>", "".join(map(html_section, mine)))
     _insert(out_dir / "summary.md", "## Speedup over torch", "".join(
         f"## Speed targets ({s.label})\n\n{markdown(s)}\n" for s in mine))
+
+
+def _runs(sets: list[ResultSet]) -> list[ResultSet]:
+    """``sets`` with the files of one run (same host, device and commit) merged into one."""
+    groups = {}
+    for s in sets:
+        m = s.first_machine()
+        groups.setdefault((m.get("host"), m.get("device"), s.commit()), []).append(s)
+    out = []
+    for group in groups.values():
+        merged = group[0] if len(group) == 1 else load([p for s in group for p in s.paths])
+        merged.label = group[0].label if len(group) == 1 else describe(merged)
+        out.append(merged)
+    return out
 
 
 def _insert(path: Path, before: str, text: str) -> None:
@@ -298,19 +320,22 @@ def _insert(path: Path, before: str, text: str) -> None:
     path.write_text(page[:at] + text + page[at:], encoding="utf-8")
 
 
-def write(files: list[Path], out_dir: Path) -> int:
+def write(files: list[Path], out_dir: Path, device: str | None = None) -> int:
     """Print the table of the results files of one run (one per precision) and write it
-    to ``out_dir/targets.md``."""
-    missing = [str(f) for f in files if not Path(f).is_file()]
-    if missing or not files:
-        print(f"targets: error: no such file: {', '.join(missing) or '(none given)'}",
-              file=sys.stderr)
+    to ``out_dir/targets.md``: every target of ``device``, or those measured here."""
+    found = [Path(f) for f in files if Path(f).is_file()]
+    for f in files:
+        if not Path(f).is_file():  # a precision not run yet: its targets say "not in this run"
+            print(f"targets: warning: no such file: {f}", file=sys.stderr)
+    if not found:
+        print("targets: error: none of the results files exists", file=sys.stderr)
         return 2
-    text = markdown(load([Path(f) for f in files]))
+    text = markdown(load(found), None if device is None else
+                    [t for t in TARGETS if t.device == device])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "targets.md").write_text(text, encoding="utf-8")
     print(f"\n{text}\n-> {out_dir / 'targets.md'}; the HTML report shows it too: "
-          f"python -m reports build {' '.join(map(str, files))}")
+          f"python -m reports build {' '.join(map(str, found))}")
     return 0
 
 

@@ -153,11 +153,29 @@ def test_a_cuda_sweep_without_cuda_is_refused_before_anything_runs(monkeypatch, 
                                                                    capsys):
     from benchmarks import sweep
 
-    monkeypatch.setattr(sweep, "_cuda_available", lambda: False)
+    monkeypatch.setattr(sweep, "_cuda_devices", lambda: 0)
     results = tmp_path / "r.jsonl"
     assert sweep_main(["sweep", "--device", "cuda", "--shape-set", "edge", "--backend",
                        "torch", "--results", str(results)]) == 2
     assert "no CUDA device" in capsys.readouterr().err and not results.exists()
+    monkeypatch.setattr(sweep, "_cuda_devices", lambda: 1)
+    assert sweep._missing_device("cuda:1") == "torch sees 1 CUDA device(s) here (cuda:0 to " \
+        "cuda:0)"
+    assert sweep._missing_device("cuda:0") == sweep._missing_device("cuda") == ""
+    assert sweep._missing_device("cpu") == ""
+
+
+def test_rows_written_before_the_tf32_field_take_it_from_their_machine(tmp_path):
+    results = records.ResultsFile(tmp_path / "old.jsonl")
+    for machine_id, tf32 in (("m-tf32", True), ("m-strict", False)):
+        results.append({"record": "machine", "id": machine_id, "gpu": {"tf32_cudnn": tf32}})
+        key = f"torch|resnet50|d-{machine_id}|float32|cuda|forward|warm"
+        results.append({"record": "case", "key": key, "backend": "torch", "dtype": "float32",
+                        "device": "cuda", "machine_id": machine_id, "status": "ok"})
+    rows = {r["machine_id"]: r for r in results.rows()}
+    assert rows["m-tf32"]["tf32"] and rows["m-tf32"]["key"].endswith("|warm|tf32")
+    assert not rows["m-strict"]["tf32"] and rows["m-strict"]["key"].endswith("|warm")
+    assert results.done() == {rows["m-tf32"]["key"], rows["m-strict"]["key"]}
 
 
 def test_sweep_cli_direction_flag():

@@ -177,7 +177,7 @@ def test_a_target_reads_only_rows_of_its_precision(tmp_path):
     result = _evaluate(tmp_path, "triton bfloat16, batch 32", rows)
     assert result["met"] == "no" and result["worst"] == pytest.approx(0.5)
     strict = _evaluate(tmp_path, "triton float32 (strict), batch 32", rows)
-    assert strict["met"] == "compared (no goal)" and strict["geomean"] == pytest.approx(2.0)
+    assert strict["met"] == "compared" and strict["geomean"] == pytest.approx(2.0)
     assert len(strict["shapes"]) == len(shape_set("resnet50", 32))
 
 
@@ -202,3 +202,36 @@ def test_gpu_table_has_a_column_per_precision_for_every_layer(tmp_path):
     assert "- (triton no row)" in body[5]
     bf16 = targets.evaluate(_target("triton bfloat16, batch 32"), result_set.rows)
     assert bf16["met"] == "yes" and bf16["worst"] == pytest.approx(0.85)
+
+
+def test_a_run_s_precision_files_make_one_report_section_with_the_per_layer_table(tmp_path):
+    rows = _gpu_rows(lambda precision, i: 0.9)
+    files = []
+    for dtype, tf32 in (("float32", False), ("float32", True), ("bfloat16", False)):
+        results = records.ResultsFile(tmp_path / f"targets-cuda-{dtype}{'-tf32' * tf32}.jsonl")
+        results.append({"record": "machine", "id": f"m-{dtype}-{tf32}", "host": "gpubox",
+                        "device": "cuda", "gpu": {"name": "Test GPU"}})
+        for r in rows:
+            if (r["dtype"], r["tf32"]) == (dtype, tf32):
+                results.append({**r, "machine_id": f"m-{dtype}-{tf32}"})
+        files.append(results.path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("<body><h2 id=speedup>x</h2></body>")
+    (out / "summary.md").write_text("# r\n## Speedup over torch\n")
+    targets.add_to_report(out, [load([f]) for f in files])
+    summary = (out / "summary.md").read_text()
+    assert summary.count("## Speed targets") == 1
+    assert "| layer | float32 | TF32 | bfloat16 |" in summary and "not in this run" not in summary
+    assert "one run of 3 sweeps" in summary
+
+
+def test_table_only_with_a_precision_missing_prints_what_there_is(tmp_path, capsys):
+    rows = [r for r in _gpu_rows(lambda precision, i: 0.9) if r["dtype"] == "bfloat16"]
+    present = _file(tmp_path, rows).paths[0]
+    assert targets.write([present, tmp_path / "absent.jsonl"], tmp_path, "cuda") == 0
+    text = (tmp_path / "targets.md").read_text()
+    assert "triton bfloat16, batch 32" in text and "| yes |" in text
+    assert "| triton TF32, batch 32 |" in text and "not in this run" in text
+    assert "no such file" in capsys.readouterr().err
+    assert targets.write([tmp_path / "absent.jsonl"], tmp_path, "cuda") == 2
