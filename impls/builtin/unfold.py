@@ -44,10 +44,8 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
     (n, c, h, w), (k, cg, r, s) = input_shape, weight_shape
     p, q = output_size((h, w), (r, s), stride, padding, dilation)
     padded = n * c * (h + 2 * padding[0]) * (w + 2 * padding[1]) if any(padding) else 0
-    # A 1x1, stride-1, unpadded conv reads the input as its columns: no copy at all.
-    plain = (r, s, *stride, *padding) == (1, 1, 1, 1, 0, 0)
-    folded = n > 1 and p * q < NARROW and not plain
-    chunk = n if folded or plain else images_per_chunk(n, c * r * s * p * q * itemsize)
+    plain, folded, chunk = _layout(n, (r, s), stride, padding, p * q,
+                                   c * r * s * p * q * itemsize)
     columns = 0 if plain else chunk * c * r * s * p * q
     kernels = chunk * k * cg * r * s if groups > 1 and chunk > 1 else 0
     # Narrow images are batched into one GEMM, whose product is copied to NCHW.
@@ -72,13 +70,9 @@ def unfold_conv2d(input, weight, bias, stride, padding, dilation, groups):
     out_h, out_w = output_size(input.shape[2:], (kernel_h, kernel_w), stride, padding, dilation)
     taps = group_channels * kernel_h * kernel_w  # the GEMM's reduction length
     group_out, positions = out_channels // groups, out_h * out_w
-    # A 1x1, stride-1, unpadded conv reads its input as its columns: no copy at all.
-    plain = (kernel_h, kernel_w, *stride, *padding) == (1, 1, 1, 1, 0, 0)
-    folded = batch > 1 and positions < NARROW and not plain
     keep = not _scratch.tracked(input, weight, bias)  # autograd saves the columns
-    # Chunks write into one output (out=), which autograd cannot record: one chunk then.
-    chunk = batch if folded or plain or not keep else images_per_chunk(
-        batch, groups * taps * positions * input.element_size())
+    plain, folded, chunk = _layout(batch, (kernel_h, kernel_w), stride, padding, positions,
+                                   groups * taps * positions * input.element_size(), keep)
     shapes = [None if plain else (chunk * groups * taps * positions,),
               (batch * out_channels * positions,) if folded else None]
     with _scratch.Scratch(input, shapes, keep) as (column_buf, product_buf):
@@ -103,6 +97,20 @@ def unfold_conv2d(input, weight, bias, stride, padding, dilation, groups):
 #: Column bytes per chunk of images in the per-image layout: the copy writes them and the
 #: GEMM reads them back while they are still in cache (see the module docstring).
 CHUNK_BYTES = 16 << 20
+
+
+def _layout(batch: int, kernel_hw, stride, padding, positions: int, column_bytes: int,
+            untracked: bool = True) -> tuple[bool, bool, int]:
+    """(plain, folded, images per chunk): the call's layout, which its memory model
+    (``workspace``) must see the same. ``plain``: a 1x1, stride-1, unpadded conv reads its
+    input as its columns, no copy at all. ``folded``: narrow images side by side in one
+    GEMM. Chunks write into one output (out=), which autograd cannot record: one chunk
+    when the call is tracked (``untracked`` False)."""
+    plain = (*kernel_hw, *stride, *padding) == (1, 1, 1, 1, 0, 0)
+    folded = batch > 1 and positions < NARROW and not plain
+    chunk = batch if folded or plain or not untracked else images_per_chunk(batch,
+                                                                            column_bytes)
+    return plain, folded, chunk
 
 
 def images_per_chunk(batch: int, column_bytes_per_image: int) -> int:
