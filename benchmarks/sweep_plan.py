@@ -192,11 +192,16 @@ def shard(cases: list[Case], index: int, count: int) -> list[Case]:
     return [c for c in cases if c.shape_key in mine]
 
 
+def precision_name(device: str, dtype: str, tf32: bool = False) -> str:
+    """Where and in what precision, as results files are named: ``cuda-float32-tf32``."""
+    return f"{_slug(device)}-{dtype}{'-tf32' if tf32 else ''}"
+
+
 def results_path(device: str, dtype: str, batch: int | None,
                  shard_of: tuple[int, int] | None = None, tf32: bool = False) -> Path:
     """The default results file: one per device, dtype (TF32 apart), batch and shard, so
     rerunning the same command resumes, and shards of a job array never write the same file."""
-    name = f"{_slug(device)}-{dtype}{'-tf32' if tf32 else ''}-mb{batch or 'own'}"
+    name = f"{precision_name(device, dtype, tf32)}-mb{batch or 'own'}"
     if shard_of:
         name += f"-shard{shard_of[0]}of{shard_of[1]}"
     return RESULTS_DIR / f"{name}.jsonl"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import impls
+from benchmarks.sweep_plan import precision_name
 from impls.spec import ConvSpec
 
 #: The baseline meaning "the fastest other backend timed on the same shape".
@@ -138,8 +139,8 @@ def runs(targets=TARGETS, device: str = "cpu") -> list[dict]:
 
 def results_file(folder: Path, run: dict) -> Path:
     """The file of a run's precision: ``targets-cpu-float32.jsonl``, ``-tf32`` for TF32."""
-    return Path(folder) / (f"targets-{run['device']}-{run['dtype']}"
-                           f"{'-tf32' if run['tf32'] else ''}.jsonl")
+    name = precision_name(run["device"], run["dtype"], run["tf32"])
+    return Path(folder) / f"targets-{name}.jsonl"
 
 
 def registered(name: str) -> bool:

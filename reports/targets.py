@@ -43,9 +43,14 @@ _CMP = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
 _PRECISIONS = ("float64", "float32", "TF32", "float16", "bfloat16")
 
 
-def _device(row: dict) -> str:
-    """"cpu" or "cuda" (a row of "cuda:1" is a CUDA row)."""
-    return (row.get("device") or "cpu").split(":")[0]
+def _where(row: dict) -> tuple[str, str, bool]:
+    """A row's (device, dtype, TF32), as a Target names them ("cuda:1" is "cuda")."""
+    return ((row.get("device") or "cpu").split(":")[0], row.get("dtype") or "float32",
+            bool(row.get("tf32")))
+
+
+def _where_of(target: Target) -> tuple[str, str, bool]:
+    return target.device, target.dtype, target.tf32
 
 
 def _by_shape(target: Target, rows: list[dict]) -> dict:
@@ -55,8 +60,7 @@ def _by_shape(target: Target, rows: list[dict]) -> dict:
     for r in rows:
         if (r.get("direction") or "forward") != "forward" or (r.get("cache") or "warm") != "warm":
             continue  # the targets are forward times with warm caches
-        if (_device(r), r.get("dtype") or "float32", bool(r.get("tf32"))) != (
-                target.device, target.dtype, target.tf32):
+        if _where(r) != _where_of(target):
             continue
         by_shape.setdefault((r["shape_set"], r["descriptor"]), {})[r["backend"]] = r
     return by_shape
@@ -238,9 +242,8 @@ def _layer_tables(targets, rows):
 def _mine(result_set: ResultSet) -> list[Target]:
     """The targets of the devices and precisions these rows were measured in (the CPU's
     float32 ones if there are no rows)."""
-    here = {(_device(r), r.get("dtype") or "float32", bool(r.get("tf32")))
-            for r in result_set.rows} or {("cpu", "float32", False)}
-    return [t for t in TARGETS if (t.device, t.dtype, t.tf32) in here]
+    here = {_where(r) for r in result_set.rows} or {("cpu", "float32", False)}
+    return [t for t in TARGETS if _where_of(t) in here]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
