@@ -69,7 +69,7 @@ def _list(args) -> int:
              ", ".join(e["devices"]), ", ".join(e["dtypes"]), ", ".join(e["features"]),
              "yes" if e["exact"] else "bounded", e["description"]] for e in entries]
     print_table("convbench backends",
-           ("name", "available", "devices", "dtypes", "features", "exact", "about"), rows)
+                ("name", "available", "devices", "dtypes", "features", "exact", "about"), rows)
     return 0
 
 
@@ -94,7 +94,7 @@ def _check(args) -> int:
         def progress(result):
             if line is not None:
                 line.update(f"checking {entry.name}: {result.case} {result.mode} "
-                              f"{result.dtype}")
+                            f"{result.dtype}")
 
         directions = args.direction or ["forward"]
         modes = tuple(args.mode or MODES)
@@ -125,10 +125,10 @@ def _check(args) -> int:
 
 def _print_report(name: str, results, failed) -> None:
     print_table(f"{name}: {len(results)} comparisons against the float64 reference",
-           ("feature", "passed", "failed", "skipped"),
-           [[feature, row["passed"], row["failed"], row["skipped"]]
-            for feature, row in summarize(results).items()],
-           right=("passed", "failed", "skipped"))
+                ("feature", "passed", "failed", "skipped"),
+                [[feature, row["passed"], row["failed"], row["skipped"]]
+                 for feature, row in summarize(results).items()],
+                right=("passed", "failed", "skipped"))
     for reason in sorted({r.reason for r in results if r.status == SKIPPED}):
         say(f"skipped: {reason}")
     for result in failed:

@@ -158,8 +158,8 @@ class FakeClock:
 
 
 def test_injected_slowdown_adds_a_fixed_share_of_the_median_call(monkeypatch):
-    """The spin is (factor - 1) x the median call so far: one slow call (a hiccup) neither
-    lengthens its own spin nor the later ones."""
+    """The spin is (factor - 1) x the median of the recent calls: one slow call (a hiccup)
+    neither lengthens its own spin nor the later ones."""
     clock = FakeClock()
     monkeypatch.setattr(gate_worker, "time", clock)
     durations = iter([1e-3, 1e-3, 50e-3, *[1e-3] * 40])

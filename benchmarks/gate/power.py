@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from statistics import median_high
 
 from benchmarks.gate import stats, verdicts
 from benchmarks.gate.cli import Options, console, run
@@ -73,7 +74,7 @@ def summarize(trials: list[dict], opts: Options, victim: str, seconds: float) ->
     estimates = [e for t in trials if t["factor"] for e in t["victim_estimates"]]
     if estimates:
         lines += ["", f"Estimated slowdown of the victim in the injected runs: median "
-                  f"{_median(estimates) - 1:+.1%}, range "
+                  f"{median_high(estimates) - 1:+.1%}, range "
                   f"{min(estimates) - 1:+.1%} .. {max(estimates) - 1:+.1%}."]
     return "\n".join(lines + _per_shape(trials, victim)) + "\n"
 
@@ -91,13 +92,9 @@ def _per_shape(trials: list[dict], victim: str) -> list[str]:
             est = [e for t in group for s, e in zip(t["victim_shapes"], t["victim_estimates"])
                    if s == shape]
             lines.append(f"| {factor - 1:+.0%} | {shape} | {hits[0]}/{len(group)} | "
-                         f"{hits[1]}/{len(group)} | {_median(est) - 1:+.1%} "
+                         f"{hits[1]}/{len(group)} | {median_high(est) - 1:+.1%} "
                          f"({min(est) - 1:+.1%} .. {max(est) - 1:+.1%}) |")
     return lines if len(lines) > 3 else []
-
-
-def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def main(argv: list[str] | None = None) -> int:

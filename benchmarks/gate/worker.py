@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections import deque
+from statistics import median_high
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ def slowed(call, factor: float, window: int = 63, every: int = 16):
         recent.append(now - start)
         calls += 1
         if calls <= 3 or calls % every == 0:
-            median = sorted(recent)[len(recent) // 2]
+            median = median_high(recent)
         end = now + (factor - 1) * median
         while time.perf_counter() < end:
             pass
