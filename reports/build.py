@@ -93,17 +93,44 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Beside the backend, what tells two rows of one shape and direction apart (the records'
+#: key). A file that several sweeps appended to (resume matches on the key, so a float64
+#: run can follow a float32 one) holds several: charts and tables must not pool them.
+VARIANT_FIELDS = {"device": lambda r: r.get("device") or "cpu",
+                  "dtype": lambda r: r.get("dtype") or "float32",
+                  "tf32": lambda r: bool(r.get("tf32")),
+                  "cache": lambda r: r.get("cache") or "warm"}
+
+
 def tagged_rows(sets: list[ResultSet]) -> list[dict]:
-    """Every row of every file, with ``source`` (the file's label) and ``series`` (what a
-    chart's legend says: the backend, plus the label when files are compared)."""
+    """Every row of every file, with ``source`` (the file's label), ``backend_variant`` (the
+    backend, plus the device, precision or cache mode where the report holds several) and
+    ``series`` (what a chart's legend says: that, plus the label when files are compared)."""
+    every = [r for s in sets for r in s.rows]
+    varying = {f for f, get in VARIANT_FIELDS.items() if len({get(r) for r in every}) > 1}
     out = []
     for s in sets:
         for r in s.rows:
             r = {**r, "source": s.label, "file": str(s.paths[0])}
-            r["series"] = r["backend"] if len(sets) == 1 else f"{r['backend']} ({s.label})"
+            r["variant"] = variant(r, varying)
+            r["backend_variant"] = f"{r['backend']} {r['variant']}".strip()
+            r["series"] = r["backend_variant"] + ("" if len(sets) == 1 else f" ({s.label})")
             r["direction"] = r.get("direction") or "forward"
             out.append(r)
     return out
+
+
+def variant(row: dict, varying: set[str]) -> str:
+    """The row's device, precision and cache mode, each only where the report holds several
+    (a one-precision report keeps its legends to the backends' names): "float64",
+    "cuda float32 TF32", "cold cache"."""
+    get = {f: VARIANT_FIELDS[f](row) for f in VARIANT_FIELDS}
+    parts = [get["device"]] if "device" in varying else []
+    if varying & {"dtype", "tf32"}:
+        parts.append(get["dtype"] + (" TF32" if get["tf32"] else ""))
+    if "cache" in varying:
+        parts.append(f"{get['cache']} cache")
+    return " ".join(parts)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -169,13 +196,13 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
                       plots.grouped_bars(in_set, lambda r: r["gflops"]
                                          if r["status"] == "ok" else None,
                                          f"{name}{tag}: GFLOP/s", "GFLOP/s")))
-        by_key = {(r["source"], r["descriptor"], r["backend"]): r["speedup"]
+        by_key = {(r["source"], r["descriptor"], r["backend_variant"]): r["speedup"]
                   for r in plots.speedups(ok, BASELINE)}
         fast.append((f"Speedup over {BASELINE}{tag}",
                      f"{name}: {BASELINE} median / backend median, same run and direction "
                      "(> 1: faster)",
                      plots.grouped_bars(in_set, lambda r, by_key=by_key: by_key.get(
-                         (r["source"], r["descriptor"], r["backend"])),
+                         (r["source"], r["descriptor"], r["backend_variant"])),
                          f"{name}{tag}: speedup over {BASELINE}", "x faster than "
                          f"{BASELINE}", reference=1.0)))
         memory.append((f"Peak memory{tag}", f"{name}: memory one call needed above its "
@@ -187,11 +214,14 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
     charts = [*speed, *fast, *memory,
               (f"Roofline{tag}", "every timed case; lines: each machine's measured roof",
                plots.roofline(rows, roof_machines))]
-    for s in sets:
-        grid = [r for r in rows if r["source"] == s.label]
-        charts.append((f"Crossover map{tag}", f"{s.label}: fastest backend over kernel x "
-                       "image size (grid shapes, stride 1, same padding)",
-                       plots.crossover(grid, f"{s.label}{tag}: fastest backend")))
+    for s in sets:  # one map per file and variant: the fastest among like rows only
+        mine = [r for r in rows if r["source"] == s.label]
+        for kind in dict.fromkeys(r["variant"] for r in mine):
+            where = " ".join(x for x in (s.label, kind) if x)
+            grid = [r for r in mine if r["variant"] == kind]
+            charts.append((f"Crossover map{tag}", f"{where}: fastest backend over kernel x "
+                           "image size (grid shapes, stride 1, same padding)",
+                           plots.crossover(grid, f"{where}{tag}: fastest backend")))
     return charts
 
 
@@ -201,7 +231,7 @@ def coverage_table(rows: list[dict]) -> list[dict]:
     counts = defaultdict(lambda: defaultdict(int))
     for r in rows:
         status = r["status"] if r["status"] in ("ok", "skipped") else "failed"
-        counts[(r["source"], r["direction"], r["backend"])][status] += 1
+        counts[(r["source"], r["direction"], r["backend_variant"])][status] += 1
     order = _direction_order(rows)
     return [{"source": k[0], "direction": k[1], "backend": k[2], "ok": c["ok"],
              "skipped": c["skipped"], "failed": c["failed"]}
@@ -213,11 +243,12 @@ def speedup_table(rows: list[dict]) -> list[dict]:
     baseline in the same direction across the shapes both ran, with how many shapes that is."""
     groups = defaultdict(list)
     for r in plots.speedups(rows, BASELINE):
-        groups[(r["source"], r["direction"], r["shape_set"], r["backend"])].append(r["speedup"])
+        groups[(r["source"], r["direction"], r["shape_set"], r["backend_variant"])].append(
+            r["speedup"])
     ran = defaultdict(int)
     for r in rows:
         if r["status"] == "ok":
-            ran[(r["source"], r["direction"], r["shape_set"], r["backend"])] += 1
+            ran[(r["source"], r["direction"], r["shape_set"], r["backend_variant"])] += 1
     order = _direction_order(rows)
     return [{"source": k[0], "direction": k[1], "shape_set": k[2], "backend": k[3],
              "geomean_speedup": math.exp(sum(map(math.log, v)) / len(v)), "shapes": len(v),

@@ -41,8 +41,9 @@ def _machine_rows(machines) -> tuple[list[str], list[list]]:
 
 
 def _problem_rows(problems) -> list[list]:
-    return [[r["source"], r["status"], r["backend"], r["shape_set"], r.get("name") or "",
-             r["descriptor"], r["direction"], r.get("reason") or ""] for r in problems]
+    return [[r["source"], r["status"], r.get("backend_variant") or r["backend"],
+             r["shape_set"], r.get("name") or "", r["descriptor"], r["direction"],
+             r.get("reason") or ""] for r in problems]
 
 
 PROBLEM_HEADER = ["file", "status", "backend", "shape set", "name", "descriptor", "direction",

@@ -116,12 +116,14 @@ def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = T
 
 
 def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
-    """Per ok row with a baseline row of the same shape and direction in the same file (the
-    same run): torch's median / this backend's median (> 1: faster than torch). A backward
+    """Per ok row with a baseline row of the same shape, direction, device, precision and
+    cache mode in the same file (the same run): torch's median / this backend's median (> 1:
+    faster than torch). A backward
     time is only ever divided by the baseline's time of the same backward direction."""
-    def key(r):  # dtype and TF32 too: a merged file may hold several precisions
+    def key(r):  # device, precision and cache mode too: a merged file may hold several
         return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
-                r.get("dtype"), bool(r.get("tf32")))
+                r.get("device") or "cpu", r.get("dtype"), bool(r.get("tf32")),
+                r.get("cache") or "warm")
 
     base = {key(r): r["median_s"] for r in rows
             if r["backend"] == baseline and r["status"] == "ok"}

@@ -29,12 +29,12 @@ def _machine(host: str, peak: float, bandwidth: float) -> dict:
 
 
 def _row(backend: str, shape_set: str, index: int, name: str, seconds: float | None,
-         machine_id: str, direction: str = "forward", **extra) -> dict:
+         machine_id: str, direction: str = "forward", dtype: str = "float32", **extra) -> dict:
     flops, nbytes = 2_000_000 * (index + 1), 40_000
-    fields = dict(key=f"{backend}|{shape_set}|{name}|float32|cpu|{direction}|warm",
+    fields = dict(key=f"{backend}|{shape_set}|{name}|{dtype}|cpu|{direction}|warm",
                   backend=backend, shape_set=shape_set, index=index, name=name,
                   descriptor=f"mb1ic32ih14oc32oh14kh{index + 1}n\"{name}\"", count=1, batch=1,
-                  dtype="float32", device="cpu", direction=direction, cache="warm",
+                  dtype=dtype, device="cpu", direction=direction, cache="warm",
                   flops=flops, bytes=nbytes, machine_id=machine_id, threads=2)
     if seconds is None:
         fields.update(status=extra.pop("status", "skipped"), reason=extra.pop("reason"))
@@ -169,6 +169,35 @@ def test_three_directions_are_kept_apart(tmp_path):
     by_direction = {d: {r["backend"] for r in rows if r["direction"] == d}
                     for d in THREE_DIRECTIONS}
     assert all(backends == {"torch", "unfold", "naive"} for backends in by_direction.values())
+
+
+def test_precisions_of_one_file_are_kept_apart(tmp_path):
+    """A float64 sweep appended to a float32 one's file: unfold is 2x slower than torch in
+    float32 and 4x in float64. Pooled, the geomean would read x0.354 and the charts would
+    draw one precision over the other; each precision gets its own series and ratio."""
+    path = tmp_path / "a.jsonl"
+    results = ResultsFile(path)
+    results.append(_machine("alpha", 50.0, 5.0))
+    for dtype, slowdown in (("float32", 2.0), ("float64", 4.0)):
+        for i, layer in enumerate(("net:conv1", "net:conv2")):
+            results.append(_row("torch", "tiny", i, layer, 0.001 * (i + 1), "m-alpha",
+                                dtype=dtype))
+            results.append(_row("unfold", "tiny", i, layer, 0.001 * (i + 1) * slowdown,
+                                "m-alpha", dtype=dtype))
+        for j, (k, img) in enumerate([(1, 14), (3, 14), (1, 56), (3, 56)]):
+            name = f"grid:k{k}_i{img}_s1_same"
+            results.append(_row("torch", "grid", j, name, 0.001 * k, "m-alpha", dtype=dtype))
+    out = tmp_path / "out"
+    assert main(["build", str(path), "--out", str(out), "--no-correctness"]) == 0
+
+    summary = (out / "summary.md").read_text()
+    assert re.findall(r"\| tiny \| (unfold float\d\d) \| (x[\d.]+) \| 2 \|", summary) == [
+        ("unfold float32", "x0.5"), ("unfold float64", "x0.25")]
+    for dtype in ("float32", "float64"):
+        assert f"| forward | torch {dtype} | 6 | 0 | 0 |" in summary
+    page = (out / "index.html").read_text()
+    for dtype in ("float32", "float64"):  # a crossover map per precision
+        assert f"alpha cpu {dtype}: fastest backend over kernel x image size" in page
 
 
 def test_missing_file_is_a_usage_error(tmp_path, capsys):
