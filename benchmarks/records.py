@@ -102,6 +102,38 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+#: Beside the backend, layer and direction, what tells two rows apart (the key; the batch is
+#: in its descriptor): a file that several sweeps appended to (resume matches on the key, so
+#: a float64 or batch-8 run can follow a float32 batch-1 one in the same file) holds
+#: several, and a summary must never pool them.
+VARIANT_FIELDS = {"batch": lambda r: r.get("batch"),
+                  "device": lambda r: r.get("device") or "cpu",
+                  "dtype": lambda r: r.get("dtype") or "float32",
+                  "tf32": lambda r: bool(r.get("tf32")),
+                  "cache": lambda r: r.get("cache") or "warm"}
+
+
+def varying(rows) -> set[str]:
+    """The VARIANT_FIELDS that take more than one value among ``rows``."""
+    rows = list(rows)
+    return {f for f, get in VARIANT_FIELDS.items() if len({get(r) for r in rows}) > 1}
+
+
+def variant(row: dict, fields: set[str]) -> str:
+    """The row's batch, device, precision and cache mode, each only where ``fields`` (what
+    varies in the summary at hand) names it, so a one-precision summary shows backends'
+    names alone: "", "float64", "cuda float32 TF32", "batch 8 cold cache"."""
+    get = {f: VARIANT_FIELDS[f](row) for f in VARIANT_FIELDS}
+    parts = [f"batch {get['batch']}"] if "batch" in fields else []
+    if "device" in fields:
+        parts.append(get["device"])
+    if fields & {"dtype", "tf32"}:
+        parts.append(get["dtype"] + (" TF32" if get["tf32"] else ""))
+    if "cache" in fields:
+        parts.append(f"{get['cache']} cache")
+    return " ".join(parts)
+
+
 class ResultsFile:
     """A JSON-lines file of records, appended one line at a time: ``run`` (one per pytest
     process: options, commit, pytest-benchmark's machine info), ``machine`` (see

@@ -111,24 +111,27 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
 
 
 def ratio_lines(rows: list[dict], baseline: str = "torch") -> list[str]:
-    """Per shape set, direction and backend: geometric-mean time ratio to ``baseline`` in
-    the same direction over the shapes both ran, and the network total (sum of median x
-    count) where every shape ran. A backward time is never compared with a forward one."""
+    """Per shape set, direction, variant (batch, device, precision, cache mode: where the
+    rows hold several, records.variant) and backend: geometric-mean time ratio to
+    ``baseline`` in the same direction and variant over the shapes both ran, and the
+    network total (sum of median x count) where every shape ran. A backward time is never
+    compared with a forward one, nor a float64 time with a float32 one."""
     groups = defaultdict(lambda: defaultdict(dict))
     shapes = defaultdict(set)
+    fields = records.varying(rows)
     for r in rows:
-        where = (r["shape_set"], r.get("direction") or "forward")
+        where = (r["shape_set"], r.get("direction") or "forward", records.variant(r, fields))
         shapes[where].add(r["descriptor"])
         if r["status"] == "ok":
             groups[where][r["backend"]][r["descriptor"]] = r
     lines = []
-    for (set_name, direction), backends in groups.items():
+    for where, backends in groups.items():
         base = backends.get(baseline, {})
-        lines.append(f"{set_name} {direction} ({len(shapes[set_name, direction])} shapes):")
+        lines.append(f"{' '.join(w for w in where if w)} ({len(shapes[where])} shapes):")
         for name, ran in sorted(backends.items()):
             lines.append(f"  {name:<11} ran {len(ran):>3}"
                          + _ratio(ran, base, name != baseline, baseline)
-                         + _total(ran, len(shapes[set_name, direction])))
+                         + _total(ran, len(shapes[where])))
     return lines
 
 

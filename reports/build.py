@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.machine import busy_warning
-from benchmarks.records import ROW_FIELDS
+from benchmarks.records import ROW_FIELDS, variant, varying
 from benchmarks.sweep_report import doubts
 from reports import correctness, page, plots, targets
 from reports.results import ResultSet, default_files, load_all
@@ -93,44 +93,22 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Beside the backend, what tells two rows of one shape and direction apart (the records'
-#: key). A file that several sweeps appended to (resume matches on the key, so a float64
-#: run can follow a float32 one) holds several: charts and tables must not pool them.
-VARIANT_FIELDS = {"device": lambda r: r.get("device") or "cpu",
-                  "dtype": lambda r: r.get("dtype") or "float32",
-                  "tf32": lambda r: bool(r.get("tf32")),
-                  "cache": lambda r: r.get("cache") or "warm"}
-
-
 def tagged_rows(sets: list[ResultSet]) -> list[dict]:
-    """Every row of every file, with ``source`` (the file's label), ``backend_variant`` (the
-    backend, plus the device, precision or cache mode where the report holds several) and
-    ``series`` (what a chart's legend says: that, plus the label when files are compared)."""
-    every = [r for s in sets for r in s.rows]
-    varying = {f for f, get in VARIANT_FIELDS.items() if len({get(r) for r in every}) > 1}
+    """Every row of every file, with ``source`` (the file's label), ``backend_variant``
+    (the backend, plus the batch, device, precision or cache mode where the report holds
+    several: records.variant) and ``series`` (what a chart's legend says: that, plus the
+    label when files are compared)."""
+    fields = varying(r for s in sets for r in s.rows)
     out = []
     for s in sets:
         for r in s.rows:
             r = {**r, "source": s.label, "file": str(s.paths[0])}
-            r["variant"] = variant(r, varying)
+            r["variant"] = variant(r, fields)
             r["backend_variant"] = f"{r['backend']} {r['variant']}".strip()
             r["series"] = r["backend_variant"] + ("" if len(sets) == 1 else f" ({s.label})")
             r["direction"] = r.get("direction") or "forward"
             out.append(r)
     return out
-
-
-def variant(row: dict, varying: set[str]) -> str:
-    """The row's device, precision and cache mode, each only where the report holds several
-    (a one-precision report keeps its legends to the backends' names): "float64",
-    "cuda float32 TF32", "cold cache"."""
-    get = {f: VARIANT_FIELDS[f](row) for f in VARIANT_FIELDS}
-    parts = [get["device"]] if "device" in varying else []
-    if varying & {"dtype", "tf32"}:
-        parts.append(get["dtype"] + (" TF32" if get["tf32"] else ""))
-    if "cache" in varying:
-        parts.append(f"{get['cache']} cache")
-    return " ".join(parts)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -210,10 +188,9 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
                            in_set, lambda r: r["peak_memory_bytes"] / 2**20
                            if r["status"] == "ok" and r.get("peak_memory_bytes") else None,
                            f"{name}{tag}: peak memory", "MiB")))
-    roof_machines = {s.label: s.first_machine() for s in sets}
     charts = [*speed, *fast, *memory,
               (f"Roofline{tag}", "every timed case; lines: each machine's measured roof",
-               plots.roofline(rows, roof_machines))]
+               plots.roofline(rows, roof_machines(sets)))]
     for s in sets:  # one map per file and variant: the fastest among like rows only
         mine = [r for r in rows if r["source"] == s.label]
         for kind in dict.fromkeys(r["variant"] for r in mine):
@@ -223,6 +200,23 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
                            "image size (grid shapes, stride 1, same padding)",
                            plots.crossover(grid, f"{where}{tag}: fastest backend")))
     return charts
+
+
+def roof_machines(sets: list[ResultSet]) -> dict[str, dict]:
+    """A roof per machine record, labelled by its file, and by its device and precision
+    where the file holds several records (each measured its peak in its sweep's dtype)."""
+    out = {}
+    for s in sets:
+        records = list(s.machines.values())
+        fields = {"dtype"} | ({"device"} if len({m.get("device") for m in records}) > 1
+                              else set())
+        for m in records:
+            gpu = m.get("gpu") or {}
+            where = variant({"device": m.get("device"), "dtype": m.get("dtype"),
+                             "tf32": gpu.get("tf32_matmul")}, fields)
+            label = s.label if len(records) == 1 else f"{s.label} {where}"
+            out[label if label not in out else f"{label} [{m.get('id')}]"] = m
+    return out
 
 
 def coverage_table(rows: list[dict]) -> list[dict]:

@@ -62,10 +62,16 @@ def colour_of(backend: str) -> str:
     return COLOURS.get(backend) or PALETTE[5 + zlib.crc32(backend.encode()) % 5]
 
 
+def _look(row: dict) -> tuple[str, str]:
+    """What, beside the colour (the backend), tells a series apart: its file and variant."""
+    return row["source"], row.get("variant") or ""
+
+
 def _styles(rows: list[dict]) -> tuple[dict, dict]:
-    sources = list(dict.fromkeys(r["source"] for r in rows))
+    """Colour per backend, and an index per look (file and variant) for hatch or marker."""
+    looks = list(dict.fromkeys(_look(r) for r in rows))
     return ({r["backend"]: colour_of(r["backend"]) for r in rows},
-            {s: i for i, s in enumerate(sources)})
+            {look: i for i, look in enumerate(looks)})
 
 
 def _shapes(rows: list[dict]) -> list[str]:
@@ -86,13 +92,13 @@ def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = T
         return None
     shapes = _shapes(rows)
     first = {r["series"]: r for r in rows}
-    colour, source_index = _styles(rows)
+    colour, look_index = _styles(rows)
     backends = list(dict.fromkeys(r["backend"] for r in rows))
-    # A backend's bars from two files side by side, so the comparison is next to each other.
+    # A backend's bars from two files (or precisions) side by side, to compare at a glance.
     series = sorted(dict.fromkeys(r["series"] for r in rows if (shape_label(r), r["series"])
                                   in points),
                     key=lambda s: (backends.index(first[s]["backend"]),
-                                   source_index[first[s]["source"]]))
+                                   look_index[_look(first[s])]))
     width = 0.8 / len(series)
     fig = Figure(figsize=(max(6.0, 0.45 * len(shapes) * max(1, len(series) / 3)), 4.2))
     ax = fig.add_subplot()
@@ -101,7 +107,7 @@ def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = T
         ys = [points[(shapes[k], s)] for k in xs]
         ax.bar([x - 0.4 + width * (i + 0.5) for x in xs], ys, width, label=s,
                color=colour[first[s]["backend"]], edgecolor="black", linewidth=0.3,
-               hatch=HATCHES[source_index[first[s]["source"]] % len(HATCHES)])
+               hatch=HATCHES[look_index[_look(first[s])] % len(HATCHES)])
     if reference is not None:
         ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(shapes)), shapes, rotation=60, ha="right", fontsize=7)
@@ -137,29 +143,30 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
 
 def roofline(rows: list[dict], machines: dict[str, dict]) -> bytes | None:
     """Achieved GFLOP/s against arithmetic intensity, under each machine's measured roof:
-    min(peak, intensity x bandwidth). ``machines`` maps a source label to its machine."""
+    min(peak, intensity x bandwidth). ``machines`` maps a label to a machine record (one
+    per file and precision: the peak is measured in the sweep's dtype)."""
     ok = [r for r in rows if r["status"] == "ok" and r.get("gflops")
           and r.get("arithmetic_intensity")]
     if not ok:
         return None
-    colour, source_index = _styles(ok)
+    colour, look_index = _styles(ok)
     fig = Figure(figsize=(7.5, 5))
     ax = fig.add_subplot()
     for series in dict.fromkeys(r["series"] for r in ok):
         pts = [r for r in ok if r["series"] == series]
         ax.scatter([r["arithmetic_intensity"] for r in pts], [r["gflops"] for r in pts],
                    s=18, label=series, color=colour[pts[0]["backend"]],
-                   marker=MARKERS[source_index[pts[0]["source"]] % len(MARKERS)], alpha=0.8)
+                   marker=MARKERS[look_index[_look(pts[0])] % len(MARKERS)], alpha=0.8)
     lo = min(r["arithmetic_intensity"] for r in ok) / 2
     hi = max(r["arithmetic_intensity"] for r in ok) * 2
-    for source, m in machines.items():
+    for i, (label, m) in enumerate(machines.items()):
         peak, bw = m.get("peak_gflops"), m.get("bandwidth_gbps")
         if not (peak and bw):
             continue
         xs = [lo * (hi / lo) ** (k / 100) for k in range(101)]
         ax.plot(xs, [min(peak, x * bw) for x in xs], color="black", linewidth=1,
-                linestyle=("-", "--", ":", "-.")[source_index.get(source, 0) % 4],
-                label=f"roof {source}: {peak:.4g} GFLOP/s, {bw:.3g} GB/s")
+                linestyle=("-", "--", ":", "-.")[i % 4],
+                label=f"roof {label}: {peak:.4g} GFLOP/s, {bw:.3g} GB/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log(ax, "x", "y")

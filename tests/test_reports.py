@@ -171,22 +171,43 @@ def test_three_directions_are_kept_apart(tmp_path):
     assert all(backends == {"torch", "unfold", "naive"} for backends in by_direction.values())
 
 
-def test_precisions_of_one_file_are_kept_apart(tmp_path):
-    """A float64 sweep appended to a float32 one's file: unfold is 2x slower than torch in
-    float32 and 4x in float64. Pooled, the geomean would read x0.354 and the charts would
-    draw one precision over the other; each precision gets its own series and ratio."""
-    path = tmp_path / "a.jsonl"
+def _two_precisions(path) -> None:
+    """A float64 sweep appended to a float32 one's file, each with its machine record (a
+    peak is measured per dtype): unfold is 2x slower than torch in float32 and 4x in
+    float64 on the tiny set; on the grid unfold wins at k3 in float32 only."""
     results = ResultsFile(path)
-    results.append(_machine("alpha", 50.0, 5.0))
     for dtype, slowdown in (("float32", 2.0), ("float64", 4.0)):
+        mid = f"m-{dtype}"
+        results.append({**_machine("alpha", 50.0 if dtype == "float32" else 25.0, 5.0),
+                        "id": mid, "dtype": dtype})
         for i, layer in enumerate(("net:conv1", "net:conv2")):
-            results.append(_row("torch", "tiny", i, layer, 0.001 * (i + 1), "m-alpha",
-                                dtype=dtype))
-            results.append(_row("unfold", "tiny", i, layer, 0.001 * (i + 1) * slowdown,
-                                "m-alpha", dtype=dtype))
+            for backend, seconds in (("torch", 0.001), ("unfold", 0.001 * slowdown)):
+                results.append(_row(backend, "tiny", i, layer, seconds * (i + 1), mid,
+                                    dtype=dtype))
         for j, (k, img) in enumerate([(1, 14), (3, 14), (1, 56), (3, 56)]):
             name = f"grid:k{k}_i{img}_s1_same"
-            results.append(_row("torch", "grid", j, name, 0.001 * k, "m-alpha", dtype=dtype))
+            unfold_s = 0.0005 * k if dtype == "float32" else 0.01
+            for backend, seconds in (("torch", 0.001 * k), ("unfold", unfold_s)):
+                results.append(_row(backend, "grid", j, name, seconds, mid, dtype=dtype))
+
+
+def test_precisions_of_one_file_are_kept_apart(tmp_path, monkeypatch):
+    """Pooled, the geomean would read x0.354, one precision's bars would be drawn over the
+    other's, the crossover map would pick winners across precisions and one roof would
+    stand for both: each precision gets its own series, look, ratio, map and roof."""
+    from reports import build, plots
+
+    path = tmp_path / "a.jsonl"
+    _two_precisions(path)
+    drawn = {"bars": {}, "maps": [], "roofs": []}
+
+    def bars(rows, value, title, *args, **kwargs):
+        drawn["bars"][title] = {(r["series"], r["name"]): value(r) for r in rows}
+
+    monkeypatch.setattr(plots, "grouped_bars", bars)
+    monkeypatch.setattr(plots, "crossover", lambda rows, title: drawn["maps"].append(rows))
+    monkeypatch.setattr(plots, "roofline", lambda rows, machines: drawn["roofs"].append(
+        {label: m["peak_gflops"] for label, m in machines.items()}))
     out = tmp_path / "out"
     assert main(["build", str(path), "--out", str(out), "--no-correctness"]) == 0
 
@@ -195,9 +216,15 @@ def test_precisions_of_one_file_are_kept_apart(tmp_path):
         ("unfold float32", "x0.5"), ("unfold float64", "x0.25")]
     for dtype in ("float32", "float64"):
         assert f"| forward | torch {dtype} | 6 | 0 | 0 |" in summary
-    page = (out / "index.html").read_text()
-    for dtype in ("float32", "float64"):  # a crossover map per precision
-        assert f"alpha cpu {dtype}: fastest backend over kernel x image size" in page
+    speedups = drawn["bars"]["tiny: speedup over torch"]
+    assert speedups[("unfold float32", "net:conv1")] == pytest.approx(0.5)
+    assert speedups[("unfold float64", "net:conv1")] == pytest.approx(0.25)
+    assert [{r["dtype"] for r in rows} for rows in drawn["maps"]] == [{"float32"}, {"float64"}]
+    assert drawn["roofs"] == [{"alpha cpu float32": 50.0, "alpha cpu float64": 25.0}]
+
+    rows = build.tagged_rows(build.load_all([path]))
+    looks = plots._styles(rows)[1]
+    assert len({r["series"] for r in rows}) == 4 and len(looks) == 2  # hatch per precision
 
 
 def test_missing_file_is_a_usage_error(tmp_path, capsys):

@@ -201,6 +201,20 @@ def test_summary_ratios_compare_within_one_direction():
     assert "time / torch: x0.25 " in lines[lines.index("s backward-data (1 shapes):") + 2]
 
 
+def test_summary_ratios_compare_within_one_precision():
+    """A float64 run appended to a float32 file: each precision's ratio, never a pooled one
+    (nor the last precision's rows standing for both)."""
+    def row(backend, dtype, seconds):
+        return records.case_row(key=f"{backend}|{dtype}", backend=backend, shape_set="s",
+                                descriptor="d", dtype=dtype, status="ok", median_s=seconds,
+                                count=1)
+
+    lines = sweep_report.ratio_lines([row("torch", "float32", 1.0), row("unfold", "float32", 2.0),
+                                      row("torch", "float64", 1.0), row("unfold", "float64", 4.0)])
+    assert "time / torch: x2 " in lines[lines.index("s forward float32 (1 shapes):") + 2]
+    assert "time / torch: x4 " in lines[lines.index("s forward float64 (1 shapes):") + 2]
+
+
 def test_plan_defaults_and_refusals():
     cases = sweep_plan.plan()
     sets = {c.shape_set for c in cases}
