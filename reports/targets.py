@@ -96,7 +96,8 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
     name = _short(here, descriptor)
     mine = here.get(target.backend)
     if target.baseline == BEST:
-        timed = [r for b, r in here.items() if b != target.backend and r["status"] == "ok"]
+        timed = [r for b, r in here.items() if b != target.backend and r["status"] == "ok"
+                 and _same_machine(r, mine)]
         base = min(timed, key=lambda r: r["median_s"]) if timed else None
     else:
         base = here.get(target.baseline)
@@ -105,9 +106,19 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
             why = "no row" if row is None else f"{row['status']}: {row.get('reason') or ''}"
             return {"name": name, "set": set_name, "ratio": None, "why": f"{who} {why}".strip(),
                     "baseline": None, "noisy": False}
+    if not _same_machine(mine, base):
+        return {"name": name, "set": set_name, "ratio": None, "baseline": None, "noisy": False,
+                "why": f"{target.backend} and {target.baseline} timed on different machines "
+                       "(a run resumed elsewhere): no ratio"}
     noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
     return {"name": name, "set": set_name, "ratio": base["median_s"] / mine["median_s"],
             "why": "", "baseline": base["backend"], "noisy": noisy}
+
+
+def _same_machine(a: dict | None, b: dict | None) -> bool:
+    """Whether two rows were timed on one machine record (a ratio means something only
+    then: a sweep resumed on another GPU or host may split a shape's pair across two)."""
+    return a is None or b is None or a.get("machine_id") == b.get("machine_id")
 
 
 def _short(here: dict, descriptor: str) -> str:

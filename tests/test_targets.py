@@ -81,6 +81,17 @@ def test_a_skipped_shape_is_named_and_the_target_is_incomplete(tmp_path):
     assert "fft failed: boom" in targets.table([result])[0][1]
 
 
+def test_a_pair_timed_on_two_machines_gives_no_ratio(tmp_path):
+    """A sweep resumed on another machine can cut a shape's pair in two: no ratio from it."""
+    rows = []
+    for i, e in enumerate(_layers_3x3(1)):
+        rows += [{**_row("resnet50", e, "torch", 1e-3), "machine_id": "m2" if i == 0 else "m1"},
+                 {**_row("resnet50", e, "unfold", 1e-3), "machine_id": "m1"}]
+    result = _evaluate(tmp_path, "unfold, batch 1", rows)
+    assert result["met"] == "incomplete" and len([s for s in result["shapes"] if s["ratio"]]) == 3
+    assert "timed on different machines" in targets.table([result])[0][1]
+
+
 def test_missing_backend_is_reported_as_not_registered(tmp_path):
     rows = [_row(s, e, b, 1e-3) for s in ("resnet50", "large-kernel")
             for e in shape_set(s, 1) for b in ("torch", "fft")]
