@@ -67,10 +67,18 @@ def _list(args) -> int:
         return 0
     rows = [[e["name"], "yes" if e["available"] else f"no: {e['reason']}",
              ", ".join(e["devices"]), ", ".join(e["dtypes"]), ", ".join(e["features"]),
-             "yes" if e["exact"] else "bounded", e["description"]] for e in entries]
+             _exactness(e), e["description"]] for e in entries]
     print_table("convbench backends",
                 ("name", "available", "devices", "dtypes", "features", "exact", "about"), rows)
     return 0
+
+
+def _exactness(capabilities: dict) -> str:
+    """"yes" or "bounded", and where a device differs: "yes (cuda: bounded)"."""
+    word = {True: "yes", False: "bounded"}
+    others = [f"{device}: {word[exact]}" for device, exact in capabilities["exact_on"].items()
+              if exact != capabilities["exact"]]
+    return word[capabilities["exact"]] + (f" ({', '.join(others)})" if others else "")
 
 
 def _check(args) -> int:

@@ -99,10 +99,9 @@ def refusal(entry: Backend, case: Case, dtype: torch.dtype = torch.float32,
 
 def runner(entry: Backend, case: Case, dtype: torch.dtype, device: str,
            autograd: bool = False) -> Backend:
-    """The entry whose exactness and error model judge this case: the backend itself, or
-    the one a dispatcher (auto) hands the problem to, decided exactly as its call decides."""
-    if entry.delegate is None:
-        return entry
+    """The entry whose exactness and error model judge this case on ``device``: the backend
+    itself, or the one a dispatcher (auto) hands the problem to, decided exactly as its call
+    decides (Backend.runner, which also applies a device's ``accuracy_on``)."""
     call = _normalized(case)
     features = call.features() | ({"autograd"} if autograd else set())
     return entry.runner(*call.problem(), dtype, device, features)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
@@ -74,6 +74,10 @@ class Backend:
     #: For a dispatcher (auto): called with the normalised problem, dtype, device and the
     #: features used, it returns the entry that will run it. See :meth:`runner`.
     delegate: Callable[..., Backend] | None = field(default=None, repr=False)
+    #: (exact, error_model) on a device type where they differ from ``exact`` and
+    #: ``error_model``: torch is exact on the CPU (oneDNN's direct and GEMM kernels), but on
+    #: CUDA cuDNN's heuristics may pick an FFT or Winograd engine. See :meth:`runner`.
+    accuracy_on: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False)
 
     @cached_property
     def reason(self) -> str:
@@ -124,12 +128,18 @@ class Backend:
     def runner(self, input_shape, weight_shape, stride, padding, dilation, groups,
                dtype: torch.dtype, device="cpu", features: Iterable[str] = ()) -> Backend:
         """The entry that computes this problem: itself, or a dispatcher's choice. Its
-        ``exact`` and ``error_model`` are the ones a checker must hold the result to."""
-        if self.delegate is None:
-            return self
-        return self.delegate(tuple(input_shape), tuple(weight_shape), tuple(stride),
-                             tuple(padding), tuple(dilation), groups, dtype, str(device),
-                             frozenset(features))
+        ``exact`` and ``error_model`` (on this device: ``accuracy_on``) are the ones a
+        checker must hold the result to."""
+        entry = self
+        if self.delegate is not None:
+            entry = self.delegate(tuple(input_shape), tuple(weight_shape), tuple(stride),
+                                  tuple(padding), tuple(dilation), groups, dtype, str(device),
+                                  frozenset(features))
+        exact, model = entry.accuracy_on.get(str(device).split(":")[0],
+                                             (entry.exact, entry.error_model))
+        if (exact, model) == (entry.exact, entry.error_model):
+            return entry
+        return replace(entry, exact=exact, error_model=model)
 
     def __call__(self, *args, **kwargs) -> torch.Tensor:
         return self.fn(*args, **kwargs)
@@ -144,6 +154,7 @@ class Backend:
             "dtypes": [str(d).removeprefix("torch.") for d in self.dtypes],
             "features": sorted(self.features),
             "exact": self.exact,
+            "exact_on": {device: exact for device, (exact, _) in self.accuracy_on.items()},
             "description": self.description,
         }
 

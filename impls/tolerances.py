@@ -35,6 +35,12 @@ dominate; with all-equal data the C/g identical inexact products add coherently:
 
 with (c, c') = (8, 7) for F(2x2) and (60, 70) for F(4x4): twice the worst measured.
 
+cuDNN ("cudnn": torch on CUDA). Its heuristics pick the engine per problem, and besides
+implicit-GEMM ones (the direct model) they may pick FFT or Winograd engines, which round
+inside their transforms (issue #3: compare it with a tolerance). The bound is the loosest of
+the methods it may run: max(fft, winograd-f4), never below direct. Not measured against
+cuDNN's own engines here (no GPU at hand when it was written): the models are ours.
+
 Exact mode: "exact" backends must match the reference bit for bit (the fill guarantees
 exact sums); the others use their model's coherent-data bound.
 """
@@ -105,7 +111,10 @@ def error_bound(model: str, dtype: torch.dtype, mode: str, problem: Problem,
         else:
             spread = coherent * problem.reduction * math.sqrt(problem.group_channels)
         return np.maximum(u * np.abs(ref) + u * problem.xw * spread, direct)
-    known = ", ".join(("direct", "fft", *WINOGRAD_COEFFICIENTS))
+    if model == "cudnn":
+        return np.maximum(*(error_bound(m, dtype, mode, problem, ref, absref, tf32)
+                            for m in ("fft", "winograd-f4")))
+    known = ", ".join(("direct", "fft", *WINOGRAD_COEFFICIENTS, "cudnn"))
     raise ValueError(f"unknown error model {model!r}; models: {known}")
 
 

@@ -27,3 +27,27 @@ def test_forward_matches_reference(backend, case, mode, precision, device):
     if result.status == SKIPPED:
         pytest.skip(result.reason)
     assert result.ok, result.repro()
+
+
+def test_torch_is_held_to_bit_exactness_on_the_cpu_only():
+    """cuDNN may pick an FFT or Winograd engine, so on CUDA torch gets the "cudnn" bound:
+    the loosest of those methods', never tighter than direct's (no GPU needed to check)."""
+    import numpy as np
+
+    import impls
+    from impls.checker import problem, runner
+    from impls.tolerances import error_bound
+
+    case = next(c for c in CASES if (c.r, c.s) == (3, 3) and c.bias)
+    torch_entry = impls.get_backend("torch")
+    assert runner(torch_entry, case, torch.float32, "cpu").exact
+    on_gpu = runner(torch_entry, case, torch.float32, "cuda:0")
+    assert (on_gpu.exact, on_gpu.error_model) == (False, "cudnn")
+    assert impls.get_backend("torch").capabilities()["exact_on"] == {"cuda": False}
+
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=case.input_shape), rng.normal(size=case.weight_shape)
+    ref, absref = rng.normal(size=(4, 4)), rng.uniform(1, 2, size=(4, 4))
+    bounds = {m: error_bound(m, torch.float32, "random", problem(case, x, w), ref, absref)
+              for m in ("direct", "fft", "winograd-f4", "cudnn")}
+    assert all((bounds["cudnn"] >= bounds[m]).all() for m in ("direct", "fft", "winograd-f4"))
