@@ -2,7 +2,8 @@
 
 TRITON_INTERPRET must be set before the Triton kernel module is imported (Triton reads it
 when a kernel is decorated), so it is decided here, before any test imports impls' backends:
-on a machine without CUDA the Triton backend runs on the CPU interpreter.
+on a machine without CUDA the Triton backend runs on the CPU interpreter. So is
+CONVBENCH_TRITON_CONFIGS: on a GPU, one tile configuration per problem instead of autotuning.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# The suite checks answers, not speed: one Triton tile configuration per problem, rotating
+# over problems, instead of autotuning each (impls.builtin._triton_kernels.ROTATE).
+os.environ.setdefault("CONVBENCH_TRITON_CONFIGS", "rotate")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One thread per xdist worker: workers already fill the cores, and two torch threads
     # per worker on a 2-core machine cost ~3x the CPU time through oversubscription.

@@ -237,6 +237,14 @@ def _worker(job_file: str) -> None:
 JOBS = jobs()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cpu_suite_only(pytestconfig):
+    """Not in a --device cuda run: there the GPU compiles and runs the kernels itself, and
+    each xdist worker would recompile all of these, one process per core, beside it."""
+    if pytestconfig.getoption("device").startswith("cuda"):
+        pytest.skip("compiling for sm_80/sm_90 without a GPU is the CPU suite's (CI's) check")
+
+
 @pytest.fixture(scope="module")
 def compiled() -> dict[str, dict]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

@@ -314,3 +314,27 @@ def test_backward_is_not_twice_differentiable():
     (grad,) = torch.autograd.grad(out.sum(), leaf, create_graph=True)
     with pytest.raises(RuntimeError):
         grad.sum().backward()
+
+
+def test_rotation_gives_each_problem_one_config_and_the_suite_all_of_them(monkeypatch):
+    """Under CONVBENCH_TRITON_CONFIGS=rotate (the suite's setting) a GPU run compiles one
+    tile configuration per problem: the same one in every process (xdist workers share
+    Triton's compile cache), and every configuration for some problem of the suite."""
+    from impls.builtin import _triton_kernels as kernels
+
+    configs = kernels._triton_configs(kernels.GPU_CONFIGS)
+    key = ["M", "CG", "KG", "H", "W", "R", "S"]
+    pick = kernels.rotation(key)
+    problems = [dict(M=n * h * h, CG=c, KG=c, H=h, W=h, R=r, S=r)
+                for n in (1, 2, 4) for c in (3, 16, 32, 64) for h in (7, 9, 14) for r in (1, 3)]
+    picked = [pick(configs, p, x_ptr=torch.empty(0, dtype=torch.float16)) for p in problems]
+    assert all(len(p) == 1 for p in picked)
+    assert picked == [pick(configs, p, x_ptr=torch.empty(0, dtype=torch.float16))
+                      for p in problems]
+    assert {id(p[0]) for p in picked} == {id(c) for c in configs}
+    monkeypatch.setattr(kernels, "ROTATE", True)
+    tuner = kernels.autotuned(kernels.conv2d_fwd_kernel, configs, key)
+    assert tuner.early_config_prune is not None
+    assert tuner.do_bench(lambda: 1 / 0, quantiles=(0.5, 0.2, 0.8)) == [0.0] * 3  # no run
+    monkeypatch.setattr(kernels, "ROTATE", False)
+    assert kernels.autotuned(kernels.conv2d_fwd_kernel, configs, key).early_config_prune is None

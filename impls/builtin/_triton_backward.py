@@ -37,7 +37,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from impls.builtin._triton_kernels import GPU_CONFIGS, INTERPRET, _triton_configs
+from impls.builtin._triton_kernels import GPU_CONFIGS, INTERPRET, _triton_configs, autotuned
 
 #: Data gradient: the forward's GEMM shape (pixels x channels x channels*taps), so its tiles.
 DGRAD_GPU_CONFIGS = GPU_CONFIGS
@@ -261,11 +261,11 @@ def wgrad_reduce_kernel(ws_ptr, gw_ptr, gb_ptr, SPLIT, K, COLS, WS_COLS, CG, S,
 
 
 _KEY = ["CG", "KG", "H", "W", "R", "S", "stride_h", "stride_w", "dil_h", "dil_w"]
-conv2d_dgrad = triton.autotune(
-    configs=_triton_configs(DGRAD_INTERPRETER_CONFIGS if INTERPRET else DGRAD_GPU_CONFIGS),
-    key=["N", *_KEY],
-)(conv2d_dgrad_kernel)
-conv2d_wgrad = triton.autotune(
-    configs=_triton_configs(WGRAD_INTERPRETER_CONFIGS if INTERPRET else WGRAD_GPU_CONFIGS),
-    key=["NPQ", "CHUNK", *_KEY],
-)(conv2d_wgrad_kernel)
+conv2d_dgrad = autotuned(
+    conv2d_dgrad_kernel,
+    _triton_configs(DGRAD_INTERPRETER_CONFIGS if INTERPRET else DGRAD_GPU_CONFIGS),
+    key=["N", *_KEY])
+conv2d_wgrad = autotuned(
+    conv2d_wgrad_kernel,
+    _triton_configs(WGRAD_INTERPRETER_CONFIGS if INTERPRET else WGRAD_GPU_CONFIGS),
+    key=["NPQ", "CHUNK", *_KEY])

@@ -35,12 +35,20 @@ without TRITON_INTERPRET); ``conv2d_fwd`` is its autotuned wrapper, the one laun
 from __future__ import annotations
 
 import os
+import zlib
 
 import triton
 import triton.language as tl
 
 #: Read once, like triton.jit itself does at decoration time.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+#: CONVBENCH_TRITON_CONFIGS=rotate (tests/conftest.py sets it): one configuration per
+#: problem, chosen from the problem's key, instead of compiling and timing them all. The
+#: test suite checks answers, not speed, and autotuning its ~370 GPU problems would compile
+#: ~3,700 kernels and time each (most of a lent GPU's minutes); rotating still runs every
+#: configuration somewhere in the suite. Read at import, like TRITON_INTERPRET; sweeps and
+#: users autotune as usual.
+ROTATE = os.environ.get("CONVBENCH_TRITON_CONFIGS") == "rotate"
 
 #: Tile configurations for the GPU autotuner: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages).
 #: Every one must compile and fit shared memory on sm_80 (163 KB) and sm_90 (227 KB) in all
@@ -71,6 +79,29 @@ def _triton_configs(table) -> list[triton.Config]:
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk},
                           num_warps=warps, num_stages=stages)
             for bm, bn, bk, warps, stages in table]
+
+
+def rotation(key: list[str]):
+    """The autotuner's pruning hook under ROTATE: the one configuration this problem (its
+    ``key`` arguments and tensor dtypes) maps to, the same in every process."""
+    def pick(configs, named_args, **kwargs):
+        args = {**named_args, **kwargs}
+        problem = [args.get(name) for name in key]
+        problem += [str(v.dtype) for v in args.values() if hasattr(v, "dtype")]
+        return [configs[zlib.crc32(repr(problem).encode()) % len(configs)]]
+
+    return pick
+
+
+def autotuned(kernel, configs: list[triton.Config], key: list[str]):
+    """``triton.autotune(configs, key)(kernel)``; under ROTATE, one configuration per problem
+    and nothing timed (Triton 3.6 still times a lone pruned configuration: not with this)."""
+    if not ROTATE or len(configs) == 1:
+        return triton.autotune(configs=configs, key=key)(kernel)
+    return triton.autotune(configs=configs, key=key,
+                           prune_configs_by={"early_config_prune": rotation(key)},
+                           do_bench=lambda kernel_call, quantiles: [0.0] * len(quantiles),
+                           )(kernel)
 
 
 @triton.jit
@@ -159,7 +190,6 @@ def conv2d_fwd_kernel(
 
 #: What the launcher calls. The key is the problem shape (the autotuner adds the tensors'
 #: dtypes itself); FLAT_K and INPUT_PRECISION are constexprs, so each value compiles apart.
-conv2d_fwd = triton.autotune(
-    configs=_triton_configs(INTERPRETER_CONFIGS if INTERPRET else GPU_CONFIGS),
-    key=["M", "CG", "KG", "H", "W", "R", "S", "stride_h", "stride_w", "dil_h", "dil_w"],
-)(conv2d_fwd_kernel)
+conv2d_fwd = autotuned(
+    conv2d_fwd_kernel, _triton_configs(INTERPRETER_CONFIGS if INTERPRET else GPU_CONFIGS),
+    key=["M", "CG", "KG", "H", "W", "R", "S", "stride_h", "stride_w", "dil_h", "dil_w"])
