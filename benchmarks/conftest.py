@@ -220,3 +220,5 @@ def row(request, sweep, case, benchmark):
                               **benchmark.stats.as_dict(include_data=False)})
     sweep.results.append(records.case_row(**fields))
     sweep.heartbeat.unlink(missing_ok=True)
+    if status == "failed" and sweep_plan.poisons_device(reason):
+        os._exit(sweep_plan.RESTART_STATUS)  # the row is on disk; a fresh child resumes

@@ -222,8 +222,9 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
         if in_flight is None or in_flight["key"] in results.done():
             # No case was cut short (or it finished just as it was killed).
             missing = set(by_key) - results.done()
-            if killed or (child.returncode in (0, 1, 5) and not missing):
-                continue  # 0/1/5: passed / some failed / nothing left to run
+            if killed or child.returncode == sweep_plan.RESTART_STATUS or (
+                    child.returncode in (0, 1, 5) and not missing):
+                continue  # 0/1/5: passed / some failed / nothing left; or a CUDA error
             print(f"pytest exited with status {child.returncode} outside any case, "
                   f"{len(missing)} cases without a row; see {paths['log']}:\n"
                   f"{_tail(paths['log'])}", file=sys.stderr)

@@ -23,6 +23,20 @@ import impls
 from benchmarks.shapes import ShapeEntry, shape_set
 from impls.backward import DIRECTIONS as BACKWARD_DIRECTIONS
 
+#: The child's exit status that asks the supervisor for a fresh child (which resumes after
+#: the rows written): a CUDA error such as an illegal address or a device-side assert
+#: leaves the process's CUDA context unusable, so every later case in it would fail too.
+RESTART_STATUS = 75
+#: Failure messages of such errors (torch's "CUDA error: ...", Triton's launcher's).
+_POISONED = ("CUDA error", "Triton Error [CUDA]", "device-side assert")
+
+
+def poisons_device(reason: str) -> bool:
+    """Whether a case's failure leaves the device unusable for the rest of the process (an
+    out-of-memory error does not: torch frees and carries on)."""
+    return any(text in reason for text in _POISONED)
+
+
 #: What ``nox -s bench`` and a bare ``python -m benchmarks sweep`` run.
 DEFAULT_SETS = ("resnet50", "large-kernel", "grid-small")
 #: Bytes per element, for a row's tensor bytes.

@@ -2,7 +2,8 @@
 
 Each misbehaves the way a broken kernel does, so the sweep's isolation is proven on the real
 thing rather than on a mock: one hangs inside native code while holding the GIL (no Python
-timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget.
+timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget,
+one raises a CUDA error that (as on a GPU) breaks every later call in its process.
 Two decline politely: one declares (``accepts``) that it takes 1x1 kernels only, one raises
 NotImplementedError; both must become skipped rows, not failures. For the backward
 directions: one declares no autograd (its gradients must be skipped rows with that reason),
@@ -40,6 +41,25 @@ def slow(input, weight, bias, stride, padding, dilation, groups):
     out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     time.sleep(0.02 * out.shape[-1] * out.shape[-2])
     return out
+
+
+#: Set by ``cuda_error``: this process's (simulated) device is unusable from then on.
+_device_lost = False
+
+
+def cuda_error(input, weight, bias, stride, padding, dilation, groups):
+    """Fails as a kernel with a bad address does on a GPU, which poisons the CUDA context
+    for the rest of the process (simulated: ``after_cuda_error`` fails in that process)."""
+    global _device_lost
+    _device_lost = True
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def after_cuda_error(input, weight, bias, stride, padding, dilation, groups):
+    """F.conv2d in a fresh process; in one that saw ``cuda_error``, the error again."""
+    if _device_lost:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
 def not_implemented(input, weight, bias, stride, padding, dilation, groups):

@@ -325,6 +325,21 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
     assert len(records.ResultsFile(tmp_path / "out.jsonl").rows()) == 7
 
 
+def test_a_cuda_error_restarts_the_child_and_the_next_case_runs_fresh(tmp_path):
+    """A CUDA error leaves the child's context unusable: its row is written, and a fresh
+    child takes the next case instead of failing it (and every case after it) too."""
+    (tmp_path / "tiny").write_text(TINY)
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "sweep_backends:cuda_error",
+                 "--backend", "sweep_backends:after_cuda_error")
+    assert run.returncode == 1, run.stdout + run.stderr  # one case failed
+    rows = {r["backend"].split(":")[-1]: r
+            for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert rows["cuda_error"]["status"] == "failed"
+    assert "illegal memory access" in rows["cuda_error"]["reason"]
+    assert rows["after_cuda_error"]["status"] == "ok", rows["after_cuda_error"]["reason"]
+    assert (tmp_path / "out.log").read_text().count("\n=== ") == 2  # a second child
+
+
 def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path):
     (tmp_path / "tiny").write_text(TINY)
     backends = ["torch", "sweep_backends:no_autograd", "sweep_backends:slow_backward"]
