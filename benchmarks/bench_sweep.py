@@ -6,6 +6,9 @@ Not collected by the test suite (testpaths is tests/); run it by path, or throug
 predict one call and refuse what the limit cannot afford (both become skipped rows with
 the reason), build the call, warm up, time rounds until the budget is spent
 (benchmarks.timer), hand them to pytest-benchmark, then measure one call's peak memory.
+On CUDA with warm caches the same calls are also replayed from a CUDA graph
+(timer.time_graph): the device's own time, without the Python and launch overhead that a
+wall-clock round of short GPU calls can be made of (``graph_median_s`` beside ``median_s``).
 
 What is timed, per direction (bias is left out in all three):
 - forward: the backend's own function with the arguments the front end hands it
@@ -20,6 +23,7 @@ What is timed, per direction (bias is left out in all three):
 
 from __future__ import annotations
 
+import statistics
 import warnings
 
 import pytest
@@ -110,8 +114,26 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                    {"min_rounds": sweep.min_rounds, "max_time": sweep.budget,
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter"})
     row.update(measured(stats, iterations, case, sweep))
+    if device.startswith("cuda") and not cold:
+        row.update(graph_time(call, device, GRAPH_SHARE * sweep.budget, iterations))
     row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)
     benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO if k in row})
+
+
+#: Of the case's budget, the share the CUDA-graph replays get on top of the wall rounds.
+GRAPH_SHARE = 0.5
+
+
+def graph_time(call, device: str, budget: float, iterations: int) -> dict:
+    """The row's graph fields: the median seconds per call of the case's calls replayed
+    from a CUDA graph (timer.time_graph), or why there is none. A capture that fails is
+    no failure of the case: its wall-clock time stands."""
+    try:
+        rounds = timer.time_graph(call, device, budget, iterations)
+    except Exception as exc:  # a backend that syncs, or cannot be captured: say so
+        torch.cuda.synchronize(device)
+        return {"graph_error": f"{type(exc).__name__}: {exc}"[:500]}
+    return {"graph_median_s": statistics.median(rounds) / iterations}
 
 
 def guarded_call(case, sweep, row, entry):

@@ -111,8 +111,13 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
                 "why": f"{target.backend} and {target.baseline} timed on different machines "
                        "(a run resumed elsewhere): no ratio"}
     noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
-    return {"name": name, "set": set_name, "ratio": base["median_s"] / mine["median_s"],
-            "why": "", "baseline": base["backend"], "noisy": noisy}
+    wall = base["median_s"] / mine["median_s"]
+    if mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
+        return {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
+                "ratio": base["graph_median_s"] / mine["graph_median_s"], "wall": wall,
+                "noisy": noisy}
+    return {"name": name, "set": set_name, "ratio": wall, "why": "",
+            "baseline": base["backend"], "noisy": noisy}
 
 
 def _same_machine(a: dict | None, b: dict | None) -> bool:
@@ -138,8 +143,12 @@ def table(results: list[dict]) -> list[list[str]]:
              r["met"]] for r in results]
 
 
-def _x(ratio: float, noisy: bool = False) -> str:
-    return f"{ratio:.2f}x" + ("*" if noisy else "")
+def _x(ratio: float, noisy: bool = False, wall: float | None = None) -> str:
+    """A ratio; on CUDA, of device times (CUDA graphs), with the wall-clock one beside it
+    where they differ: a gap is what Python and launches cost a caller."""
+    text = f"{ratio:.2f}x" + ("*" if noisy else "")
+    return text + (f" (wall {wall:.2f}x)" if wall is not None and f"{wall:.2f}" !=
+                   f"{ratio:.2f}" else "")
 
 
 def _shapes_cell(result: dict) -> str:
@@ -151,7 +160,8 @@ def _shapes_cell(result: dict) -> str:
     timed = [s for s in shapes if s["ratio"] is not None]
     if len(shapes) <= LIST_SHAPES:
         return head + ": " + ", ".join(
-            f"{s['name']} {_x(s['ratio'], s['noisy'])}" if s["ratio"] is not None else
+            f"{s['name']} {_x(s['ratio'], s['noisy'], s.get('wall'))}"
+            if s["ratio"] is not None else
             f"{s['name']} not timed ({s['why']})" for s in shapes)
     gaps = [s for s in shapes if s["ratio"] is None]
     text = head
@@ -219,7 +229,8 @@ def per_layer(group: list[Target], rows: list[dict]) -> tuple[str, list[str], li
         for e in shape_set(name, first.batch):
             cells = [_shape(t, name, e.descriptor, here.get((name, e.descriptor), {}))
                      for t, here in zip(group, shaped)]
-            body.append([cells[0]["name"], *(_x(c["ratio"], c["noisy"]) if c["ratio"] else
+            body.append([cells[0]["name"], *(_x(c["ratio"], c["noisy"], c.get("wall"))
+                                             if c["ratio"] else
                                              f"- ({c['why']})" for c in cells)])
     return title, header, body
 
@@ -240,8 +251,10 @@ def provenance(result_set: ResultSet) -> str:
             f"{result_set.commit() or '?'}, {started[:16].replace('T', ' ')}"
             + (f", load average {load_avg:.1f} when it started" if load_avg else "")
             + f" ({files}). Ratio: baseline median time / backend median time "
-            "on the same shape in the same run; > 1 is faster than the baseline. *: noisy, "
-            f"the IQR of either time was over {NOISY:.0%} of its median.")
+            "on the same shape in the same run; > 1 is faster than the baseline. On CUDA, "
+            "of device times (the calls replayed from a CUDA graph, launch overhead "
+            "excluded) where both have one, the wall-clock ratio beside it where it "
+            f"differs. *: noisy, the IQR of either time was over {NOISY:.0%} of its median.")
 
 
 def _layer_tables(targets, rows):

@@ -310,6 +310,7 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
         assert math.isclose(ok["fraction_of_peak"], ok["gflops"] / ok["peak_gflops"])
         assert ok["bytes"] > 0 and ok["arithmetic_intensity"] > 0
         assert ok["direction"] == "forward" and ok["batch"] == 1 and ok["dtype"] == "float32"
+        assert ok["graph_median_s"] is None and ok["graph_error"] is None  # CUDA only
     report = json.loads((tmp_path / "out.json").read_text())
     assert len(report["convbench"]["rows"]) == 7
     assert {b["extra_info"]["backend"] for b in report["benchmarks"]} == {"torch"}
