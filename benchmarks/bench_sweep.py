@@ -6,7 +6,7 @@ Not collected by the test suite (testpaths is tests/); run it by path, or throug
 predict one call and refuse what the limit cannot afford (both become skipped rows with
 the reason), build the call, warm up, time rounds until the budget is spent
 (benchmarks.timer), hand them to pytest-benchmark, then measure one call's peak memory.
-On CUDA with warm caches the same calls are also replayed from a CUDA graph
+On CUDA, forward with warm caches, the same calls are also replayed from a CUDA graph
 (timer.time_graph): the device's own time, without the Python and launch overhead that a
 wall-clock round of short GPU calls can be made of (``graph_median_s`` beside ``median_s``).
 
@@ -115,7 +115,8 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter"})
     row.update(measured(stats, iterations, case, sweep))
     if device.startswith("cuda") and not cold:
-        row.update(graph_time(call, device, GRAPH_SHARE * sweep.budget, iterations))
+        row.update(graph_time(call, device, GRAPH_SHARE * sweep.budget, iterations, sweep,
+                              case.direction))
     row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)
     benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO if k in row})
 
@@ -124,14 +125,20 @@ def measure(benchmark, case, sweep, row, entry) -> None:
 GRAPH_SHARE = 0.5
 
 
-def graph_time(call, device: str, budget: float, iterations: int) -> dict:
+def graph_time(call, device: str, budget: float, iterations: int, sweep,
+               direction: str) -> dict:
     """The row's graph fields: the median seconds per call of the case's calls replayed
     from a CUDA graph (timer.time_graph), or why there is none. A capture that fails is
-    no failure of the case: its wall-clock time stands."""
+    no failure of the case: its wall-clock time stands, and the child is replaced after
+    this row (``sweep.restart``), as a failed capture can leave the allocator broken.
+    Forward only: autograd runs a backward op on its forward's stream, which a capture
+    on another stream cannot order against."""
+    if direction != "forward":
+        return {"graph_error": "not captured: a backward direction (autograd's streams)"}
     try:
         rounds = timer.time_graph(call, device, budget, iterations)
     except Exception as exc:  # a backend that syncs, or cannot be captured: say so
-        torch.cuda.synchronize(device)
+        sweep.restart = True
         return {"graph_error": f"{type(exc).__name__}: {exc}"[:500]}
     return {"graph_median_s": statistics.median(rounds) / iterations}
 

@@ -23,6 +23,7 @@ _INTERPRETER_ASKED = os.environ.pop("TRITON_INTERPRET", "") == "1"
 
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
@@ -87,6 +88,9 @@ class Sweep:
             self.device, self.dtype_name, opt("--batch"), shard, opt("--tf32")))
         self.heartbeat = sweep_plan.heartbeat_path(self.results.path)
         self._machine = None
+        #: Set by a case that leaves this process unfit for the next (a failed CUDA-graph
+        #: capture): after its row, the child exits for a fresh one.
+        self.restart = False
 
     @property
     def machine(self) -> dict:
@@ -220,5 +224,7 @@ def row(request, sweep, case, benchmark):
                               **benchmark.stats.as_dict(include_data=False)})
     sweep.results.append(records.case_row(**fields))
     sweep.heartbeat.unlink(missing_ok=True)
-    if status == "failed" and sweep_plan.poisons_device(reason):
+    if sweep.restart or (status == "failed" and sweep_plan.poisons_device(reason)):
+        sys.stdout.flush()  # os._exit skips it: the log keeps what the case printed
+        sys.stderr.flush()
         os._exit(sweep_plan.RESTART_STATUS)  # the row is on disk; a fresh child resumes

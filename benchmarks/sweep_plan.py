@@ -27,8 +27,11 @@ from impls.backward import DIRECTIONS as BACKWARD_DIRECTIONS
 #: the rows written): a CUDA error such as an illegal address or a device-side assert
 #: leaves the process's CUDA context unusable, so every later case in it would fail too.
 RESTART_STATUS = 75
-#: Failure messages of such errors (torch's "CUDA error: ...", Triton's launcher's).
-_POISONED = ("CUDA error", "Triton Error [CUDA]", "device-side assert")
+#: Failure messages of such errors (torch's "CUDA error: ...", Triton's launcher's, cuDNN's
+#: failed execution). A few harmless ones match too (cuBLAS's "CUDA error: out of memory"):
+#: they cost a restart, never a row.
+_POISONED = ("CUDA error", "Triton Error [CUDA]", "device-side assert",
+             "CUDNN_STATUS_EXECUTION_FAILED")
 
 
 def poisons_device(reason: str) -> bool:

@@ -105,19 +105,23 @@ def time_graph(fn: Callable[[], object], device: str, budget: float, iterations:
     then measures the launcher. A graph replays the kernels alone: what a kernel writer
     compares (triton.testing.do_bench_cudagraph). Capture needs every lazy setup done (the
     sweep's warm-up ran Triton's autotuning and cuDNN's search) and no host sync inside
-    ``fn``; one that breaks it raises, and the caller records why.
+    ``fn``; one that breaks it raises, and the caller records why. A failed capture can
+    leave torch's allocator believing a capture is under way (torch < 2.12): the caller
+    must not capture again in this process.
     """
     dev = torch.device(device)
     with torch.cuda.device(dev):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # a warm-up on a side stream, as capture asks
-            fn()
-        torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(iterations):
-                fn()
+        # Warm-up and capture on one side stream, named to the graph: the process's current
+        # stream is restored by the outer context even when capture fails inside.
+        with torch.cuda.stream(side):
+            fn()
+            with torch.cuda.graph(graph, stream=side):
+                for _ in range(iterations):
+                    fn()
+        torch.cuda.current_stream().wait_stream(side)
         graph.replay()  # the first replay uploads the graph: not timed
         torch.cuda.synchronize()
         start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))

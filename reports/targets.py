@@ -112,12 +112,13 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
                        "(a run resumed elsewhere): no ratio"}
     noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
     wall = base["median_s"] / mine["median_s"]
+    out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
+           "ratio": wall, "noisy": noisy}
     if mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
-        return {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
-                "ratio": base["graph_median_s"] / mine["graph_median_s"], "wall": wall,
-                "noisy": noisy}
-    return {"name": name, "set": set_name, "ratio": wall, "why": "",
-            "baseline": base["backend"], "noisy": noisy}
+        out.update(ratio=base["graph_median_s"] / mine["graph_median_s"], wall=wall)
+    elif (mine.get("device") or "cpu").startswith("cuda"):  # a capture failed: say so
+        out["wall_only"] = mine.get("graph_error") or base.get("graph_error") or "no graph"
+    return out
 
 
 def _same_machine(a: dict | None, b: dict | None) -> bool:
@@ -143,12 +144,20 @@ def table(results: list[dict]) -> list[list[str]]:
              r["met"]] for r in results]
 
 
-def _x(ratio: float, noisy: bool = False, wall: float | None = None) -> str:
+def _x(ratio: float, noisy: bool = False, wall: float | None = None,
+       wall_only: str = "") -> str:
     """A ratio; on CUDA, of device times (CUDA graphs), with the wall-clock one beside it
-    where they differ: a gap is what Python and launches cost a caller."""
+    where they differ (a gap is what Python and launches cost a caller), or marked "wall
+    only" where a capture failed (its reason is in the row's graph_error)."""
     text = f"{ratio:.2f}x" + ("*" if noisy else "")
+    if wall_only:
+        return text + " (wall only)"
     return text + (f" (wall {wall:.2f}x)" if wall is not None and f"{wall:.2f}" !=
                    f"{ratio:.2f}" else "")
+
+
+def _cell(shape: dict) -> str:
+    return _x(shape["ratio"], shape["noisy"], shape.get("wall"), shape.get("wall_only", ""))
 
 
 def _shapes_cell(result: dict) -> str:
@@ -160,14 +169,13 @@ def _shapes_cell(result: dict) -> str:
     timed = [s for s in shapes if s["ratio"] is not None]
     if len(shapes) <= LIST_SHAPES:
         return head + ": " + ", ".join(
-            f"{s['name']} {_x(s['ratio'], s['noisy'], s.get('wall'))}"
-            if s["ratio"] is not None else
+            f"{s['name']} {_cell(s)}" if s["ratio"] is not None else
             f"{s['name']} not timed ({s['why']})" for s in shapes)
     gaps = [s for s in shapes if s["ratio"] is None]
     text = head
     if timed:
         worst = min(timed, key=lambda s: s["ratio"])
-        text += f"; worst: {worst['name']} {_x(worst['ratio'], worst['noisy'])}"
+        text += f"; worst: {worst['name']} {_cell(worst)}"
         if t.baseline == BEST:
             text += f" (fastest other there: {worst['baseline']})"
     if gaps:
@@ -187,8 +195,10 @@ def _measured_cell(result: dict) -> str:
     base = "the fastest other backend" if result["target"].baseline == BEST \
         else result["target"].baseline
     noisy = sum(s["noisy"] for s in result["shapes"])
+    wall_only = sum(bool(s.get("wall_only")) for s in result["shapes"])
     return (f"geomean {_x(result['geomean'])}, worst {_x(result['worst'])} (vs {base})"
-            + (f"; {noisy} noisy*" if noisy else ""))
+            + (f"; {noisy} noisy*" if noisy else "")
+            + (f"; {wall_only} by wall clock only (no CUDA-graph time)" if wall_only else ""))
 
 
 def _goal_cell(target: Target) -> str:
@@ -229,8 +239,7 @@ def per_layer(group: list[Target], rows: list[dict]) -> tuple[str, list[str], li
         for e in shape_set(name, first.batch):
             cells = [_shape(t, name, e.descriptor, here.get((name, e.descriptor), {}))
                      for t, here in zip(group, shaped)]
-            body.append([cells[0]["name"], *(_x(c["ratio"], c["noisy"], c.get("wall"))
-                                             if c["ratio"] else
+            body.append([cells[0]["name"], *(_cell(c) if c["ratio"] else
                                              f"- ({c['why']})" for c in cells)])
     return title, header, body
 

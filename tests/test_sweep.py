@@ -341,6 +341,30 @@ def test_a_cuda_error_restarts_the_child_and_the_next_case_runs_fresh(tmp_path):
     assert (tmp_path / "out.log").read_text().count("\n=== ") == 2  # a second child
 
 
+def test_a_failed_graph_capture_keeps_the_wall_time_and_replaces_the_child(monkeypatch):
+    """No GPU here, so timer.time_graph is stood in for: a capture that raises leaves the
+    row's wall time alone, says why, and asks for a fresh child (torch < 2.12's allocator
+    may be left mid-capture); backward directions are not captured at all."""
+    from types import SimpleNamespace
+
+    from benchmarks import bench_sweep, timer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(timer, "time_graph", broken)
+    sweep = SimpleNamespace(restart=False)
+    got = bench_sweep.graph_time(lambda: None, "cuda", 0.1, 1, sweep, "forward")
+    assert got == {"graph_error": "RuntimeError: operation not permitted when stream is "
+                                  "capturing"} and sweep.restart
+    monkeypatch.setattr(timer, "time_graph", lambda fn, device, budget, n: [4e-3, 2e-3, 3e-3])
+    sweep.restart = False
+    assert bench_sweep.graph_time(lambda: None, "cuda", 0.1, 2, sweep, "forward") == {
+        "graph_median_s": 1.5e-3} and not sweep.restart
+    got = bench_sweep.graph_time(lambda: None, "cuda", 0.1, 1, sweep, "backward-data")
+    assert "not captured" in got["graph_error"] and not sweep.restart
+
+
 def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path):
     (tmp_path / "tiny").write_text(TINY)
     backends = ["torch", "sweep_backends:no_autograd", "sweep_backends:slow_backward"]
