@@ -114,10 +114,10 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                    {"min_rounds": sweep.min_rounds, "max_time": sweep.budget,
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter"})
     row.update(measured(stats, iterations, case, sweep))
-    if device.startswith("cuda") and not cold:
+    row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)
+    if device.startswith("cuda") and not cold:  # last: a failed capture spoils the process
         row.update(graph_time(call, device, GRAPH_SHARE * sweep.budget, iterations, sweep,
                               case.direction))
-    row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)
     benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO if k in row})
 
 
