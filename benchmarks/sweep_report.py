@@ -168,6 +168,11 @@ def merge_cli(args: argparse.Namespace) -> int:
         print(f"python -m benchmarks merge: error: no such file: {', '.join(missing)}",
               file=sys.stderr)
         return 2
+    if args.output.suffix == ".jsonl":  # readers take .jsonl for JSON lines, one per record
+        print(f"python -m benchmarks merge: error: {args.output} names JSON lines, but merge "
+              "writes one JSON report (pytest-benchmark's format): name it .json",
+              file=sys.stderr)
+        return 2
     doc = records.report([records.ResultsFile(f) for f in args.files])
     records.write_json(args.output, doc)
     rows = doc["convbench"]["rows"]

@@ -265,6 +265,20 @@ def test_results_file_survives_a_cut_line_and_merges(tmp_path):
     assert records.ResultsFile(tmp_path / "r.json").done() == {"k1", "k3"}
 
 
+def test_merge_writes_one_json_report_and_refuses_a_jsonl_name(tmp_path, capsys):
+    """merge writes pytest-benchmark's JSON, which a .jsonl name would make every reader
+    take for JSON lines (the report builder then read nothing but broken lines)."""
+    a, b = records.ResultsFile(tmp_path / "a.jsonl"), records.ResultsFile(tmp_path / "b.jsonl")
+    a.append(records.case_row(key="k1", status="ok", backend="torch", shape_set="s",
+                              descriptor="d1", median_s=1e-3, count=1))
+    b.append(records.case_row(key="k2", status="skipped", reason="why", backend="torch",
+                              shape_set="s", descriptor="d2"))
+    assert sweep_main(["merge", str(a.path), str(b.path), "-o", str(tmp_path / "m.jsonl")]) == 2
+    assert "name it .json" in capsys.readouterr().err and not (tmp_path / "m.jsonl").exists()
+    assert sweep_main(["merge", str(a.path), str(b.path), "-o", str(tmp_path / "m.json")]) == 0
+    assert records.ResultsFile(tmp_path / "m.json").done() == {"k1", "k2"}
+
+
 # --- the real thing: a sweep with broken backends ------------------------------------------
 
 TINY = 'mb1ic8ih14oc8oh14kh3ph1n"tiny:a"\n'
