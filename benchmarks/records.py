@@ -173,8 +173,12 @@ class ResultsFile:
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:  # a line cut off by a kill: the case reruns
+                record = None
+            if isinstance(record, dict):
+                out.append(record)
+            else:  # cut off, or not JSON lines at all (a JSON report named .jsonl)
                 warnings.warn(f"{self.path}:{lineno}: unreadable line ignored", stacklevel=2)
         return out
 

@@ -254,6 +254,8 @@ def test_results_file_survives_a_cut_line_and_merges(tmp_path):
     a.append({"record": "machine", "id": "m1", "peak_gflops": 1})
     a.append(records.case_row(key="k1", status="ok"))
     with open(a.path, "a") as f:
+        f.write('  "stray": [1, 2],\n')  # not JSON lines (a report's line): skipped
+        f.write('"stray"\n')  # valid JSON, but no record
         f.write('{"record": "case", "key": "k2", "sta')  # killed mid-write
     b.append(records.case_row(key="k3", status="failed", reason="boom"))
     with pytest.warns(UserWarning, match="unreadable line"):
