@@ -117,6 +117,24 @@ def test_paired_rows_compare_times_or_ratios_to_torch():
     assert by_ratio[0].verdict == stats.UNCHANGED
 
 
+def test_against_a_baseline_a_moved_reference_makes_a_ratio_inconclusive():
+    """FFT's ratio to torch 15% up: slower, unless torch itself moved beyond the band since
+    the baseline (a machine in another state), which the row then says instead."""
+    case = gate_cases(["fft"], quick=True)[0]
+    stored = {"cases": {case.key: {"call_s": list(noisy(12, 1.0, 0.01)),
+                                   "ref_s": list(noisy(12, 1.0, 0.01, seed=1))}}}
+
+    def row(call_factor, ref_factor):
+        head = Samples(call=list(noisy(12, call_factor, 0.01, seed=2)),
+                       ref=list(noisy(12, ref_factor, 0.01, seed=3)))
+        return verdicts.baseline_rows([case], stored, {case.key: {"head": head}}, "head")[0]
+
+    assert row(1.15, 1.0).verdict == stats.SLOWER  # the code got slower
+    moved = row(1.15 * 1.2, 1.2)  # torch +20%, fft +38%: its ratio +15%
+    assert moved.verdict == stats.UNSURE and "torch itself is +" in moved.note
+    assert row(1.2, 1.2).verdict == stats.UNCHANGED  # uniformly slower: the ratio holds
+
+
 def test_baseline_round_trip(tmp_path):
     cases = gate_cases(["torch", "fft"], quick=True)
     results = {c.key: {"head": Samples(call=[1e-3] * 5, ref=[1e-3] * 5)} for c in cases}

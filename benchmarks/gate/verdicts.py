@@ -88,8 +88,28 @@ def baseline_rows(cases, baseline: dict, results, head: str,
             row = Row(case, change.verdict(case.threshold), change, _median(a.call),
                       _median(b.call), note="ratio to torch vs baseline",
                       samples=(a.ratio, b.ratio))
+            moved = _reference_moved(a.ref, b.ref, case.threshold, confidence)
+            if moved and row.verdict in (stats.SLOWER, stats.FASTER):
+                row.verdict, row.note = stats.UNSURE, moved
         rows.append(row)
     return rows
+
+
+def _reference_moved(stored: list[float], now: list[float], threshold: float,
+                     confidence: float) -> str:
+    """Why a ratio to torch cannot be compared with the stored one, or "": torch's own time
+    on this shape moved beyond the band since the baseline. Dividing by torch cancels a
+    machine that is uniformly faster or slower; one in another state (a busy host slowed
+    torch 18% and FFT's ratio 15% here) shifts the ratios too, which a verdict would blame
+    on the code."""
+    if len(stored) < 3 or len(now) < 3:
+        return ""
+    change = stats.unpaired_change(stored, now, confidence)
+    if change.verdict(threshold) not in (stats.SLOWER, stats.FASTER):
+        return ""
+    return (f"not comparable: torch itself is {change.factor - 1:+.0%} on this shape since "
+            "the baseline (the machine is in another state); rerun, or re-record the "
+            "baseline here")
 
 
 def failed(rows: list[Row]) -> bool:
