@@ -133,6 +133,7 @@ def test_against_a_baseline_a_moved_reference_makes_a_ratio_inconclusive():
     moved = row(1.15 * 1.2, 1.2)  # torch +20%, fft +38%: its ratio +15%
     assert moved.verdict == stats.UNSURE and "torch itself is +" in moved.note
     assert row(1.2, 1.2).verdict == stats.UNCHANGED  # uniformly slower: the ratio holds
+    assert row(1.5 * 1.2, 1.2).verdict == stats.SLOWER  # +50%: more than the machine moved
 
 
 def test_baseline_round_trip(tmp_path):
