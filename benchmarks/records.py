@@ -51,9 +51,9 @@ ROW_FIELDS = {
     "iterations": "calls per round",
     "noise": "iqr_s / median_s",
     "graph_median_s": "CUDA forward, warm cache: median seconds per call of a round's calls "
-                      "replayed "
-                      "from one CUDA graph (triton.testing.do_bench_cudagraph's method): the "
-                      "device's time without Python and launch overhead; null on the CPU",
+                      "replayed from one CUDA graph (triton.testing.do_bench_cudagraph's "
+                      "method): the device's time without Python and launch overhead; null "
+                      "on the CPU",
     "graph_error": "why a CUDA case has no graph_median_s (its calls could not be captured)",
     "flops": "2*N*K*P*Q*(C/g)*R*S of one call (each backward direction: the forward's)",
     "gflops": "flops / median_s / 1e9",

@@ -21,6 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from benchmarks.records import VARIANT_FIELDS
 from reports.results import grid_point
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -122,14 +123,13 @@ def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = T
 
 
 def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
-    """Per ok row with a baseline row of the same shape, direction, device, precision and
-    cache mode in the same file (the same run): torch's median / this backend's median (> 1:
-    faster than torch). A backward
-    time is only ever divided by the baseline's time of the same backward direction."""
-    def key(r):  # device, precision and cache mode too: a merged file may hold several
+    """Per ok row with a baseline row of the same shape, direction and variant (device,
+    precision, cache mode: records.VARIANT_FIELDS) in the same file (the same run): torch's
+    median / this backend's median (> 1: faster than torch). A backward time is only ever
+    divided by the baseline's time of the same backward direction."""
+    def key(r):  # the variant too: a merged file may hold several
         return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
-                r.get("device") or "cpu", r.get("dtype"), bool(r.get("tf32")),
-                r.get("cache") or "warm")
+                *(get(r) for get in VARIANT_FIELDS.values()))
 
     base = {key(r): r["median_s"] for r in rows
             if r["backend"] == baseline and r["status"] == "ok"}
