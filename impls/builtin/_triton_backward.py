@@ -37,7 +37,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from impls.builtin._triton_kernels import GPU_CONFIGS, INTERPRET, _triton_configs, autotuned
+from impls.builtin._triton_kernels import (
+    GPU_CONFIGS,
+    INTERPRET,
+    _triton_configs,
+    autotuned,
+    grouped_tile,
+)
 
 #: Data gradient: the forward's GEMM shape (pixels x channels x channels*taps), so its tiles.
 DGRAD_GPU_CONFIGS = GPU_CONFIGS
@@ -82,11 +88,7 @@ def conv2d_dgrad_kernel(
     phase = tl.program_id(0) // tiles
     pid = tl.program_id(0) % tiles
     g = tl.program_id(1)
-    pids_per_band = GROUP_M * num_pid_n
-    first_m = (pid // pids_per_band) * GROUP_M
-    band_m = min(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % pids_per_band) % band_m
-    pid_n = (pid % pids_per_band) // band_m
+    pid_m, pid_n = grouped_tile(pid, num_pid_m, num_pid_n, GROUP_M)
 
     # This phase's pixels: h = ph + i*stride_h, w = pw + j*stride_w.
     ph = phase // stride_w
@@ -169,16 +171,10 @@ def conv2d_wgrad_kernel(
     GROUP_M: tl.constexpr,
 ):
     """One BLOCK_M x BLOCK_N fp32 partial of the weight gradient over one pixel chunk."""
-    pid = tl.program_id(0)
     g = tl.program_id(1)
     split = tl.program_id(2)
-    num_pid_m = tl.cdiv(KG, BLOCK_M)
-    num_pid_n = tl.cdiv(COLS, BLOCK_N)
-    pids_per_band = GROUP_M * num_pid_n
-    first_m = (pid // pids_per_band) * GROUP_M
-    band_m = min(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % pids_per_band) % band_m
-    pid_n = (pid % pids_per_band) // band_m
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(KG, BLOCK_M), tl.cdiv(COLS, BLOCK_N),
+                                GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -105,6 +105,17 @@ def autotuned(kernel, configs: list[triton.Config], key: list[str]):
 
 
 @triton.jit
+def grouped_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Program ``pid``'s (row tile, column tile) in grouped order: GROUP_M row tiles walk down
+    one column band before moving right, so neighbouring programs share the column operand's
+    tile and their rows' inputs in L2 (Triton's matmul tutorial). Every kernel here uses it."""
+    pids_per_band = GROUP_M * num_pid_n
+    first_m = (pid // pids_per_band) * GROUP_M
+    band_m = min(num_pid_m - first_m, GROUP_M)
+    return first_m + (pid % pids_per_band) % band_m, (pid % pids_per_band) // band_m
+
+
+@triton.jit
 def conv2d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     M, H, W, P, Q, CG, KG,
@@ -118,17 +129,9 @@ def conv2d_fwd_kernel(
     GROUP_M: tl.constexpr,
 ):
     """One BLOCK_M x BLOCK_N output tile of group program_id(1)."""
-    # Grouped ordering: walk GROUP_M row tiles down one column band before moving right,
-    # so the weight tile and the input rows stay in L2 across neighbouring programs.
-    pid = tl.program_id(0)
     g = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(KG, BLOCK_N)
-    pids_per_band = GROUP_M * num_pid_n
-    first_m = (pid // pids_per_band) * GROUP_M
-    band_m = min(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % pids_per_band) % band_m
-    pid_n = (pid % pids_per_band) // band_m
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(KG, BLOCK_N),
+                                GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
