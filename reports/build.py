@@ -178,7 +178,7 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
                   for r in plots.speedups(ok, BASELINE)}
         fast.append((f"Speedup over {BASELINE}{tag}",
                      f"{name}: {BASELINE} median / backend median, same run and direction "
-                     "(> 1: faster)",
+                     "(> 1: faster; CUDA: of CUDA-graph times where both have one)",
                      plots.grouped_bars(in_set, lambda r, by_key=by_key: by_key.get(
                          (r["source"], r["descriptor"], r["backend_variant"])),
                          f"{name}{tag}: speedup over {BASELINE}", "x faster than "

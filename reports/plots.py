@@ -126,18 +126,22 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
     """Per ok row with a baseline row of the same shape, direction and variant (device,
     precision, cache mode: records.VARIANT_FIELDS) in the same file (the same run): torch's
     median / this backend's median (> 1: faster than torch). A backward time is only ever
-    divided by the baseline's time of the same backward direction."""
+    divided by the baseline's time of the same backward direction. On CUDA, where both rows
+    have a CUDA-graph time (graph_median_s), those are divided, as reports.targets does:
+    the wall-clock median of a small layer is mostly launch overhead, not the kernel."""
     def key(r):  # the variant too: a merged file may hold several
         return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
                 *(get(r) for get in VARIANT_FIELDS.values()))
 
-    base = {key(r): r["median_s"] for r in rows
-            if r["backend"] == baseline and r["status"] == "ok"}
+    base = {key(r): r for r in rows if r["backend"] == baseline and r["status"] == "ok"}
     out = []
     for r in rows:
         b = base.get(key(r))
-        if r["status"] == "ok" and r["backend"] != baseline and b and r["median_s"]:
-            out.append({**r, "speedup": b / r["median_s"]})
+        if r["status"] != "ok" or r["backend"] == baseline or not b or not r["median_s"]:
+            continue
+        timing = "graph_median_s" if r.get("graph_median_s") and b.get("graph_median_s") \
+            else "median_s"
+        out.append({**r, "speedup": b[timing] / r[timing], "speedup_timing": timing})
     return out
 
 

@@ -227,6 +227,24 @@ def test_precisions_of_one_file_are_kept_apart(tmp_path, monkeypatch):
     assert len({r["series"] for r in rows}) == 4 and len(looks) == 2  # hatch per precision
 
 
+def test_cuda_speedups_divide_graph_times_where_both_have_one():
+    """A small CUDA layer's wall-clock median is mostly launch overhead: the speedup divides
+    the CUDA-graph times where both rows have one, and the wall medians where either lacks
+    it (a failed capture), as reports.targets does."""
+    from reports import plots
+
+    def row(backend, name, wall, graph=None):
+        return {"source": "gpu", "shape_set": "tiny", "descriptor": name, "backend": backend,
+                "status": "ok", "direction": "forward", "device": "cuda", "dtype": "float32",
+                "median_s": wall, **({"graph_median_s": graph} if graph else {})}
+
+    rows = [row("torch", "a", 20e-6, 5e-6), row("triton", "a", 20e-6, 10e-6),
+            row("torch", "b", 40e-6, 30e-6), row("triton", "b", 80e-6)]
+    got = {r["descriptor"]: (r["speedup"], r["speedup_timing"]) for r in plots.speedups(rows)}
+    assert got == {"a": (pytest.approx(0.5), "graph_median_s"),
+                   "b": (pytest.approx(0.5), "median_s")}
+
+
 def test_missing_file_is_a_usage_error(tmp_path, capsys):
     assert main(["build", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
