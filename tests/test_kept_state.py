@@ -116,6 +116,40 @@ def test_weight_written_in_place_is_not_served_stale(name):
     _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
 
 
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+def test_weight_written_behind_the_version_counter_is_not_served_stale(name):
+    """Writes through .data or NumPy bump no version counter: the kept sample catches a
+    rewrite of the whole weight (an init, a legacy optimizer step, an EMA copy)."""
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(5, 4, 3, 3)
+    _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+    w.data.mul_(-2)
+    _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+    w.numpy()[...] = torch.randn(5, 4, 3, 3).numpy()
+    _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+    big = torch.randn(64, 4, 3, 3)  # more elements than the sample: the last one counts too
+    _close(impls.conv2d(x, big, padding=1, backend=name), F.conv2d(x, big, padding=1))
+    big.data[-1, -1, -1, -1] += 1
+    _close(impls.conv2d(x, big, padding=1, backend=name), F.conv2d(x, big, padding=1))
+
+
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+def test_views_that_differ_only_in_sign_bit_are_kept_apart(name):
+    """z.imag and z.conj().imag share storage, offset and strides; one is negated lazily."""
+    x, z = torch.randn(1, 4, 9, 9, dtype=torch.float64), torch.randn(5, 4, 3, 3,
+                                                                     dtype=torch.complex128)
+    for w in (z.imag, z.conj().imag, z.imag):
+        _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+
+
+def test_keeping_can_be_turned_off(monkeypatch):
+    monkeypatch.setattr(_weight_cache, "ENABLED", False)
+    calls = []
+    w = torch.randn(5, 4, 3, 3)
+    for _ in range(2):
+        _weight_cache.derived(w, "off", lambda: calls.append(1) or torch.zeros(1))
+    assert len(calls) == 2
+
+
 def test_freed_weight_leaves_the_cache():
     _weight_cache.clear()
     w = torch.randn(5, 4, 3, 3)

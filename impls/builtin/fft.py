@@ -68,13 +68,19 @@ def fft_conv2d(input, weight, bias, stride, padding, dilation, groups):
 def _forward(input, weight, bias, stride, padding, dilation, groups, keep):
     """``keep``: the weight whose kernel spectra may be kept between calls (inference), or
     None. Either way the plan is the one that assumes they are kept."""
-    x = input.detach().numpy()
+    x = _numpy(input)
     (ph, pw) = padding
-    out = _correlate2d(x, weight.detach().numpy(), stride, ((ph, ph), (pw, pw)), dilation,
+    out = _correlate2d(x, _numpy(weight), stride, ((ph, ph), (pw, pw)), dilation,
                        groups, kept=True, keep=keep)
     if bias is not None:
-        out += bias.detach().numpy().reshape(1, -1, 1, 1)
+        out += _numpy(bias).reshape(1, -1, 1, 1)
     return torch.from_numpy(out)
+
+
+def _numpy(t: torch.Tensor):
+    """``t`` as a NumPy array; a lazily negated view (``z.conj().imag``) is resolved first,
+    since NumPy has no negative bit and .numpy() refuses it."""
+    return t.detach().resolve_neg().numpy()
 
 
 class _FFTConv2d(torch.autograd.Function):
@@ -98,14 +104,14 @@ class _FFTConv2d(torch.autograd.Function):
     def backward(ctx, grad_out):
         input, weight = ctx.saved_tensors
         (input_shape, weight_shape), conv = ctx.shapes, ctx.conv
-        go = grad_out.detach().resolve_neg().numpy()
+        go = _numpy(grad_out)
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_input = torch.from_numpy(
-                _data_gradient(go, weight.detach().numpy(), input_shape[2:], *conv))
+                _data_gradient(go, _numpy(weight), input_shape[2:], *conv))
         if ctx.needs_input_grad[1]:
             grad_weight = torch.from_numpy(
-                _weight_gradient(input.detach().numpy(), go, weight_shape, *conv))
+                _weight_gradient(_numpy(input), go, weight_shape, *conv))
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(dim=(0, 2, 3))
         return grad_input, grad_weight, grad_bias, None, None, None, None
