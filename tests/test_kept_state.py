@@ -59,6 +59,22 @@ def test_unfold_in_chunks_of_images(batch, groups, bias, monkeypatch):
     _close(w.grad, w_ref.grad)
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("batch, groups, bias", [(5, 1, True), (4, 2, False), (3, 1, True)])
+def test_winograd_in_chunks_of_images(m, batch, groups, bias, monkeypatch):
+    """Images in chunks (each its own tiles, transforms and GEMMs) give what one chunk
+    gives: every chunk reads its own images and writes its own outputs. The case table's
+    largest 3x3 problem fits F(4x4)'s chunk whole, so the split is forced here."""
+    from impls.builtin import winograd
+
+    x, w = torch.randn(batch, 4, 10, 11), torch.randn(6, 4 // groups, 3, 3)
+    b = torch.randn(6) if bias else None
+    tiles = winograd._ceil_div(10, m) * winograd._ceil_div(11, m)  # padding 1: 10x11 out
+    monkeypatch.setattr(winograd, "_CHUNK_ELEMENTS", 2 * tiles * (m + 2) ** 2 * 6)
+    _close(impls.conv2d(x, w, b, padding=1, groups=groups, backend=f"winograd-f{m}"),
+           F.conv2d(x, w, b, padding=1, groups=groups))
+
+
 def test_images_per_chunk_splits_evenly():
     from impls.builtin.unfold import CHUNK_BYTES, images_per_chunk
 
