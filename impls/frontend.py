@@ -42,9 +42,21 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                                call.dilation, call.groups, call.input.dtype, call.input.device)
     if reason:  # what torch raises when it cannot allocate, raised before trying to
         raise torch.OutOfMemoryError(reason)
-    out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding, call.dilation,
-                   call.groups)
+    if call.input.shape[1] == 0:
+        out = _no_channels(call)
+    else:
+        out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
+                       call.dilation, call.groups)
     return out.squeeze(0) if call.unbatched else out
+
+
+def _no_channels(call: NormalizedCall) -> torch.Tensor:
+    """What F.conv2d returns for an input with zero channels: an empty (N, 0, P, Q) tensor
+    (it keeps the input's zero channels, not K channels of bias). Answered here, once, so
+    every backend gives torch's result rather than each its own guess."""
+    p, q = output_size(tuple(call.input.shape[2:]), tuple(call.weight.shape[2:]), call.stride,
+                       call.padding, call.dilation)
+    return call.input.new_empty(call.input.shape[0], 0, p, q)
 
 
 class NormalizedCall:
@@ -134,7 +146,12 @@ def _check_tensor(name: str, value) -> None:
 
 
 def _int(name: str, value) -> int:
-    # bool is an int in Python, but F.conv2d rejects it: so do we.
+    # bool is an int in Python, but F.conv2d rejects it: so do we. Like F.conv2d, an
+    # integer tensor of one element counts as its value (stride=torch.tensor(2)).
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (
+            value.dtype.is_floating_point or value.dtype.is_complex
+            or value.dtype == torch.bool):
+        return int(value.item())
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"conv2d(): argument '{name}' must be int, not {type(value).__name__}")
     return int(value)

@@ -36,6 +36,8 @@ BAD_CALLS = {
     "padding-three-values": ((X, W), {"padding": (1, 1, 1)}, "padding"),
     "stride-float": ((X, W), {"stride": 1.5}, "stride"),
     "stride-bool": ((X, W), {"stride": True}, "stride"),
+    "stride-float-tensor": ((X, W), {"stride": torch.tensor(2.0)}, "stride"),
+    "stride-two-element-tensor": ((X, W), {"stride": torch.tensor([2, 1])}, "stride"),
     "groups-float": ((X, W), {"groups": 1.0}, "groups"),
     "input-not-tensor": (([1.0, 2.0], W), {}, "input"),
     "weight-not-tensor": ((X, 3.0), {}, "weight"),
@@ -114,6 +116,20 @@ def test_empty_batch(backend):
     assert out.shape == F.conv2d(x, W, padding=1).shape == (0, 6, 8, 8)
 
 
+@pytest.mark.parametrize("shape, groups", [((2, 0, 8, 8), 1), ((0, 8, 8), 2)],
+                         ids=["batched", "unbatched-grouped"])
+def test_zero_input_channels(backend, shape, groups):
+    """F.conv2d answers (N, 0, P, Q) here, not K channels of bias: every backend must too."""
+    entry = impls.get_backend(backend)
+    skip = entry.unsupported(dtype=torch.float32, features={"padding", "bias", "groups"})
+    if skip:
+        pytest.skip(skip)
+    x, w, b = torch.randn(shape), torch.randn(6, 0, 3, 3), torch.randn(6)
+    want = F.conv2d(x, w, b, padding=1, groups=groups)
+    got = impls.conv2d(x, w, b, padding=1, groups=groups, backend=backend)
+    assert got.shape == want.shape and got.dtype == want.dtype
+
+
 def test_unbatched_input(backend):
     skip = impls.get_backend(backend).unsupported(dtype=torch.float64, features={"padding"})
     if skip:
@@ -123,8 +139,10 @@ def test_unbatched_input(backend):
     torch.testing.assert_close(out, F.conv2d(x, w, padding=(1, 2)))
 
 
-@pytest.mark.parametrize("form", [2, (2,), (2, 2), [2, 2], torch.Size([2, 2])],
-                         ids=["int", "1-tuple", "tuple", "list", "size"])
+@pytest.mark.parametrize("form", [2, (2,), (2, 2), [2, 2], torch.Size([2, 2]), torch.tensor(2),
+                                  torch.tensor([2], dtype=torch.int32), [torch.tensor(2), 2]],
+                         ids=["int", "1-tuple", "tuple", "list", "size", "0d-tensor",
+                              "1-element-tensor", "list-of-tensor"])
 def test_argument_forms(form):
     x, w = torch.randn(1, 4, 9, 9, dtype=torch.float64), W.double()
     out = impls.conv2d(x, w, stride=form, padding=form, dilation=form)
