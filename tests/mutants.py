@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -295,16 +296,6 @@ def float64_result(input, weight, bias=None, stride=1, padding=0, dilation=1, gr
     return F.conv2d(input.double(), weight.double(), dbias, stride, padding, dilation, groups)
 
 
-#: Mistakes the suite does not catch yet, each with why; tests mark them xfail(strict).
-KNOWN_GAPS: dict[str, Mutant] = {}
-
-
-def _gap(fn):
-    bug = (fn.__doc__ or "").strip().split("\n")[0]
-    KNOWN_GAPS[fn.__name__] = Mutant(fn.__name__, fn, bug, None, lambda c: True, ())
-    return fn
-
-
 @mutant(None, caught_by=("basic-3x3-pad1",))
 def float64_via_float32(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """float64 computed in float32: a float64 result with float32's accuracy.
@@ -315,6 +306,43 @@ def float64_via_float32(input, weight, bias=None, stride=1, padding=0, dilation=
     fbias = None if bias is None else bias.float()
     return F.conv2d(input.float(), weight.float(), fbias, stride, padding, dilation,
                     groups).to(input.dtype)
+
+
+@mutant(None, caught_by=("basic-3x3-pad1", "resnet-3x3-14x14"))
+def winograd_coefficient_rounded(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                                 groups=1):
+    """Winograd F(4x4, 3x3) with the kernel transform's 1/3 typed in as 0.3333.
+
+    The real algorithm (impls.builtin.winograd) with one constant wrong in its 4th digit,
+    judged by Winograd's own error model, not the direct one: an inexact method's looser
+    tolerance must still see a wrong coefficient. (Its weight is a fresh copy per call, so
+    the wrong kernel transform is never kept for a real backend's weight.)
+    """
+    from unittest import mock
+
+    from impls.builtin import winograd
+
+    right = winograd._transforms
+
+    def transforms(m, dtype, device):
+        kron_a, _, kron_b, one = right(m, dtype, device)
+        _, g, _ = winograd.toom_cook(m, winograd.POINTS[m])
+        g = torch.tensor([[0.3333 if v == Fraction(1, 3) else float(v) for v in row]
+                          for row in g], dtype=torch.float64)
+        return kron_a, torch.kron(g, g).to(dtype=dtype, device=device), kron_b, one
+
+    with mock.patch.object(winograd, "_transforms", transforms):
+        return winograd._winograd(4, input, weight.detach().clone(), bias, padding, groups)
+
+
+def _winograd_accepts(*problem) -> str:
+    from impls.builtin import winograd  # at call time: importing registers backends
+
+    return winograd.accepts(*problem)
+
+
+winograd_coefficient_rounded.convbench_capabilities = {
+    "exact": False, "error_model": "winograd-f4", "accepts": _winograd_accepts}
 
 
 #: Front-end mistakes, as wrappers of impls.frontend._resolve_padding(input, weight, padding,

@@ -161,16 +161,6 @@ def test_front_end_mutant_is_caught(name, kill_table, monkeypatch):
     assert not problems, f"{name} ({mutant.bug}):\n  " + "\n  ".join(problems)
 
 
-@pytest.mark.parametrize("name", sorted(mutants.KNOWN_GAPS))
-def test_known_gap_is_still_open(name):
-    """A known gap that starts being caught fails here (strict): move it to MUTANTS."""
-    mutant = mutants.KNOWN_GAPS[name]
-    results = run_suite(f"mutants:{name}")
-    if not any(r.status in BAD for r in results):
-        pytest.xfail(f"known gap: {mutant.bug}")
-    pytest.fail(f"{name} is caught now: move it from KNOWN_GAPS to MUTANTS")
-
-
 def cli(*args: str) -> subprocess.CompletedProcess:
     """``python -m impls ARGS`` from the repo root, with tests/ importable (for mutants)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -209,8 +199,6 @@ def main() -> None:
         finally:
             frontend._resolve_padding = resolve
         rows.append((mutant, results, verdict(mutant, results)))
-    for mutant in mutants.KNOWN_GAPS.values():
-        rows.append((mutant, run_suite(f"mutants:{mutant.name}"), ["known gap"]))
     for mutant, results, problems in rows:
         print(kill_row(mutant, results) + "".join("\n    " + p for p in problems))
 
