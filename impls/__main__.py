@@ -27,6 +27,8 @@ from impls.fill import MODES
 from impls.parity import MODULE_CASES, PADDING_MODES, check_module
 from impls.registry import backends, get_backend
 
+#: Module-parity comparisons by the id a repro line gives them: "module-case/padding_mode".
+MODULE_IDS = [f"{mc.id}/{pm}" for mc in MODULE_CASES for pm in PADDING_MODES]
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 
@@ -45,19 +47,33 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--format", choices=("table", "json"), default="table")
     check = sub.add_parser("check", help="check a backend against the float64 reference")
     check.add_argument("--backend", required=True, help="a name, or package.module:function")
-    check.add_argument("--case", action="append", choices=sorted(CASES_BY_ID), metavar="ID",
-                       help="only these case ids (repeatable); default: the whole table")
+    check.add_argument("--case", action="append", choices=sorted(CASES_BY_ID) + MODULE_IDS,
+                       metavar="ID", help="only these case ids (repeatable), or module-parity "
+                       "ids (ID/padding_mode, as a repro line names them); default: all")
     check.add_argument("--mode", action="append", choices=MODES, help="default: both")
     check.add_argument("--dtype", action="append", choices=sorted(DTYPES),
                        help="default: float32 and float64")
     check.add_argument("--direction", action="append", choices=("forward",) + DIRECTIONS,
                        help="forward (default), backward-data, backward-weights; repeatable")
-    check.add_argument("--device", default="cpu")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--device", default="cpu", type=_device, help="cpu (default) or cuda[:N]")
+    check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
     check.add_argument("--no-module", action="store_true", help="skip module parity")
     check.add_argument("--format", choices=("table", "json"), default="table")
     return parser
+
+
+def _device(text: str) -> str:
+    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text} is not in 0 .. 2**32-1 (NumPy's seed range)")
+    return value
 
 
 def _list(args) -> int:
@@ -90,7 +106,10 @@ def _check(args) -> int:
     if not entry.available:  # every case would skip: checking nothing must not pass
         print(f"error: backend {entry.name!r} is unavailable: {entry.reason}", file=sys.stderr)
         return 1
-    cases = [CASES_BY_ID[i] for i in args.case] if args.case else list(CASES)
+    chosen = args.case or []
+    cases = [CASES_BY_ID[i] for i in chosen if i in CASES_BY_ID] if chosen else list(CASES)
+    module = [(mc, pm) for mc in MODULE_CASES for pm in PADDING_MODES
+              if not chosen or f"{mc.id}/{pm}" in chosen]
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32, torch.float64]
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
@@ -114,9 +133,9 @@ def _check(args) -> int:
         if backward:
             results += check_backend_backward(entry, cases, backward, modes, dtypes,
                                               args.device, args.seed, args.tf32, progress)
-        if not args.no_module and not args.case and args.device == "cpu":
+        if not args.no_module and args.device == "cpu":
             results += [check_module(entry, mc, mode, dtype, args.seed)
-                        for mc in MODULE_CASES for mode in PADDING_MODES for dtype in dtypes]
+                        for mc, mode in module for dtype in dtypes]
     failed = [r for r in results if r.status in BAD]
     if args.format == "json":
         print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
@@ -124,7 +143,7 @@ def _check(args) -> int:
                           "results": [r.to_dict() for r in results]}, indent=2))
     else:
         _print_report(entry.name, results, failed)
-    if not any(r.status not in BAD + (SKIPPED,) for r in results):
+    if all(r.status == SKIPPED for r in results):
         print(f"error: nothing was checked: every comparison of {entry.name} was skipped",
               file=sys.stderr)
         return 1
@@ -141,7 +160,8 @@ def _print_report(name: str, results, failed) -> None:
         say(f"skipped: {reason}")
     for result in failed:
         say(result.repro())
-    verdict = f"{len(failed)} failed" if failed else "all passed"
+    ran = sum(r.status != SKIPPED for r in results)
+    verdict = f"{len(failed)} failed" if failed else "all passed" if ran else "nothing ran"
     say(f"{name}: {verdict}")
 
 

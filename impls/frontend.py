@@ -47,6 +47,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     else:
         out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
                        call.dilation, call.groups)
+        if not isinstance(out, torch.Tensor):  # a user backend's slip, named at its source
+            raise TypeError(f"backend {entry.name!r} returned {type(out).__name__}, not a "
+                            "Tensor")
     return out.squeeze(0) if call.unbatched else out
 
 

@@ -130,6 +130,12 @@ def test_zero_input_channels(backend, shape, groups):
     assert got.shape == want.shape and got.dtype == want.dtype
 
 
+def test_backend_returning_no_tensor_is_named(isolated_registry):
+    impls.register_backend(lambda *args: None, name="returns-none")
+    with pytest.raises(TypeError, match="backend 'returns-none' returned NoneType"):
+        impls.conv2d(X, W, backend="returns-none")
+
+
 def test_unbatched_input(backend):
     skip = impls.get_backend(backend).unsupported(dtype=torch.float64, features={"padding"})
     if skip:

@@ -184,6 +184,19 @@ def test_cli_fails_a_mutant_with_a_repro_line_that_reproduces():
     assert "1 failed" in again.stdout, again.stdout
 
 
+def test_a_module_parity_repro_line_runs_that_comparison():
+    run = cli("check", "--backend", "torch", "--case", "module-3x3-pad1/reflect", "--mode",
+              "exact", "--dtype", "float32", "--seed", "0")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "torch: 1 comparisons" in run.stdout and "all passed" in run.stdout, run.stdout
+
+
+def test_cli_exit_status_says_failed_not_skipped():
+    run = cli("check", "--backend", "mutants:bias_dropped", "--case", "basic-3x3-pad1",
+              "--mode", "exact", "--dtype", "float32", "--no-module")
+    assert run.returncode == 1 and "nothing was checked" not in run.stderr, run.stderr
+
+
 def main() -> None:
     """Print the kill table: each mutant through the whole suite."""
     impls.backends()
