@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of checking here")
     p.add_argument("--no-correctness", action="store_true", help="leave the check out")
     p.add_argument("--correctness-budget", type=float, default=correctness.BUDGET_S,
-                   help="seconds for checking every backend here (default %(default)s)")
+                   help="seconds for checking here every backend the results name "
+                        "(default %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,13 +65,10 @@ def build(args: argparse.Namespace) -> int:
     if not rows:
         print("python -m reports build: error: the files have no case rows", file=sys.stderr)
         return 2
-    if args.no_correctness:
-        checks = None
-    elif args.correctness:
-        checks = correctness.read_checks(args.correctness)
-    else:
-        checks = correctness.run_checks(args.correctness_budget)
-    checks = correctness.summary(checks) if checks is not None else None
+    results, verdicts = check_backends(args, rows)
+    checks = correctness.summary(results) if results is not None else None
+    alarms, unverified = correctness_warnings(verdicts, rows)
+    flag_failing(rows, alarms)
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "results.csv", rows)
@@ -80,17 +78,61 @@ def build(args: argparse.Namespace) -> int:
     coverage = coverage_table(rows)
     problems = [r for r in rows if r["status"] != "ok"]
     # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
-    warnings = [f"{s.label}: {w}" for s in sets for w in doubts(s.rows, list(s.machines.values()))]
+    warnings = unverified + [f"{s.label}: {w}" for s in sets
+                             for w in doubts(s.rows, list(s.machines.values()))]
+    lines = [(v["verdict"], correctness.verdict_text(n, v)) for n, v in verdicts.items()]
     (args.out / "index.html").write_text(
-        page.html(sets, machines, charts, ratios, coverage, problems, checks, warnings),
-        encoding="utf-8")
+        page.html(sets, machines, charts, ratios, coverage, problems, checks, warnings,
+                  list(alarms.values()), lines), encoding="utf-8")
     (args.out / "summary.md").write_text(
-        page.markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings),
-        encoding="utf-8")
+        page.markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings,
+                      list(alarms.values()), lines), encoding="utf-8")
     targets.add_to_report(args.out, sets)  # issue #9's table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
     return 0
+
+
+def check_backends(args: argparse.Namespace, rows: list[dict]) -> tuple[list[dict] | None, dict]:
+    """Correctness results for the backends the rows name (None with --no-correctness), and
+    each such backend's verdict (reports.correctness says why these backends)."""
+    if args.no_correctness:
+        return None, {}
+    names = correctness.backends_in(rows)
+    if args.correctness:
+        results = correctness.add_missing(
+            correctness.read_checks(args.correctness), names,
+            "no results for it in the --correctness files (python -m impls check --backend "
+            "NAME --format json)")
+    else:
+        results = correctness.run_checks(args.correctness_budget, names=names)
+    return results, correctness.verdicts(results, names)
+
+
+def correctness_warnings(verdicts: dict, rows: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """({backend: line} for each backend that failed its check, and a warning for each one
+    that was timed but not checked): the top of the page must say both before any chart."""
+    timed = {r["backend"] for r in rows if r["status"] == "ok"}
+    failed = {n: correctness.verdict_text(n, v) for n, v in verdicts.items()
+              if v["verdict"] == "failed"}
+    unchecked = [f"{correctness.verdict_text(n, v)} (its times are of unverified answers)"
+                 for n, v in verdicts.items() if v["verdict"] == "unchecked" and n in timed]
+    return failed, unchecked
+
+
+#: Appended to a failing backend's label in every legend and table of the report.
+FAILED_MARK = " [FAILED correctness]"
+
+
+def flag_failing(rows: list[dict], failed) -> None:
+    """Mark the rows of backends that failed their check, so no chart legend, speedup or
+    table row shows their speed as if it were a result; the crossover maps leave them out."""
+    for r in rows:
+        if r["backend"] in failed:
+            bare = r["backend_variant"]
+            r["backend_variant"] = bare.replace(r["backend"], r["backend"] + FAILED_MARK, 1)
+            r["series"] = r["backend_variant"] + r["series"][len(bare):]
+            r["failed_check"] = True
 
 
 def tagged_rows(sets: list[ResultSet]) -> list[dict]:
@@ -195,9 +237,12 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
         mine = [r for r in rows if r["source"] == s.label]
         for kind in dict.fromkeys(r["variant"] for r in mine):
             where = " ".join(x for x in (s.label, kind) if x)
-            grid = [r for r in mine if r["variant"] == kind]
+            grid = [r for r in mine if r["variant"] == kind and not r.get("failed_check")]
+            left_out = sorted({r["backend"] for r in mine if r.get("failed_check")})
             charts.append((f"Crossover map{tag}", f"{where}: fastest backend over kernel x "
-                           "image size (grid shapes, stride 1, same padding)",
+                           "image size (grid shapes, stride 1, same padding)"
+                           + (f"; left out for failing the correctness check: "
+                              f"{', '.join(left_out)}" if left_out else ""),
                            plots.crossover(grid, f"{where}{tag}: fastest backend")))
     return charts
 

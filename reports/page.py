@@ -18,7 +18,7 @@ table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
 th{background:#f0f0f0}figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:12px;color:#555;max-width:700px}img{max-width:100%}
-.warn{color:#a40}"""
+.warn{color:#a40}.fail{color:#c00;font-weight:bold}"""
 
 
 def _e(value) -> str:
@@ -94,13 +94,25 @@ def _check_rows(checks) -> list[list]:
              c["max_error"], c["bound"], "; ".join(c["reasons"])] for c in checks]
 
 
-def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=()) -> str:
+def _verdict_parts(verdicts) -> list[str]:
+    """A line per backend of the results: failed (red), not checked (why), or passed."""
+    style = {"failed": " class=fail", "unchecked": " class=warn"}
+    return ["<ul>", *[f"<li{style.get(kind, '')}>{_e(text)}</li>" for kind, text in verdicts],
+            "</ul>"] if verdicts else []
+
+
+def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=(), alarms=(),
+         verdicts=()) -> str:
+    """``alarms``: backends that failed the correctness check, shown first and in red;
+    ``verdicts``: (failed / unchecked / passed, line) per backend of the results."""
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
              f"<title>convbench report</title><style>{STYLE}</style></head><body>",
              "<h1>convbench: conv2d speed and correctness</h1>",
              "<p>Sources: " + "; ".join(
                  f"<b>{_e(s.label)}</b> ({_e(', '.join(map(str, s.paths)))}, {len(s.rows)} rows)"
                  for s in sets) + "</p>",
+             *[f"<p class=fail>{_e(a)} (<a href=\"#correctness\">details</a>)</p>"
+               for a in alarms],
              *[f"<p class=warn>warning: {_e(w)}</p>" for w in warnings],
              "<h2 id=machine>Machine</h2>", _table(*_machine_rows(machines)),
              "<h2 id=coverage>Cases per backend and direction</h2>",
@@ -112,6 +124,7 @@ def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=()
                                    sorted(Counter(r["status"] for r in problems).items())))
               + "</p>", _table(PROBLEM_HEADER, _problem_rows(problems))]
     parts.append("<h2 id=correctness>Correctness (float32, against the float64 reference)</h2>")
+    parts += _verdict_parts(verdicts)
     parts.append(_table(CHECK_HEADER, _check_rows(checks)) if checks is not None else
                  "<p class=warn>not checked (--no-correctness)</p>")
     parts.append("</body></html>\n")
@@ -127,12 +140,14 @@ def _md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
 
 
-def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=()) -> str:
+def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=(), alarms=(),
+             verdicts=()) -> str:
     counts = Counter((r["source"], r["status"]) for r in rows)
     out = ["# convbench report", "",
            *[f"- **{s.label}**: {', '.join(map(str, s.paths))}: " + ", ".join(
                f"{n} {st}" for (src, st), n in sorted(counts.items()) if src == s.label)
-             for s in sets], *[f"- warning: {w}" for w in warnings], "", "## Machine", "",
+             for s in sets], *[f"- **{a}** (see Correctness)" for a in alarms],
+           *[f"- warning: {w}" for w in warnings], "", "## Machine", "",
            _md_table(*_machine_rows(machines)), "",
            "## Cases per backend and direction", "",
            _md_table(COVERAGE_HEADER, _coverage_rows(coverage)), "",
@@ -141,6 +156,8 @@ def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=
            f"## Cases not timed ({len(problems)})", "",
            _md_table(PROBLEM_HEADER, _problem_rows(problems)), "",
            "## Correctness (float32, against the float64 reference)", ""]
+    out += [f"- {'**' + text + '**' if kind == 'failed' else text}" for kind, text in verdicts]
+    out += [""] if verdicts else []
     out.append(_md_table(CHECK_HEADER, _check_rows(checks)) if checks is not None
                else "not checked (--no-correctness)")
     return "\n".join(out) + "\n"

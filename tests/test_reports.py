@@ -12,6 +12,8 @@ import base64
 import csv
 import json
 import re
+import sys
+import textwrap
 
 import pytest
 
@@ -98,6 +100,9 @@ def test_report_from_one_file(tmp_path, correctness_json):
     assert "Machine" in page and "Test CPU" in page and "peak GFLOP/s (measured)" in page
     assert "&lt;per call&gt;" in page and "RuntimeError: boom" in page  # escaped, shown
     assert "no groups here" in page and "1.5e-06" in page
+    # A timed backend the --correctness files leave out is said to be unchecked.
+    assert "warning: unfold: not checked for correctness: no results for it in the " \
+           "--correctness files" in page
 
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -248,3 +253,50 @@ def test_cuda_speedups_divide_graph_times_where_both_have_one():
 def test_missing_file_is_a_usage_error(tmp_path, capsys):
     assert main(["build", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+ZEROS = """
+    import torch.nn.functional as F
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        '''Fast and wrong: the right shape, all zeros.'''
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups) * 0
+"""
+
+
+@pytest.fixture
+def zeros_backend(tmp_path, monkeypatch, isolated_registry):
+    """A user's backend that returns zeros, importable as ``cb_report_zeros:conv``."""
+    (tmp_path / "cb_report_zeros.py").write_text(textwrap.dedent(ZEROS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "cb_report_zeros:conv"
+    sys.modules.pop("cb_report_zeros", None)
+
+
+def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_backend):
+    """The rows name a user's backend (10x faster than torch, all zeros) and one that no
+    longer imports: the report checks the backends of its rows, and only those, so the
+    fast one is named as failing above the charts and in every legend and table, and the
+    unloadable one is a row of the correctness section with its reason."""
+    gone = "cb_report_gone.conv:conv2d"
+    path = tmp_path / "a.jsonl"
+    results = ResultsFile(path)
+    results.append(_machine("alpha", 50.0, 5.0))
+    for i, layer in enumerate(("net:conv1", "net:conv2")):
+        for backend, seconds in (("torch", 0.001), (zeros_backend, 0.0001), (gone, 0.002)):
+            results.append(_row(backend, "tiny", i, layer, seconds, "m-alpha"))
+    out = tmp_path / "out"
+    # A user's backend is checked first; 1 s is enough for it to fail a few cases.
+    assert main(["build", str(path), "--out", str(out), "--correctness-budget", "1"]) == 0
+
+    page = (out / "index.html").read_text()
+    top, correctness = page.split('<h2 id=machine>')[0], page.split("id=correctness>")[1]
+    assert re.search(rf"<p class=fail>{zeros_backend} FAILED the correctness check on "
+                     r"[1-9]\d* of [1-9]\d* cases", top)
+    assert f"{zeros_backend} [FAILED correctness]" in page  # the speedup table's row
+    assert f"{gone}: not checked for correctness: cannot load: ModuleNotFoundError" in top
+    assert f"<td>{gone}</td>" in correctness and "No module named" in correctness
+    assert "unfold" not in correctness and "naive" not in correctness  # not in the rows
+    summary = (out / "summary.md").read_text()
+    assert f"- **{zeros_backend} FAILED the correctness check" in summary
+    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 2 |" in summary
