@@ -7,7 +7,11 @@ and crashes, resumes and merges. It can also be run by hand, without that protec
         --benchmark-json reports/sweeps/mine.json
 
 Every case ends as one row in the results file (``--results``), whatever its outcome; a
-case whose key is already there is deselected, which is how a rerun resumes. While a case
+case whose row there is settled (records.settled: ok, or a skip that would recur) is
+deselected, which is how a rerun resumes; one whose row says it failed, timed out, crashed
+or found its backend unavailable runs again, and its new row is the one that counts. A
+file whose settled rows were measured with another thread count is refused (pytest's usage
+error), as is a ``package.module:function`` backend that cannot be loaded. While a case
 runs, ``<results>.running`` names it, so a supervisor that finds the process dead or stuck
 knows which case to blame.
 """
@@ -57,15 +61,19 @@ def pytest_addoption(parser):
     _add(g, "--cache", default="warm", choices=sweep_plan.CACHE_MODES,
          help="cold: flush the caches before every timed call")
     _add(g, "--shard", default=None, metavar="I/N", help="run shard I of N (1-based)")
-    _add(g, "--budget", type=float, default=sweep_plan.BUDGET_S,
+    _add(g, "--budget", type=sweep_plan.positive_seconds, default=sweep_plan.BUDGET_S,
          help="seconds of timed rounds per case (default %(default)s)")
-    _add(g, "--limit", type=float, default=sweep_plan.LIMIT_S,
+    _add(g, "--limit", type=sweep_plan.positive_or_inf_seconds, default=sweep_plan.LIMIT_S,
          help="skip a case whose predicted warm-up + minimum rounds exceed this many seconds")
-    _add(g, "--min-rounds", type=int, default=sweep_plan.MIN_ROUNDS)
-    _add(g, "--threads", type=int, default=None, help="torch threads (default: usable CPUs)")
+    _add(g, "--min-rounds", type=sweep_plan.count_at_least_1, default=sweep_plan.MIN_ROUNDS)
+    _add(g, "--threads", type=sweep_plan.count_at_least_1, default=None,
+         help="torch threads (default: usable CPUs)")
     _add(g, "--tf32", action="store_true", help="let cuBLAS/cuDNN run float32 as TF32")
     _add(g, "--results", default=None, metavar="FILE",
          help="JSON-lines results, appended per case and used to resume")
+    _add(g, "--rows-since", type=int, default=None, metavar="BYTES",
+         help="rows from this offset of --results on are this sweep's, whatever their "
+              "status (the supervisor's; default: the file's size at the start)")
 
 
 class Sweep:
@@ -86,6 +94,15 @@ class Sweep:
         self.cases = sweep_plan.shard(cases, *shard) if shard else cases
         self.results = records.ResultsFile(opt("--results") or sweep_plan.results_path(
             self.device, self.dtype_name, opt("--batch"), shard, opt("--tf32")))
+        #: Where this sweep's rows begin in the results file (see ResultsFile.done).
+        self.since = opt("--rows-since")
+        if self.since is None:
+            self.since = self.results.size()
+        refused = sweep_plan.unloadable(opt("--backend"))
+        other = self.results.conditions_differ([c.key for c in self.cases],
+                                               torch.get_num_threads(), self.limit)
+        if refused or other:
+            raise pytest.UsageError("; ".join(refused) or f"{other}: name another --results")
         self.heartbeat = sweep_plan.heartbeat_path(self.results.path)
         self._machine = None
         #: Set by a case that leaves this process unfit for the next (a failed CUDA-graph
@@ -158,10 +175,12 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Deselect cases the results file already has a row for: that is how a rerun resumes."""
+    """Deselect cases the results file has a settled row for, or one from this sweep: that is
+    how a rerun resumes (records.ResultsFile.done)."""
     if _SWEEP not in config.stash:
         return
-    done = config.stash[_SWEEP].results.done()
+    sweep = config.stash[_SWEEP]
+    done = sweep.results.done(sweep.since, sweep.limit)
     keep, gone = [], []
     for item in items:
         case = getattr(item, "callspec", None) and item.callspec.params.get("case")

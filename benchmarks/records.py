@@ -2,9 +2,12 @@
 
 Why JSON lines: a sweep may be killed at any moment (a crashing kernel, a CI timeout, ^C).
 Each finished case is one line, appended and flushed at once, so nothing finished is lost,
-and the file doubles as the resume log: a case whose key is in it is done. A line cut off by
-a kill is ignored on reading. The same file holds ``machine`` records (see
-benchmarks.machine), referenced from each row by ``machine_id``.
+and the file doubles as the resume log (:meth:`ResultsFile.done`): a case whose row is
+*settled* is done, one whose row says nothing was measured for a reason that may not recur
+is measured again (:func:`settled`). Where a key has several rows, the last one written is
+the case's row, everywhere: resume, summaries, reports, merges. A line cut off by a kill is
+ignored on reading. The same file holds ``machine`` records (see benchmarks.machine),
+referenced from each row by ``machine_id``.
 
 The report (``<results>.json``) is pytest-benchmark's own JSON format, so its tools read
 it (``pytest-benchmark compare``), with every row of every status under the extra top-level
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -69,7 +73,8 @@ ROW_FIELDS = {
     "memory_method": "rss-hwm, cuda-max-allocated or none",
     "predicted_s": "the budget guard's prediction of one call",
     "prediction": "measured, or how it was extrapolated",
-    "threads": "torch threads (pinned)",
+    "threads": "torch threads (pinned); a resumed sweep refuses a file whose rows were "
+               "measured with another count (ResultsFile.conditions_differ)",
     "machine_id": "id of the machine record the row was measured on",
     "test": "pytest node id of the case",
     "started": "local time the case started (ISO 8601)",
@@ -87,6 +92,39 @@ def case_row(**fields) -> dict:
     row = dict.fromkeys(ROW_FIELDS)
     row.update(fields, record="case")
     return row
+
+
+#: Skip reasons that a rerun tries again: the backend could not run here (a package not
+#: installed, a user's module that did not import; impls.Backend.unsupported words it
+#: "NAME unavailable: ..."), or the case was not timed (pytest-benchmark disabled).
+_RETRIED_SKIPS = re.compile(r"\S+ unavailable: |not timed ")
+_GUARD_LIMIT = re.compile(r"--limit (\S+) s")
+
+
+def settled(row: dict, limit: float | None = None) -> bool:
+    """Whether a resumed sweep keeps ``row`` instead of measuring its case again.
+
+    Kept: ``ok`` rows, and skips the sweep would make again: a backend's declared gap (a
+    feature, dtype or device it does not support, a problem outside its method, a
+    NotImplementedError, impls.memory_budget's refusal) and the budget guard's skips, as
+    long as this run's ``limit`` is not higher than the ``--limit`` they were skipped under
+    (a guard skip's reason names it; a higher limit is the way to ask for those cases).
+    Measured again: ``failed``, ``timeout`` and ``crashed`` rows, which measured nothing for
+    a reason that may not recur (a kernel fixed since, a hang or crash that was the
+    machine's or the driver's), and skips because the backend was unavailable or the case
+    was not timed (_RETRIED_SKIPS)."""
+    status, reason = row.get("status"), row.get("reason") or ""
+    if status == "ok":
+        return True
+    if status != "skipped" or _RETRIED_SKIPS.match(reason):
+        return False  # failed, timeout, crashed; or a skip that may not recur
+    skipped_under = _GUARD_LIMIT.search(reason) if reason.startswith("budget guard:") else None
+    if limit is None or skipped_under is None:
+        return True
+    try:  # compared as the reason writes it ({limit:g}): an unchanged limit reads equal
+        return float(skipped_under.group(1)) >= float(f"{limit:g}")
+    except ValueError:
+        return True
 
 
 def derived(flops: int, nbytes: int, median_s: float, peak_gflops: float | None,
@@ -157,17 +195,31 @@ class ResultsFile:
         may be killed right after."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, default=str) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+        with open(self.path, "a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end and (f.seek(end - 1), f.read(1))[1] != b"\n":
+                line = "\n" + line  # a line cut off by a kill: never glue a record onto it
+            f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 
-    def records(self) -> list[dict]:
+    def size(self) -> int:
+        """Bytes in the file now: where the records that a sweep starting now writes begin."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def records(self, since: int = 0) -> list[dict]:
+        """Every record; with ``since`` (a byte offset, from :meth:`size`), those written
+        from there on only (JSON lines; a ``.json`` report is read whole)."""
         if not self.path.exists():
             return []
-        text = self.path.read_text(encoding="utf-8")
         if self.path.suffix == ".json":
-            return _report_records(json.loads(text))
+            return _report_records(json.loads(self.path.read_text(encoding="utf-8")))
+        with open(self.path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", errors="replace")
         out = []
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -179,7 +231,9 @@ class ResultsFile:
             if isinstance(record, dict):
                 out.append(record)
             else:  # cut off, or not JSON lines at all (a JSON report named .jsonl)
-                warnings.warn(f"{self.path}:{lineno}: unreadable line ignored", stacklevel=2)
+                where = f"{self.path}:{lineno}" if not since else f"{self.path}, byte " \
+                    f"{since}+ line {lineno}"
+                warnings.warn(f"{where}: unreadable line ignored", stacklevel=2)
         return out
 
     def of_kind(self, kind: str) -> list[dict]:
@@ -201,8 +255,34 @@ class ResultsFile:
     def machines(self) -> list[dict]:
         return self.of_kind("machine")
 
-    def done(self) -> set[str]:
-        return {r["key"] for r in self.rows()}
+    def done(self, since: int | None = None, limit: float | None = None) -> set[str]:
+        """Keys of the cases a sweep need not measure: each whose row (its last) is
+        :func:`settled` under ``limit`` (this run's --limit; None: any). With ``since``, the
+        offset where this sweep began (:meth:`size`), also every case with a row written
+        from there on, whatever its status: this sweep's own attempt at it, which a
+        replacement child must not repeat (a hang would otherwise be retried until the
+        supervisor gave up)."""
+        done = {r["key"] for r in self.rows() if settled(r, limit)}
+        if since is not None:
+            done |= {r["key"] for r in self.records(since) if r.get("record") == "case"}
+        return done
+
+    def conditions_differ(self, keys, threads: int, limit: float | None = None) -> str:
+        """Why the rows a sweep of ``keys`` would keep (see :meth:`done`) were measured under
+        other conditions than ``threads`` torch threads ("" when they were not, or when
+        they do not say). Everything else that makes another number (dtype, device, batch,
+        direction, cache mode, TF32) is in the key, so such rows are simply not matched;
+        the thread count is not, and a sweep that reused them would mix two conditions in
+        one file, so a sweep refuses the file instead (benchmarks.sweep)."""
+        keys, counts = set(keys), {}
+        for r in self.rows():
+            if r["key"] in keys and settled(r, limit) and r.get("threads") not in (None, threads):
+                counts[r["threads"]] = counts.get(r["threads"], 0) + 1
+        if not counts:
+            return ""
+        found = ", ".join(f"{n} with {t}" for t, n in sorted(counts.items()))
+        return (f"{self.path} has rows of these cases measured with another number of torch "
+                f"threads ({found}; this run pins {threads}, --threads)")
 
 
 def _with_tf32(row: dict, machine: dict) -> dict:
@@ -244,7 +324,9 @@ def report(results: list[ResultsFile]) -> dict:
     return {
         "machine_info": next(iter(machines.values()), {}).get("machine_info", {}),
         "commit_info": first.get("commit_info", {}),
-        "benchmarks": [benchmarks[k] for k in rows if k in benchmarks],
+        # a key's last row wins; an entry of an earlier attempt at it never outlives it
+        "benchmarks": [benchmarks[k] for k, r in rows.items()
+                       if k in benchmarks and r.get("status") == "ok"],
         "datetime": now(),
         "version": first.get("pytest_benchmark"),
         "convbench": {"schema": SCHEMA, "kind": "conv2d-sweep", "created": now(),

@@ -7,8 +7,23 @@ restart a dead worker, but pytest-benchmark disables itself under xdist. So this
 pytest on benchmarks/bench_sweep.py in one child process and watches it: the child names the
 case in flight in ``<results>.running``; a child that dies there gets that case a "crashed"
 row, a case past ``--timeout`` has the child killed and gets a "timeout" row, and a new
-child resumes after it (cases with a row are deselected). One child at a time, in order: not
-a scheduler. Scale out with ``--shard i/n`` and ``python -m benchmarks merge``.
+child resumes after it (cases with a row from this sweep are deselected). One child at a
+time, in order: not a scheduler. Scale out with ``--shard i/n`` and ``python -m benchmarks
+merge``.
+
+Resume: rerunning the same command (the same ``--results``) measures only what the file
+does not settle (benchmarks.records.settled). Kept: ok rows, a backend's declared skips
+(a feature, dtype, device or problem it does not take, NotImplementedError, its memory
+budget) and the budget guard's skips, unless ``--limit`` is now higher than the one they
+were skipped under (raising it is how to ask for them; guard skips are not retried
+otherwise, as their probes cost up to the limit each). Measured again: failed, timeout and
+crashed rows and skips because the backend was unavailable (a package installed since): the
+new row is appended, and the last row of a case is its row everywhere (summary, report,
+merge). ``--fresh`` discards the file. The thread count is part of every number but not of a
+row's key: a file whose kept rows were measured with another count than this run's
+``--threads`` is refused (exit 2) rather than resumed into, since the report would mix both;
+name another ``--results`` file. ``--budget`` and ``--min-rounds`` only set how long a case
+is timed: rows timed under other values are kept.
 
 A case is a backend, a shape and a direction: ``--direction`` forward, backward-data,
 backward-weights or all (benchmarks/bench_sweep.py says what is timed in each). Default: all
@@ -20,7 +35,10 @@ Files, next to ``--results`` (default reports/sweeps/<device>-<dtype>[-tf32]-mb<
 ``.jsonl`` the streamed rows and resume log, ``.json`` the report (pytest-benchmark's format
 plus every row), ``.log`` pytest's output. Exit status: 0 every case has an ok or skipped row,
 1 some case failed, timed out or crashed (the sweep still ran every other case), 2 bad usage
-or a child that died outside any case.
+(among it a bad option value, a ``package.module:function`` backend that cannot be loaded, a
+CUDA device that is not here, a results file measured with another thread count) or a child
+that died outside any case. A built-in backend that cannot run here (triton without CUDA) is
+no usage error: its cases are skipped rows with the reason.
 """
 
 from __future__ import annotations
@@ -75,15 +93,20 @@ def add_parser(subparsers) -> None:
                         f"{bare}")
     p.add_argument("--cache", default="warm", choices=sweep_plan.CACHE_MODES)
     p.add_argument("--shard", metavar="I/N", help="run shard I of N (1-based), split by shape")
-    p.add_argument("--budget", type=float, default=sweep_plan.BUDGET_S,
+    p.add_argument("--budget", type=sweep_plan.positive_seconds, default=sweep_plan.BUDGET_S,
                    help="seconds of timed rounds per case (default %(default)s)")
-    p.add_argument("--limit", type=float, default=sweep_plan.LIMIT_S,
-                   help="skip a case predicted to need more seconds (default %(default)s)")
-    p.add_argument("--min-rounds", type=int, default=sweep_plan.MIN_ROUNDS)
-    p.add_argument("--timeout", type=float, default=sweep_plan.TIMEOUT_S,
+    p.add_argument("--limit", type=sweep_plan.positive_or_inf_seconds,
+                   default=sweep_plan.LIMIT_S,
+                   help="skip a case predicted to need more seconds (default %(default)s; "
+                        "a rerun with a higher limit retries the cases it skipped)")
+    p.add_argument("--min-rounds", type=sweep_plan.count_at_least_1,
+                   default=sweep_plan.MIN_ROUNDS)
+    p.add_argument("--timeout", type=sweep_plan.positive_or_inf_seconds,
+                   default=sweep_plan.TIMEOUT_S,
                    help="kill a case still running after this many seconds (default "
                         "%(default)s)")
-    p.add_argument("--threads", type=int, help="torch threads (default: usable CPUs)")
+    p.add_argument("--threads", type=sweep_plan.count_at_least_1,
+                   help="torch threads (default: usable CPUs)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
     p.add_argument("--results", type=Path, help="JSON-lines results file (resumed if present)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results first")
@@ -112,16 +135,30 @@ def cli(args: argparse.Namespace) -> int:
         print(f"python -m benchmarks sweep: error: --device {args.device}, but {missing}",
               file=sys.stderr)
         return 2
+    unloadable = sweep_plan.unloadable(args.backend)
+    if unloadable:  # a typo or a missing package: refused, not a sweep of skipped rows
+        for line in unloadable:
+            print(f"python -m benchmarks sweep: error: --backend: {line}", file=sys.stderr)
+        return 2
     results = records.ResultsFile((args.results or sweep_plan.results_path(
         args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
     paths = _paths(results.path)
+    if not args.fresh:
+        other = results.conditions_differ([c.key for c in cases], _threads(args.threads),
+                                          args.limit)
+        if other:
+            print(f"python -m benchmarks sweep: error: {other}; resuming into it would mix "
+                  "them with this run's rows: name another --results file (or --fresh to "
+                  "discard what it holds)", file=sys.stderr)
+            return 2
     results.path.parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         for path in paths.values():
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
-    code = supervise(cases, results, _child_command(args, results.path),
-                     _child_env(args.threads), args.timeout)
+    since = results.size()  # rows from here on are this sweep's own, whatever their status
+    code = supervise(cases, results, _child_command(args, results.path, since),
+                     _child_env(args.threads), args.timeout, since, args.limit)
     if code == 130 or code == 2:
         return code
     doc = records.report([results])
@@ -162,9 +199,10 @@ def _paths(results: Path) -> dict[str, Path]:
             "heartbeat": sweep_plan.heartbeat_path(results)}
 
 
-def _child_command(args, results: Path) -> list[str]:
+def _child_command(args, results: Path, since: int = 0) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(BENCH_FILE), "-p", "no:cacheprovider",
-           "-p", "no:xdist", "-q", "--results", str(results), "--batch", str(args.batch),
+           "-p", "no:xdist", "-q", "--results", str(results), "--rows-since", str(since),
+           "--batch", str(args.batch),
            "--dtype", args.dtype, "--device", args.device, "--cache", args.cache,
            "--budget", str(args.budget), "--limit", str(args.limit),
            "--min-rounds", str(args.min_rounds), "--benchmark-group-by", "group",
@@ -182,24 +220,38 @@ def _child_command(args, results: Path) -> list[str]:
     return cmd + (["--tf32"] if args.tf32 else []) + list(args.pytest_args)
 
 
+def _threads(threads: int | None) -> int:
+    """The torch threads a child pins (benchmarks/conftest.py does the same)."""
+    return threads or len(os.sched_getaffinity(0))
+
+
 def _child_env(threads: int | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     for key, value in MALLOC_ENV.items():
         env.setdefault(key, value)
-    n = str(threads or len(os.sched_getaffinity(0)))
+    n = str(_threads(threads))
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = n  # numpy/scipy's BLAS too
     return env
 
 
 def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
-              timeout: float) -> int:
-    """Run children until every case has a row; 0, or 2 (a child died outside any case),
-    or 130 (interrupted: rerun the same command to resume)."""
+              timeout: float, since: int | None = None, limit: float | None = None) -> int:
+    """Run children until every case has a row it keeps (records.settled under ``limit``)
+    or one written by this sweep (from byte ``since`` of the results file on, which
+    ``cmd`` must name as its --rows-since); 0, or 2 (a child died outside any case), or
+    130 (interrupted: rerun the same command to resume)."""
     by_key = {c.key: c for c in cases}
     paths = _paths(results.path)
-    progress = Progress(cases, results.done())
+    since = results.size() if since is None else since
+    kept = results.done(limit=limit) & set(by_key)
+    retried = {r["key"] for r in results.rows()} & (set(by_key) - kept)
+    progress = Progress(cases, kept, since, retried=len(retried))
+
+    def done() -> set[str]:
+        return results.done(since, limit)
+
     for _ in range(len(cases) + 1):  # every restart adds a row, so this always ends
-        if not set(by_key) - results.done():
+        if not set(by_key) - done():
             return 0
         with open(paths["log"], "a", encoding="utf-8") as log:
             log.write(f"\n=== {records.now()} {' '.join(cmd)}\n")
@@ -219,9 +271,9 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
         progress.update(results)
         in_flight = _read_json(paths["heartbeat"])
         paths["heartbeat"].unlink(missing_ok=True)
-        if in_flight is None or in_flight["key"] in results.done():
+        if in_flight is None or in_flight["key"] in done():
             # No case was cut short (or it finished just as it was killed).
-            missing = set(by_key) - results.done()
+            missing = set(by_key) - done()
             if killed or child.returncode == sweep_plan.RESTART_STATUS or (
                     child.returncode in (0, 1, 5) and not missing):
                 continue  # 0/1/5: passed / some failed / nothing left; or a CUDA error
@@ -239,7 +291,7 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
         results.append(records.case_row(**case.row_fields(), status=status, reason=reason,
                                         test=in_flight.get("test"), started=records.now()))
         progress.update(results)
-    return 0 if not set(by_key) - results.done() else 2
+    return 0 if not set(by_key) - done() else 2
 
 
 def _watch(child, heartbeat: Path, timeout: float, results, progress) -> bool:

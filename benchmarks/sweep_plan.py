@@ -15,6 +15,8 @@ different machines, and a speed ratio between two machines means nothing.
 
 from __future__ import annotations
 
+import argparse
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +224,61 @@ def results_path(device: str, dtype: str, batch: int | None,
     if shard_of:
         name += f"-shard{shard_of[0]}of{shard_of[1]}"
     return RESULTS_DIR / f"{name}.jsonl"
+
+
+def unloadable(names) -> list[str]:
+    """Why each user backend spec among ``names`` ("package.module:function") cannot be used
+    at all: its module or attribute cannot be imported, or what it names is no backend
+    (impls.registry turns each into an unavailable entry with one of these reasons). A
+    sweep refuses these up front, as a typo it is. A built-in backend, or a user's Backend
+    whose own probe finds it unavailable here (triton without CUDA), is not in the list:
+    those are skipped rows with their reason."""
+    out = []
+    for name in dict.fromkeys(names or ()):
+        if ":" not in name:
+            continue
+        reason = impls.get_backend(name).reason
+        if reason.startswith(_LOAD_FAILURES) or (reason.startswith(f"{name} is a ")
+                                                 and reason.endswith(", not a callable")):
+            out.append(f"backend {name!r} cannot be used: {reason}")
+    return out
+
+
+#: How impls.registry's reasons for a user's spec that it could not make a backend of begin.
+_LOAD_FAILURES = ("cannot load: ", "bad convbench_capabilities: ")
+
+
+def _number(kind, text: str, *, minimum, strict: bool, finite: bool = True):
+    """argparse ``type=``: ``text`` as ``kind``, refused (argparse names the option) unless
+    it is a number above ``minimum`` (``strict``) or at least ``minimum``."""
+    what = "an integer" if kind is int else "a number"
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    if finite and math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: need a finite number")
+    if value < minimum or (strict and value == minimum):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: need {what} {'>' if strict else '>='} {minimum:g}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse ``type=`` for --budget: a finite number of seconds above 0."""
+    return _number(float, text, minimum=0, strict=True)
+
+
+def positive_or_inf_seconds(text: str) -> float:
+    """argparse ``type=`` for --timeout and --limit: seconds above 0; "inf": none."""
+    return _number(float, text, minimum=0, strict=True, finite=False)
+
+
+def count_at_least_1(text: str) -> int:
+    """argparse ``type=`` for --threads and --min-rounds: an integer >= 1."""
+    return _number(int, text, minimum=1, strict=False)
 
 
 def heartbeat_path(results: Path) -> Path:

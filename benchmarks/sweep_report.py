@@ -22,38 +22,55 @@ from benchmarks import machine, records
 
 
 class Progress:
-    """Prints each new row of a results file once, as ``[done/total elapsed ~left] ...``."""
+    """Prints each new row of a results file once, as ``[done/total elapsed ~left] ...``.
 
-    def __init__(self, cases, done: set[str], stream=sys.stdout):
-        self.keys = {c.key for c in cases}
-        self.total, self.done = len(self.keys), len(self.keys & done)
-        self.resumed, self.start, self.offset, self.stream = self.done, time.monotonic(), 0, stream
-        if self.done:
-            print(f"resuming: {self.done} of {self.total} cases already have a row", file=stream)
+    Counts this run's cases only: ``total`` is the cases without a row to keep (``kept``,
+    from ResultsFile.done), and reading starts at ``offset``, where this run began (rows
+    already in the file are not read again, so a resumed sweep never counts past its
+    total)."""
+
+    def __init__(self, cases, kept: set[str], offset: int = 0, stream=None,
+                 retried: int = 0):
+        stream = stream or sys.stdout  # looked up now: a test's capture may have replaced it
+        keys = {c.key for c in cases}
+        self.keys = keys - set(kept)
+        self.total, self.seen = len(self.keys), set()
+        self.start, self.offset, self.stream = time.monotonic(), offset, stream
+        resumed = len(keys) - self.total
+        if resumed or retried:
+            again = (f"; measuring the other {self.total}, {retried} of them again (their "
+                     "rows say failed, timeout, crashed or backend unavailable)"
+                     if retried else "")
+            print(f"resuming: {resumed} of {len(keys)} cases already have a row{again}",
+                  file=stream)
+
+    @property
+    def done(self) -> int:
+        return len(self.seen)
 
     def update(self, results: records.ResultsFile) -> None:
         """Print the rows appended since the last call (whole lines only)."""
         try:
-            with open(results.path, encoding="utf-8") as f:
+            with open(results.path, "rb") as f:
                 f.seek(self.offset)
                 chunk = f.read()
         except OSError:
             return
-        end = chunk.rfind("\n") + 1
-        self.offset += len(chunk[:end].encode("utf-8"))
-        for line in chunk[:end].splitlines():
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if row.get("record") == "case" and row["key"] in self.keys:
-                self.done += 1
+            if (isinstance(row, dict) and row.get("record") == "case"
+                    and row.get("key") in self.keys and row["key"] not in self.seen):
+                self.seen.add(row["key"])
                 print(self._line(row), file=self.stream, flush=True)
 
     def _line(self, row: dict) -> str:
         elapsed = time.monotonic() - self.start
-        ran = self.done - self.resumed
-        left = elapsed / ran * (self.total - self.done) if ran else 0
+        left = elapsed / self.done * max(self.total - self.done, 0) if self.done else 0
         head = (f"[{self.done:>{len(str(self.total))}}/{self.total} {_clock(elapsed)} "
                 f"~{_clock(left)} left] {row['status']:<8} {row['backend']:<8} "
                 f"{row['direction'] or 'forward':<16} {row['shape_set']} "
@@ -70,12 +87,14 @@ class Progress:
 
 
 def _clock(seconds: float) -> str:
+    seconds = max(seconds, 0)
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def summarize(cases, results: records.ResultsFile, paths: dict, stream=sys.stdout) -> int:
+def summarize(cases, results: records.ResultsFile, paths: dict, stream=None) -> int:
     """Print counts, per-set ratios to torch and network totals; 1 if any case failed,
     timed out or crashed, else 0."""
+    stream = stream or sys.stdout
     keys = {c.key for c in cases}
     rows = [r for r in results.rows() if r["key"] in keys]
     counts = defaultdict(int)

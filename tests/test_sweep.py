@@ -4,7 +4,8 @@ The last test runs ``python -m benchmarks sweep`` for real, on a tiny shape, wit
 and deliberately broken backends (tests/sweep_backends.py): one hangs in native code holding
 the GIL, one segfaults, one raises, one is too slow for the budget, two decline the problem.
 Each must cost only its own case, leave a row saying what happened, and a rerun must measure
-nothing new.
+again only what did not measure for a reason that may not recur (the hang, the crash, the
+failure), never what ran or was skipped by declaration.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -264,7 +266,9 @@ def test_results_file_survives_a_cut_line_and_merges(tmp_path):
     assert [r["key"] for r in doc["convbench"]["rows"]] == ["k1", "k3"]
     assert set(doc["convbench"]["machines"]) == {"m1"}
     records.write_json(tmp_path / "r.json", doc)
-    assert records.ResultsFile(tmp_path / "r.json").done() == {"k1", "k3"}
+    merged = records.ResultsFile(tmp_path / "r.json")
+    assert {r["key"] for r in merged.rows()} == {"k1", "k3"}
+    assert merged.done() == {"k1"}  # k3 failed: a rerun measures it again
 
 
 def test_merge_writes_one_json_report_and_refuses_a_jsonl_name(tmp_path, capsys):
@@ -334,12 +338,22 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
     assert machine["peak_gflops"] > 0 and machine["env"]["MALLOC_MMAP_MAX_"] == "0"
     assert ok["machine_id"] == machine["id"]
 
-    log_runs = (tmp_path / "out.log").read_text().count("\n=== ")
     again = _sweep(tmp_path, "--direction", "forward",
                    *(a for b in backends for a in ("--backend", b)))
-    assert "resuming: 7 of 7" in again.stdout
-    assert (tmp_path / "out.log").read_text().count("\n=== ") == log_runs  # nothing new ran
-    assert len(records.ResultsFile(tmp_path / "out.jsonl").rows()) == 7
+    assert again.returncode == 1, again.stdout + again.stderr
+    # kept: torch's ok row and the three skips; measured again: the hang, crash and failure
+    assert "resuming: 4 of 7 cases already have a row; measuring the other 3" in again.stdout
+    assert "[3/3 " in again.stdout and "[4/" not in again.stdout
+    rerun = {r["backend"].split(":")[-1]: r
+             for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert len(rerun) == 7 and rerun["torch"] == ok  # not measured again
+    assert rerun["slow"] == rows["slow", "tiny:a"]
+    for name, status in (("hang", "timeout"), ("crash", "crashed"), ("fails", "failed")):
+        # once each (a timeout in this sweep is not retried by its next child), newer row
+        assert rerun[name]["status"] == status and rerun[name] != rows[name, "tiny:a"]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert {r["key"]: r for r in report["convbench"]["rows"]}[rerun["hang"]["key"]] == \
+        rerun["hang"]
 
 
 def test_a_cuda_error_restarts_the_child_and_the_next_case_runs_fresh(tmp_path):
@@ -404,3 +418,175 @@ def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path
         assert slow["status"] == "skipped" and "extrapolated" in slow["reason"]
         assert slow["reason"].startswith("budget guard: predicted 3.")
     assert "tiny backward-weights (1 shapes)" in run.stdout  # the summary, per direction
+
+
+# --- resume: what a rerun keeps, and what it measures again ---------------------------------
+
+def _rows_for(tmp_path, backends=("torch",), threads=1, **by_direction):
+    """A results file for the tiny shape's cases, one row per direction given, as
+    ``direction=(status, reason, median_s)`` (``_`` for - in the names)."""
+    (tmp_path / "tiny").write_text(TINY)
+    cases = sweep_plan.plan([str(tmp_path / "tiny")], list(backends))
+    results = records.ResultsFile(tmp_path / "out.jsonl")
+    for c in cases:
+        given = by_direction.get(c.direction.replace("-", "_"))
+        if given:
+            status, reason, median = given
+            results.append(records.case_row(**c.row_fields(), status=status, reason=reason,
+                                            median_s=median, threads=threads,
+                                            gflops=median and c.entry.flops / median / 1e9))
+    return cases, results
+
+
+def test_settled_rows_are_kept_and_transient_ones_measured_again():
+    def row(status, reason=""):
+        return records.case_row(key="k", backend="mine:conv", status=status, reason=reason)
+
+    keep = [row("ok"), row("skipped", "mine:conv does not support groups"),
+            row("skipped", "mine:conv raised NotImplementedError: no kernel"),
+            row("skipped", "unfold needs 9 GiB for its column buffer on this problem, over "
+                           "the memory budget of 4 GiB (default); set X to change it"),
+            row("skipped", "budget guard: predicted 3.1 s per call (measured); 5 calls "
+                           "exceed --limit 10 s")]
+    again = [row("failed", "RuntimeError: boom"), row("timeout", "still running"),
+             row("crashed", "the process died"),
+             row("skipped", "mine:conv unavailable: cannot load: ModuleNotFoundError: "
+                            "No module named 'mine'"),
+             row("skipped", "triton unavailable: no CUDA device"),
+             row("skipped", "not timed (pytest-benchmark disabled?)")]
+    assert all(records.settled(r, limit=10.0) for r in keep)
+    assert not any(records.settled(r, limit=10.0) for r in again)
+    guard = keep[-1]
+    assert records.settled(guard, limit=5.0) and records.settled(guard)  # None: any limit
+    assert not records.settled(guard, limit=20.0)  # a higher --limit asks for it again
+
+
+def test_a_rerun_measures_again_what_timed_out_or_was_unavailable_and_the_new_row_wins(
+        tmp_path):
+    """A file from a sweep where one case timed out and a user's module did not import:
+    the rerun keeps the ok row and measures the other two; their new rows are the ones the
+    summary, the report and the file's reader take. A built-in backend that cannot run
+    here (triton on the CPU) is a skipped row, exit 0, not a usage error."""
+    cases, results = _rows_for(
+        tmp_path, forward=("timeout", "still running after 4 s: killed", None),
+        backward_data=("skipped", "torch unavailable: cannot load: ModuleNotFoundError: No "
+                                  "module named 'mine'", None),
+        backward_weights=("ok", "", 123.0))
+    run = _sweep(tmp_path, "--backend", "torch", "--backend", "triton")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "resuming: 1 of 6 cases already have a row; measuring the other 5, 2 of them " \
+           "again" in run.stdout
+    assert "[5/5 " in run.stdout and "[6/" not in run.stdout
+    rows = {(r["backend"], r["direction"]): r for r in results.rows()}
+    assert rows["torch", "backward-weights"]["median_s"] == 123.0  # kept, not re-measured
+    for direction in ("forward", "backward-data"):
+        assert rows["torch", direction]["status"] == "ok" and rows["torch", direction]["rounds"]
+    assert {rows["triton", d]["status"] for d in sweep_plan.DIRECTIONS} == {"skipped"}
+    report = json.loads((tmp_path / "out.json").read_text())
+    in_report = {r["key"]: r for r in report["convbench"]["rows"]}
+    assert in_report[rows["torch", "forward"]["key"]]["status"] == "ok"
+    assert len(in_report) == 6
+    assert "\n3 ok, 3 skipped\n" in run.stdout  # the summary counts the newest rows
+
+
+def test_a_user_backend_that_cannot_be_loaded_is_refused_up_front(tmp_path, capsys,
+                                                                  monkeypatch):
+    import types
+
+    import torch.nn.functional as F
+
+    from impls.registry import Backend
+
+    results = tmp_path / "r.jsonl"
+    assert sweep_main(["sweep", "--shape-set", "edge", "--backend", "torch", "--backend",
+                       "no_such_module_here:conv", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_module_here:conv" in err and "ModuleNotFoundError" in err
+    assert not results.exists()
+    # Merely unavailable here (its own probe says so, as triton's does without CUDA): not
+    # refused, its cases become skipped rows. Not a backend at all: refused.
+    fake = types.ModuleType("fake_probed_backends")
+    fake.gpu_only = Backend(name="fake_probed_backends:gpu_only", fn=F.conv2d,
+                            probe=lambda: "needs a GPU")
+    fake.text = "not a function"
+    monkeypatch.setitem(sys.modules, "fake_probed_backends", fake)
+    assert sweep_plan.unloadable(["torch", "triton", "fake_probed_backends:gpu_only"]) == []
+    (refused,) = sweep_plan.unloadable(["fake_probed_backends:text"])
+    assert "not a callable" in refused
+
+
+def test_a_file_measured_with_other_threads_is_refused_not_resumed(tmp_path, capsys):
+    """The thread count is not in the key: a rerun with another --threads must neither
+    take the old rows for its own nor silently mix both counts in one file."""
+    _, results = _rows_for(tmp_path, threads=2, forward=("ok", "", 1e-3),
+                           backward_data=("timeout", "killed", None))
+    before = results.path.read_bytes()
+    args = ["sweep", "--shape-set", str(tmp_path / "tiny"), "--backend", "torch",
+            "--direction", "forward", "--results", str(results.path)]
+    assert sweep_main([*args, "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "1 with 2" in err and "pins 1" in err and "another --results" in err
+    assert results.path.read_bytes() == before and not results.path.with_suffix(".log").exists()
+    assert sweep_main([*args, "--threads", "2"]) == 0  # same conditions: resumed, nothing ran
+    assert "resuming: 1 of 1" in capsys.readouterr().out
+    assert not results.path.with_suffix(".log").exists()
+    # rows that a rerun measures again, or that do not say, are no reason to refuse
+    assert "(1 with 2;" in results.conditions_differ({r["key"] for r in results.rows()}, 3)
+    old = records.ResultsFile(tmp_path / "old.jsonl")
+    old.append(records.case_row(key="k", status="ok", threads=None))
+    assert old.conditions_differ(["k"], 1) == ""
+
+
+def test_progress_counts_only_this_runs_cases(tmp_path):
+    """A resumed sweep's rows already in the file are neither read again nor counted: the
+    counter ends at this run's total, and the time left is never negative."""
+    import io
+
+    cases = sweep_plan.plan(["grid-small"], ["torch", "unfold"], directions="forward")
+    results = records.ResultsFile(tmp_path / "p.jsonl")
+
+    def ok(case):
+        return records.case_row(**case.row_fields(), status="ok", reason="", median_s=1e-3,
+                                gflops=1.0)
+
+    earlier = [c for c in cases if c.backend == "unfold"]
+    for c in earlier:
+        results.append(ok(c))
+    out = io.StringIO()
+    progress = sweep_report.Progress(cases, results.done(), results.size(), stream=out)
+    now = [c for c in cases if c.backend == "torch"]
+    for c in now + now[:2]:  # a case may get a second row (a kill racing its own write)
+        results.append(ok(c))
+        progress.update(results)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"resuming: {len(earlier)} of {len(cases)} cases already have a row"
+    counters = [re.match(r"\[ *(\d+)/(\d+) \S+ (\S+) left\]", line).groups()
+                for line in lines[1:]]
+    assert [(int(i), int(n)) for i, n, _ in counters] == [(i, len(now))
+                                                          for i in range(1, len(now) + 1)]
+    assert not any(left.startswith("~-") for *_, left in counters)
+    assert counters[-1][2] == "~0:00"
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--threads", "-2"), ("--threads", "0"), ("--timeout", "0"),
+    ("--timeout", "-1"), ("--timeout", "nan"), ("--budget", "-1"), ("--budget", "0"),
+    ("--budget", "nan"), ("--budget", "inf"), ("--limit", "0"), ("--min-rounds", "0")])
+def test_bad_option_values_are_usage_errors(option, value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sweep_main(["sweep", "--shape-set", "edge", "--backend", "torch", option, value,
+                    "--list"])
+    assert exc.value.code == 2
+    assert f"argument {option}: {value!r}" in capsys.readouterr().err
+
+
+def test_the_pytest_side_refuses_bad_threads_as_a_usage_error(tmp_path):
+    """Run by hand, bench_sweep.py's --threads -2 used to reach torch.set_num_threads (an
+    INTERNALERROR)."""
+    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benchmarks" /
+                                                             "bench_sweep.py"),
+                          "-p", "no:cacheprovider", "-q", "--threads", "-2", "--results",
+                          str(tmp_path / "r.jsonl")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 4, run.stdout + run.stderr  # pytest's usage error
+    assert "argument --threads: '-2'" in run.stderr and "INTERNALERROR" not in run.stdout
