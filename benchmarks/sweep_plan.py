@@ -69,31 +69,6 @@ TIMEOUT_S = 120.0
 RESULTS_DIR = Path("reports") / "sweeps"
 
 
-def _grid_small(batch: int | None) -> list[ShapeEntry]:
-    """A 14-problem subset of ``grid`` (41): enough kernel x image points for a coarse
-    crossover map (1..17 taps at 14 and 56 pixels, plus stride 2), at a third of the cost.
-    Its entries keep grid's names ("grid:k3_i56_s1_same"), so a report can place them."""
-    keep = []
-    for e in shape_set("grid", batch):
-        s = e.spec
-        same = s.ph == s.kh // 2
-        if same and ((s.sh == 1 and s.kh in (1, 3, 5, 9, 13, 17) and s.ih in (14, 56))
-                     or (s.sh == 2 and s.kh in (3, 13) and s.ih == 56)):
-            keep.append(e)
-    return keep
-
-
-#: Sets the sweep defines on top of benchmarks.shapes (subsets for a quick default run).
-SWEEP_SETS = {"grid-small": _grid_small}
-
-
-def sweep_shape_set(name: str, batch: int | None) -> list[ShapeEntry]:
-    """A set of benchmarks.shapes (or a shape file's path), or one of SWEEP_SETS."""
-    if name in SWEEP_SETS:
-        return SWEEP_SETS[name](batch)
-    return shape_set(name, batch)
-
-
 @dataclass(frozen=True)
 class Case:
     """One measurement: a backend on one shape, in one dtype, device, direction, cache mode
@@ -173,7 +148,7 @@ def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = 
     names = [impls.get_backend(n).name for n in dict.fromkeys(names)]  # unknown: ValueError
     cases = []
     for set_name, set_directions in per_set.items():
-        for index, entry in enumerate(sweep_shape_set(set_name, batch)):
+        for index, entry in enumerate(shape_set(set_name, batch)):
             cases += [Case(name, set_name, index, entry, dtype, device, direction, cache, tf32)
                       for direction in set_directions for name in names]
     return cases

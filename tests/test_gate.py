@@ -257,3 +257,15 @@ def test_power_summary_counts_runs_and_each_victim_benchmark():
     assert "| 99% | none (unchanged code) | 1 | — | 1/1 |" in text
     assert "| +10% | a | 0/2 | 1/2 | +10.0% (+8.0% .. +10.0%) |" in text
     assert "| +10% | b | 1/2 | 2/2 | +30.0% (+20.0% .. +30.0%) |" in text
+
+
+def test_table_prints_notes_as_text_not_markup():
+    from rich.console import Console
+
+    from benchmarks.gate.cases import GateCase
+
+    case = GateCase("triton", "s", "mb1ic3ih8oc4oh8kh3ph1", DEFAULT_THRESHOLD)
+    row = verdicts.Row(case, verdicts.SKIPPED, note="pip install 'convbench[triton]'")
+    console = Console(width=200, record=True)
+    console.print(verdicts.table([row], "t"))
+    assert "convbench[triton]" in console.export_text()

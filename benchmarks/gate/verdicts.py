@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.gate import stats
@@ -151,8 +152,8 @@ HEADERS = ["backend", "shape", "base ms", "head ms", "change", "CI", "band", "n"
 
 def table(rows: list[Row], title: str) -> Table:
     t = Table(*HEADERS, title=title)
-    for row in rows:
-        t.add_row(*_cells(row), style=_STYLE.get(row.verdict))
+    for row in rows:  # escaped: a note's "convbench[triton]" is text, not rich markup
+        t.add_row(*map(escape, _cells(row)), style=_STYLE.get(row.verdict))
     return t
 
 
