@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m impls", description=__doc__.split("\n")[0])
+    prog = "convbench" if Path(sys.argv[0]).name == "convbench" else "python -m impls"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="backends, availability and capabilities")
     listing.add_argument("--format", choices=("table", "json"), default="table")

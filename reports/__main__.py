@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reports import build
-
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        from reports import build
+    except ModuleNotFoundError as exc:  # the charts need matplotlib, an optional extra
+        if (exc.name or "").split(".")[0] in ("benchmarks", "impls", "reports", ""):
+            raise  # our own code is broken: not a package to install
+        print(f"python -m reports: error: needs the package {exc.name!r}, which this Python "
+              "lacks (pip install 'convbench[report]')", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m reports")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("build", help="build index.html, summary.md and results.csv",

@@ -300,3 +300,18 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     summary = (out / "summary.md").read_text()
     assert f"- **{zeros_backend} FAILED the correctness check" in summary
     assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 2 |" in summary
+
+
+def test_without_matplotlib_the_command_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith(("reports.build", "reports.plots",
+                                                          "matplotlib"))]:
+        monkeypatch.delitem(sys.modules, name)
+    import reports
+
+    for attribute in ("build", "plots"):  # else "from reports import build" finds it there
+        monkeypatch.delattr(reports, attribute, raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    assert main(["build", "--help"]) == 2
+    assert "convbench[report]" in capsys.readouterr().err

@@ -283,6 +283,11 @@ def test_merge_writes_one_json_report_and_refuses_a_jsonl_name(tmp_path, capsys)
     assert "name it .json" in capsys.readouterr().err and not (tmp_path / "m.jsonl").exists()
     assert sweep_main(["merge", str(a.path), str(b.path), "-o", str(tmp_path / "m.json")]) == 0
     assert records.ResultsFile(tmp_path / "m.json").done() == {"k1", "k2"}
+    (tmp_path / "typo.jsonl").write_text("not a results file\n")
+    with pytest.warns(UserWarning, match="unreadable line"):
+        assert sweep_main(["merge", str(tmp_path / "typo.jsonl"), "-o",
+                           str(tmp_path / "e.json")]) == 1
+    assert "no result rows" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
 
 
 # --- the real thing: a sweep with broken backends ------------------------------------------
