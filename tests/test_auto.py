@@ -79,7 +79,7 @@ def test_a_refusing_winner_gives_way_to_the_next(results):
              row("torch", SMALL_3X3, 2e-3)])
     assert choose(SMALL_3X3)[0] == "winograd-f4"
     name, why = choose("mb1ic16ih12oc16oh12kh3ph2dh1")  # dilation 2: not Winograd's
-    assert name == "unfold" and "winograd-f4 does not support dilation 2x2" in why
+    assert name == "unfold" and "winograd-f4 does not support dilation" in why
 
 
 def test_an_over_budget_winner_gives_way_to_the_next(results, monkeypatch):

@@ -56,7 +56,7 @@ from functools import lru_cache
 import torch
 
 from impls.builtin import _weight_cache
-from impls.registry import register_backend
+from impls.registry import FEATURES, register_backend
 
 #: Interpolation points (plus infinity) of F(m x m, 3x3), by output tile size m.
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, Fraction(1, 2), -2)}
@@ -214,6 +214,9 @@ def _register(m: int):
         dtypes=(torch.float32, torch.float64),
         exact=False,
         error_model=f"winograd-f{m}",
+        # Stride and dilation are outside the method whatever the kernel: declared as
+        # features (what `python -m impls list` shows); the 3x3 kernel is accepts' to refuse.
+        features=FEATURES - {"stride", "dilation"},
         accepts=accepts,
         workspace=lambda *problem: workspace(m, *problem),
         description=f"Winograd F({m}x{m}, 3x3): Kronecker-matrix tile transforms, one "
