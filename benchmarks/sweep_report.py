@@ -121,7 +121,8 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
     over = [r for r in rows if (r.get("fraction_of_peak") or 0) > 1.05]
     if over:
         out.append(f"{len(over)} cases ran faster than the measured peak: it was measured low "
-                   "(a busy machine?); rerun with --fresh to measure it again")
+                   "(a busy machine?); the times stand, only their fraction of peak is "
+                   "off: a sweep into another --results file measures the peak again")
     noisy = [r for r in rows if r["status"] == "ok" and r["reason"]]
     if noisy:
         out.append(f"{len(noisy)} of {sum(r['status'] == 'ok' for r in rows)} timed cases have "
