@@ -135,8 +135,10 @@ class ConvSpec:
             key, number = m.groups()
             if not number or number == "-":
                 raise ValueError(f"no value for {key!r} in descriptor {text!r}")
-            if key in values:
-                raise ValueError(f"{key!r} is given twice in descriptor {text!r}")
+            if key in values and values[key] != int(number):  # a repeat that agrees is
+                # harmless, and oneDNN's own shape files have one ("..._kh5_kh5ph7...")
+                raise ValueError(f"{key!r} is given twice ({key}{values[key]}, {key}{number}) "
+                                 f"in descriptor {text!r}")
             values[key] = int(number)
             pos = m.end()
         try:

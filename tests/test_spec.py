@@ -79,6 +79,12 @@ def test_parse_real_benchdnn_lines():
     assert str(s) == 'g32mb1ic32ih112oc32oh112kh3ph1n"mobilenet:conv2_1/dw"'
 
 
+def test_a_repeated_key_that_agrees_is_accepted():
+    # oneDNN's shapes_regression_padding has this line; benchdnn reads it.
+    s = ConvSpec.parse("mb1ic16oc16_ih10kh5_kh5ph7sh1")
+    assert s.weight_shape == (16, 16, 5, 5) and s.padding == (7, 7)
+
+
 def test_parse_separators_order_and_unquoted_name():
     a = ConvSpec.parse("mb1_ic16oc32_ih28oh28kh3ph1_nplain")
     b = ConvSpec.parse('oc32kh3ph1ih28oh28ic16mb1n"plain"')
