@@ -45,6 +45,13 @@ BACKEND_SHAPES = {
     "triton": ("3x3 256@14", "1x1 64@56"),
 }
 DEFAULT_SHAPES = ("3x3 256@14", "1x1 64@56")
+#: Bands against a stored baseline, by backend or case key, where the scaled default is
+#: narrower than what unchanged code does here. FFT's time follows the host's memory
+#: contention and torch's (compute-bound oneDNN) does not, so the ratio the baseline
+#: compares moves with the machine's state: on one day, unchanged code gave fft/torch on
+#: 13x13 32@28 from 0.86 (the baseline) to 1.31 across processes, and CI failed the
+#: self-test on fft +20% with torch itself +10%. Interleaved runs (--base) keep the default.
+STORED_THRESHOLDS = {"fft": 0.25, f"auto|{SHAPES['17x17 32@32']}": 0.25}
 
 
 @dataclass(frozen=True)
@@ -69,15 +76,17 @@ class GateCase:
 
 
 def gate_cases(backends=None, quick: bool = False, threshold: float | None = None,
-               overrides: dict[str, float] | None = None, scale: float = 1.0
-               ) -> list[GateCase]:
+               overrides: dict[str, float] | None = None, scale: float = 1.0,
+               stored: bool = False) -> list[GateCase]:
     """The cases of ``backends`` (default: every backend of BACKEND_SHAPES), in order.
 
     ``threshold`` replaces the default band (a backend of THRESHOLDS keeps its own);
     ``overrides`` maps a backend name or a case key ("backend|descriptor") to its own band
     (the most specific wins). ``scale`` widens the built-in bands, not those given on the
     command line: a stored baseline was measured by another process at another time, which
-    moved ratios by up to 9% (naive) between a global Python and a nox virtualenv here."""
+    moved ratios by up to 9% (naive) between a global Python and a nox virtualenv here.
+    ``stored``: the comparison is with a stored baseline, where STORED_THRESHOLDS apply
+    unless a band is given on the command line."""
     cases = []
     for backend in backends or BACKEND_SHAPES:
         shapes = BACKEND_SHAPES.get(backend, DEFAULT_SHAPES)
@@ -86,6 +95,8 @@ def gate_cases(backends=None, quick: bool = False, threshold: float | None = Non
             key = f"{backend}|{descriptor}"
             default = threshold if threshold is not None else DEFAULT_THRESHOLD * scale
             own = THRESHOLDS[backend] * scale if backend in THRESHOLDS else default
+            if stored and threshold is None:
+                own = STORED_THRESHOLDS.get(key, STORED_THRESHOLDS.get(backend, own))
             band = (overrides or {}).get(key, (overrides or {}).get(backend, own))
             cases.append(GateCase(backend, shape, descriptor, band))
     return cases

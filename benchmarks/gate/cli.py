@@ -150,7 +150,8 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
 def _plan(opts: Options) -> tuple[list, float]:
     """The gate cases (bands widened against a stored baseline) and the time budget."""
     scale = BASELINE_BAND_SCALE if opts.baseline else 1.0
-    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands, scale)
+    cases = gate_cases(opts.backends, opts.quick, opts.threshold, opts.bands, scale,
+                       stored=bool(opts.baseline))
     return cases, opts.budget or (QUICK_BUDGET_S if opts.quick else BUDGET_S)
 
 
