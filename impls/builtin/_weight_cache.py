@@ -34,6 +34,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 
@@ -91,8 +92,13 @@ def _sample(weight: torch.Tensor) -> torch.Tensor:
     flat = weight.detach().reshape(-1)  # a view for any weight laid out densely
     if flat.numel() <= SAMPLE:
         return flat.clone()
-    index = torch.linspace(0, flat.numel() - 1, SAMPLE, device=flat.device).long()
-    return flat[index]
+    return flat[_sample_index(flat.numel(), flat.device)]
+
+
+@lru_cache(maxsize=64)
+def _sample_index(numel: int, device: torch.device) -> torch.Tensor:
+    """Where the sample is taken (made once per size: this runs on every call)."""
+    return torch.linspace(0, numel - 1, SAMPLE, device=device).long()
 
 
 def clear() -> None:
