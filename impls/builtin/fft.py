@@ -190,8 +190,9 @@ def _correlate2d(x, w, stride, pads, dilation, groups, few_rows=False, kept=Fals
         spectra = spectra_of_w() if keep is None else _weight_cache.derived(
             keep, ("fft", stride, dilation, groups, plan),
             lambda: torch.from_numpy(spectra_of_w())).numpy()
-        tiles = _input_tiles(x, groups, (pt, pl), stride, (u_used, v_used), plan)
-        out[...] = _correlate(tiles, spectra, plan, n, (p, q), few_rows)
+        workers = _workers(plan, x.shape[1], n, len(u_used) * len(v_used), cg)
+        tiles = _input_tiles(x, groups, (pt, pl), stride, (u_used, v_used), plan, workers)
+        out[...] = _correlate(tiles, spectra, plan, n, (p, q), few_rows, workers)
     return out
 
 
@@ -213,7 +214,7 @@ def _kernel_spectra(w, groups, dilation, stride, phases, plan, kernel_hw):
     taps[..., :dh * (r - 1) + 1:dh, :dw * (s - 1) + 1:dw] = w.reshape(taps.shape[:3] + (r, s))
     wz = _take(_take(wz, phases[0], 4), phases[1], 6)        # (g, Kg, Cg, Rs, u, Ss, v)
     wz = wz.transpose(3, 5, 0, 2, 4, 6, 1).reshape(rs, ss, groups, -1, k // groups)
-    half = np.conj(sfft.rfft(wz, n=lw, axis=1, workers=_workers()))
+    half = np.conj(sfft.rfft(wz, n=lw, axis=1, workers=torch.get_num_threads()))
     # exp(+2 pi i u r / Lh): the conjugate DFT; the angle is reduced mod Lh in integers.
     angle = np.outer(np.arange(lh), np.arange(rs)) % lh * (2 * np.pi / lh)
     dft = torch.from_numpy(np.exp(1j * angle).astype(half.dtype))
@@ -221,7 +222,7 @@ def _kernel_spectra(w, groups, dilation, stride, phases, plan, kernel_hw):
     return spec.reshape(lh * half.shape[1], *half.shape[2:])
 
 
-def _input_tiles(x, groups, padding, stride, phases, plan):
+def _input_tiles(x, groups, padding, stride, phases, plan, workers=1):
     """DFT of every overlapping input tile, laid out (F, g, N*tiles, C/g*phases).
 
     ``padding`` is (top, left); the bottom and right need no zeros beyond the buffer's.
@@ -239,12 +240,12 @@ def _input_tiles(x, groups, padding, stride, phases, plan):
     # Overlapping tiles as a view; the first transform reads it in place (no tile copy).
     win = sliding_window_view(xp, (lh, lw), axis=(0, 2))[::th, :, ::tw]
     win = win.transpose(7, 8, 5, 4, 0, 2, 6, 1, 3)   # (Lh, Lw, g, N, nth, ntw, Cg, u, v)
-    half = sfft.rfft(win, axis=1, workers=_workers())
-    spec = sfft.fft(half, axis=0, workers=_workers(), overwrite_x=True)
+    half = sfft.rfft(win, axis=1, workers=workers)
+    spec = sfft.fft(half, axis=0, workers=workers, overwrite_x=True)
     return spec.reshape(lh * half.shape[1], groups, n * nth * ntw, -1)
 
 
-def _correlate(tiles, spectra, plan, n, out_hw, few_rows=False):
+def _correlate(tiles, spectra, plan, n, out_hw, few_rows=False, workers=1):
     """Contract channels per frequency, transform back, stitch the tiles into (N, K, P, Q).
 
     ``few_rows``: the tiles keep only a few of their Lh rows (the weight gradient's R x S
@@ -265,9 +266,9 @@ def _correlate(tiles, spectra, plan, n, out_hw, few_rows=False):
         rows = torch.matmul(idft, torch.from_numpy(prod.reshape(lh, -1))).numpy()
         rows = rows.reshape(th, *prod.shape[1:])
     else:
-        rows = sfft.ifft(prod, axis=0, workers=_workers(), overwrite_x=True)[:th]
+        rows = sfft.ifft(prod, axis=0, workers=workers, overwrite_x=True)[:th]
     # The last transform reads the tiles in output order, so its result needs no transpose.
-    y = sfft.irfft(rows.transpose(3, 2, 6, 4, 0, 5, 1), n=lw, axis=-1, workers=_workers())
+    y = sfft.irfft(rows.transpose(3, 2, 6, 4, 0, 5, 1), n=lw, axis=-1, workers=workers)
     y = y[..., :tw].reshape(n, g * kg, nth * th, ntw * tw)
     return y[:, :, :out_hw[0], :out_hw[1]]
 
@@ -277,6 +278,20 @@ def _take(a, phases: list[int], axis: int):
     return a if len(phases) == a.shape[axis] else np.take(a, phases, axis=axis)
 
 
-def _workers() -> int:
-    # Follow torch's thread count, so a benchmark that pins torch to 2 threads pins us too.
-    return torch.get_num_threads()
+#: Tile-array elements from which scipy's FFT threads pay off next to torch's GEMM.
+WORKERS_FROM = 1 << 20
+
+
+def _workers(plan, channels: int, n: int, phases: int, cg: int) -> int:
+    """scipy.fft's ``workers`` for a problem's tile transforms: torch's thread count (so a
+    benchmark that pins torch to 2 threads pins these too), or 1 where the channels are
+    contracted by torch's GEMM (C/g x phases > 1) and the tile array is below WORKERS_FROM
+    elements. Measured on 2 cores over the large-kernel set and every grid shape from 5x5
+    up: next to the GEMM, two FFT threads lost 5-15% on all but the largest problems
+    (dense 31x31 on 128x128: 11% faster with them); depthwise, where no GEMM runs, they win
+    up to 1.45x (RepLKNet's 31x31 on 56x56)."""
+    (lh, _, nth), (lw, _, ntw) = plan
+    threads = torch.get_num_threads()
+    if cg * phases == 1 or lh * lw * nth * ntw * n * channels * phases >= WORKERS_FROM:
+        return threads
+    return 1
