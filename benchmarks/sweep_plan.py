@@ -203,24 +203,13 @@ def results_path(device: str, dtype: str, batch: int | None,
 
 def unloadable(names) -> list[str]:
     """Why each user backend spec among ``names`` ("package.module:function") cannot be used
-    at all: its module or attribute cannot be imported, or what it names is no backend
-    (impls.registry turns each into an unavailable entry with one of these reasons). A
-    sweep refuses these up front, as a typo it is. A built-in backend, or a user's Backend
-    whose own probe finds it unavailable here (triton without CUDA), is not in the list:
-    those are skipped rows with their reason."""
-    out = []
-    for name in dict.fromkeys(names or ()):
-        if ":" not in name:
-            continue
-        reason = impls.get_backend(name).reason
-        if reason.startswith(_LOAD_FAILURES) or (reason.startswith(f"{name} is a ")
-                                                 and reason.endswith(", not a callable")):
-            out.append(f"backend {name!r} cannot be used: {reason}")
-    return out
-
-
-#: How impls.registry's reasons for a user's spec that it could not make a backend of begin.
-_LOAD_FAILURES = ("cannot load: ", "bad convbench_capabilities: ")
+    at all (impls.Backend.load_error: its module or attribute cannot be imported, or what
+    it names is no backend). A sweep refuses these up front, as a typo it is. A built-in
+    backend, or a user's Backend whose own probe finds it unavailable here (triton without
+    CUDA), is not in the list: those are skipped rows with their reason."""
+    entries = [impls.get_backend(name) for name in dict.fromkeys(names or ()) if ":" in name]
+    return [f"backend {e.name!r} cannot be used: {e.load_error}" for e in entries
+            if e.load_error]
 
 
 def _number(kind, text: str, *, minimum, strict: bool, finite: bool = True):

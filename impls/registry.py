@@ -78,6 +78,10 @@ class Backend:
     #: ``error_model``: torch is exact on the CPU (oneDNN's direct and GEMM kernels), but on
     #: CUDA cuDNN's heuristics may pick an FFT or Winograd engine. See :meth:`runner`.
     accuracy_on: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False)
+    #: Why a user's object could not be made a backend at all (its import failed, it is not
+    #: callable, its convbench_capabilities are wrong): such an entry is never available,
+    #: and a sweep refuses it up front as the typo it is. "" for every working entry.
+    load_error: str = field(default="", repr=False)
 
     @cached_property
     def reason(self) -> str:
@@ -209,20 +213,23 @@ def _entry_from_object(load: Callable[[], object], name: str) -> Backend:
     try:
         obj = load()
     except Exception as exc:
-        reason = f"cannot load: {type(exc).__name__}: {exc}"
-        return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+        return _unloadable(name, f"cannot load: {type(exc).__name__}: {exc}")
     if isinstance(obj, Backend):
         return obj
     if hasattr(obj, "convbench_backend"):
         return obj.convbench_backend
     if not callable(obj):
-        reason = f"{name} is a {type(obj).__name__}, not a callable"
-        return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+        return _unloadable(name, f"{name} is a {type(obj).__name__}, not a callable")
     try:
         return Backend(name=name, fn=obj, **_capabilities(obj))
     except (TypeError, ValueError) as exc:  # a typo in a user's dict: say so, don't crash
-        reason = f"bad convbench_capabilities: {exc}"
-        return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason)
+        return _unloadable(name, f"bad convbench_capabilities: {exc}")
+
+
+def _unloadable(name: str, reason: str) -> Backend:
+    """The entry for a user's object that is no backend: unavailable, with ``reason``."""
+    return Backend(name=name, fn=_unavailable(reason), probe=lambda: reason,
+                   load_error=reason)
 
 
 def _capabilities(obj) -> dict:
