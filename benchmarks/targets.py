@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import impls
-from benchmarks.sweep_plan import precision_name
+from benchmarks.sweep_plan import positive_or_inf_seconds, positive_seconds, precision_name
 from impls.spec import ConvSpec
 
 #: The baseline meaning "the fastest other backend timed on the same shape".
@@ -170,9 +170,9 @@ def add_parser(subparsers) -> None:
                    help="whose targets: the CPU's (default) or the GPU's (cuda)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                    help="where the results files go, one per precision (default %(default)s)")
-    p.add_argument("--budget", type=float, default=BUDGET_S,
+    p.add_argument("--budget", type=positive_seconds, default=BUDGET_S,
                    help="seconds of timed rounds per case (default %(default)s)")
-    p.add_argument("--limit", type=float, default=LIMIT_S,
+    p.add_argument("--limit", type=positive_or_inf_seconds, default=LIMIT_S,
                    help="skip a case predicted to need more seconds (default %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run instead of starting afresh")
