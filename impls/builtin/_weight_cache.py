@@ -29,6 +29,7 @@ by contract.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
@@ -88,17 +89,20 @@ def cacheable(weight: torch.Tensor) -> bool:
 
 def _sample(weight: torch.Tensor) -> torch.Tensor:
     """SAMPLE elements of ``weight`` (every one if it has fewer), first and last included,
-    copied: the entry must see later writes as a difference, not share them."""
-    flat = weight.detach().reshape(-1)  # a view for any weight laid out densely
-    if flat.numel() <= SAMPLE:
-        return flat.clone()
-    return flat[_sample_index(flat.numel(), flat.device)]
+    copied: the entry must see later writes as a difference, not share them. Gathered by
+    index, never through a flattened copy: a channels_last weight would cost a pass."""
+    w = weight.detach()
+    if w.numel() <= SAMPLE:
+        return w.clone()
+    return w[_sample_index(tuple(w.shape), w.device)]
 
 
 @lru_cache(maxsize=64)
-def _sample_index(numel: int, device: torch.device) -> torch.Tensor:
-    """Where the sample is taken (made once per size: this runs on every call)."""
-    return torch.linspace(0, numel - 1, SAMPLE, device=device).long()
+def _sample_index(shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Where the sample is taken, per dimension (made once per shape: this runs on every
+    call)."""
+    flat = torch.linspace(0, math.prod(shape) - 1, SAMPLE, device=device).long()
+    return torch.unravel_index(flat, shape)
 
 
 def clear() -> None:
