@@ -50,25 +50,11 @@ def pytest_addoption(parser):
     _add(g, "--shape-set", action="append", default=None, metavar="NAME",
          help=f"shape set (repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)}, see "
               "sweep_plan.BARE_DIRECTIONS)")
-    _add(g, "--backend", action="append", default=None,
-         help="backend name or package.module:function (repeatable; default: all)")
-    _add(g, "--batch", type=int, default=1, help="batch of every shape (default 1)")
-    _add(g, "--dtype", default="float32", choices=list(sweep_plan.DTYPES))
-    _add(g, "--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    for flag, kwargs in sweep_plan.OPTIONS:
+        _add(g, flag, **kwargs)
     _add(g, "--direction", action="append", default=None, choices=sweep_plan.DIRECTIONS,
          help="repeatable; default: all three, or with no --shape-set either, "
               "sweep_plan.BARE_DIRECTIONS")
-    _add(g, "--cache", default="warm", choices=sweep_plan.CACHE_MODES,
-         help="cold: flush the caches before every timed call")
-    _add(g, "--shard", default=None, metavar="I/N", help="run shard I of N (1-based)")
-    _add(g, "--budget", type=sweep_plan.positive_seconds, default=sweep_plan.BUDGET_S,
-         help="seconds of timed rounds per case (default %(default)s)")
-    _add(g, "--limit", type=sweep_plan.positive_or_inf_seconds, default=sweep_plan.LIMIT_S,
-         help="skip a case whose predicted warm-up + minimum rounds exceed this many seconds")
-    _add(g, "--min-rounds", type=sweep_plan.count_at_least_1, default=sweep_plan.MIN_ROUNDS)
-    _add(g, "--threads", type=sweep_plan.count_at_least_1, default=None,
-         help="torch threads (default: usable CPUs)")
-    _add(g, "--tf32", action="store_true", help="let cuBLAS/cuDNN run float32 as TF32")
     _add(g, "--results", default=None, metavar="FILE",
          help="JSON-lines results, appended per case and used to resume")
     _add(g, "--rows-since", type=int, default=None, metavar="BYTES",

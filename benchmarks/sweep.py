@@ -80,34 +80,18 @@ def add_parser(subparsers) -> None:
                      sweep_plan.directions_per_set().items())
     p.add_argument("--shape-set", action="append", metavar="NAME",
                    help=f"repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)}")
-    p.add_argument("--backend", action="append",
-                   help="name or package.module:function, repeatable; default: every backend")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", default="float32", choices=list(sweep_plan.DTYPES))
-    p.add_argument("--device", default="cpu")
+    for flag, kwargs in sweep_plan.OPTIONS:
+        p.add_argument(flag, **kwargs)
     p.add_argument("--direction", action="extend", nargs="+", metavar="DIRECTION",
                    choices=(*sweep_plan.DIRECTIONS, "all"),
                    help="what is timed: forward, backward-data (dL/dinput alone), "
                         "backward-weights (dL/dweight alone), or all; several may be given. "
                         "Default: all three on each --shape-set; with neither option, "
                         f"{bare}")
-    p.add_argument("--cache", default="warm", choices=sweep_plan.CACHE_MODES)
-    p.add_argument("--shard", metavar="I/N", help="run shard I of N (1-based), split by shape")
-    p.add_argument("--budget", type=sweep_plan.positive_seconds, default=sweep_plan.BUDGET_S,
-                   help="seconds of timed rounds per case (default %(default)s)")
-    p.add_argument("--limit", type=sweep_plan.positive_or_inf_seconds,
-                   default=sweep_plan.LIMIT_S,
-                   help="skip a case predicted to need more seconds (default %(default)s; "
-                        "a rerun with a higher limit retries the cases it skipped)")
-    p.add_argument("--min-rounds", type=sweep_plan.count_at_least_1,
-                   default=sweep_plan.MIN_ROUNDS)
     p.add_argument("--timeout", type=sweep_plan.positive_or_inf_seconds,
                    default=sweep_plan.TIMEOUT_S,
                    help="kill a case still running after this many seconds (default "
                         "%(default)s)")
-    p.add_argument("--threads", type=sweep_plan.count_at_least_1,
-                   help="torch threads (default: usable CPUs)")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
     p.add_argument("--results", type=Path, help="JSON-lines results file (resumed if present)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results first")
     p.add_argument("--list", action="store_true", help="print the cases and exit")

@@ -245,6 +245,36 @@ def count_at_least_1(text: str) -> int:
     return _number(int, text, minimum=1, strict=False)
 
 
+#: The options both sides of a sweep take alike: ``python -m benchmarks sweep`` (the
+#: supervisor) passes them to the pytest plugin it runs (benchmarks/conftest.py), which a
+#: user may also run by hand. One table, so the two cannot drift apart; each side adds the
+#: few that are its own (the supervisor's --timeout, the plugin's --rows-since ...).
+OPTIONS = (
+    ("--backend", dict(action="append", default=None,
+                       help="name or package.module:function, repeatable; default: every "
+                            "backend")),
+    ("--batch", dict(type=count_at_least_1, default=1, help="batch of every shape "
+                                                            "(default %(default)s)")),
+    ("--dtype", dict(default="float32", choices=list(DTYPES))),
+    ("--device", dict(default="cpu", help="cpu, cuda, cuda:1 ...")),
+    ("--cache", dict(default="warm", choices=CACHE_MODES,
+                     help="cold: flush the caches before every timed call")),
+    ("--shard", dict(default=None, metavar="I/N",
+                     help="run shard I of N (1-based), split by shape")),
+    ("--budget", dict(type=positive_seconds, default=BUDGET_S,
+                      help="seconds of timed rounds per case (default %(default)s)")),
+    ("--limit", dict(type=positive_or_inf_seconds, default=LIMIT_S,
+                     help="skip a case predicted to need more seconds for its warm-up and "
+                          "minimum rounds (default %(default)s; a rerun with a higher limit "
+                          "retries the cases it skipped)")),
+    ("--min-rounds", dict(type=count_at_least_1, default=MIN_ROUNDS,
+                          help="timed rounds per case at least (default %(default)s)")),
+    ("--threads", dict(type=count_at_least_1, default=None,
+                       help="torch threads (default: usable CPUs)")),
+    ("--tf32", dict(action="store_true", help="let cuBLAS/cuDNN run float32 as TF32")),
+)
+
+
 def heartbeat_path(results: Path) -> Path:
     """Names the case in flight (written when it starts, removed when its row is written)."""
     return Path(results).with_suffix(".running")
