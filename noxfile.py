@@ -33,7 +33,7 @@ def install(session: nox.Session, *extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (all backends, both fill modes, float32 and float64)."""
+    """Run the test suite (all backends, both fill modes, every dtype they declare)."""
     install(session, "test", "triton", "bench")
     session.run("pytest", "-n", "auto", *session.posargs)
 

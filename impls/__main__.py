@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                        "ids (ID/padding_mode, as a repro line names them); default: all")
     check.add_argument("--mode", action="append", choices=MODES, help="default: both")
     check.add_argument("--dtype", action="append", choices=sorted(DTYPES),
-                       help="default: float32 and float64")
+                       help="default: every dtype the backend declares")
     check.add_argument("--direction", action="append", choices=("forward",) + DIRECTIONS,
                        help="forward (default), backward-data, backward-weights; repeatable")
     check.add_argument("--device", default="cpu", type=_device, help="cpu (default) or cuda[:N]")
@@ -112,7 +112,7 @@ def _check(args) -> int:
     cases = [CASES_BY_ID[i] for i in chosen if i in CASES_BY_ID] if chosen else list(CASES)
     module = [(mc, pm) for mc in MODULE_CASES for pm in PADDING_MODES
               if not chosen or f"{mc.id}/{pm}" in chosen]
-    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32, torch.float64]
+    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else list(entry.dtypes)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
         return 1

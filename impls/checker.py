@@ -90,11 +90,14 @@ def problem(case: Case, x: np.ndarray, w: np.ndarray) -> Problem:
 def refusal(entry: Backend, case: Case, dtype: torch.dtype = torch.float32,
             device: str = "cpu") -> str:
     """The backend's declared reason for not taking this problem at all: outside its method
-    (e.g. not 3x3), or over the memory budget (see impls.memory_budget)."""
-    if entry.accepts is None and entry.workspace is None:
-        return ""
+    (e.g. not 3x3), over the memory budget (see impls.memory_budget), or known not to
+    finish in the backend that would run it (Backend.stalls; a dispatcher's choice too)."""
     args = _normalized(case).problem()
-    return entry.refuses(*args) or entry.over_budget(*args, dtype, device)
+    reason = entry.refuses(*args) or entry.over_budget(*args, dtype, device)
+    if reason or entry.unsupported(device=device, dtype=dtype):
+        return reason
+    target = runner(entry, case, dtype, device)
+    return target.stalls(*args, dtype, str(device)) if target.stalls else ""
 
 
 def runner(entry: Backend, case: Case, dtype: torch.dtype, device: str,

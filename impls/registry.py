@@ -78,6 +78,11 @@ class Backend:
     #: ``error_model``: torch is exact on the CPU (oneDNN's direct and GEMM kernels), but on
     #: CUDA cuDNN's heuristics may pick an FFT or Winograd engine. See :meth:`runner`.
     accuracy_on: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False)
+    #: Problems the backend takes but is known not to finish: called with the normalised
+    #: problem, dtype and device, it returns why (what was measured), or "". The checker
+    #: skips these with that reason, since it runs cases in-process and a hang would stop
+    #: it; a direct call or a sweep (which kills a case at its timeout) still runs them.
+    stalls: Callable[..., str] | None = field(default=None, repr=False)
     #: Why a user's object could not be made a backend at all (its import failed, it is not
     #: callable, its convbench_capabilities are wrong): such an entry is never available,
     #: and a sweep refuses it up front as the typo it is. "" for every working entry.

@@ -43,10 +43,12 @@ def pytest_addoption(parser):
                     help="only these backends (repeatable); a name or package.module:function")
 
 
-#: (dtype, tf32) checked per device: the CPU suite is float32/float64; a GPU adds float32
-#: under TF32 and the half types with fp32 accumulation.
+#: (dtype, tf32) checked per device: every dtype a backend can declare, and on a GPU float32
+#: under TF32 too. On the CPU only torch (and auto, which hands the half types to it) and,
+#: under the interpreter, triton take the half types; a second or so for the whole table.
 PRECISIONS = {
-    "cpu": [(torch.float32, False), (torch.float64, False)],
+    "cpu": [(torch.float32, False), (torch.float64, False), (torch.float16, False),
+            (torch.bfloat16, False)],
     "cuda": [(torch.float32, False), (torch.float32, True), (torch.float16, False),
              (torch.bfloat16, False), (torch.float64, False)],
 }

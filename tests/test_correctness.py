@@ -1,9 +1,9 @@
 """Every backend against the float64 reference over the whole case table.
 
 Both fill modes (exact integers: bit-for-bit for exact backends; random normal: the
-tolerance table of impls.tolerances), float32 and float64 on the CPU; with --device cuda
-also float16, bfloat16 and float32 under TF32 (see conftest.PRECISIONS). A backend's
-declared gaps become skips with its reason; a failure's message is the one-line repro.
+tolerance table of impls.tolerances), in every dtype a backend declares (float32, float64,
+float16, bfloat16; with --device cuda also float32 under TF32: see conftest.PRECISIONS). A
+backend's declared gaps become skips with its reason; a failure's message is the one-line repro.
 """
 
 from __future__ import annotations
@@ -51,3 +51,30 @@ def test_torch_is_held_to_bit_exactness_on_the_cpu_only():
     bounds = {m: error_bound(m, torch.float32, "random", problem(case, x, w), ref, absref)
               for m in ("direct", "fft", "winograd-f4", "cudnn")}
     assert all((bounds["cudnn"] >= bounds[m]).all() for m in ("direct", "fft", "winograd-f4"))
+
+
+@pytest.mark.parametrize("name", ["torch", "auto"])
+def test_a_known_stall_is_skipped_with_its_reason_also_through_a_dispatcher(name):
+    """torch's CPU float16 depthwise conv hangs on the 31x31 case (Backend.stalls); the
+    checker runs cases in-process, so it must skip it, also when auto hands it to torch."""
+    from impls.cases import CASES_BY_ID
+
+    case = CASES_BY_ID["large-kernel-31-depthwise"]
+    result = check_case(name, case, "exact", torch.float16, "cpu")
+    assert result.status == SKIPPED and "does not finish" in result.reason
+    assert check_case(name, case, "exact", torch.bfloat16, "cpu").ok
+
+
+@pytest.mark.parametrize("out_hw, kernel, stalls", [
+    ((20, 31), 15, True), ((31, 20), 15, False), ((32, 32), 14, False),
+    ((32, 32), 31, True), ((30, 30), 31, False)])
+def test_the_declared_stall_is_the_measured_region(out_hw, kernel, stalls):
+    """The edges measured on torch 2.13.0+cpu (see impls.builtin.torch_native.stalls): the
+    rule must compute the output width the way conv2d does, with padding and stride."""
+    from impls.builtin.torch_native import stalls as rule
+
+    pad = kernel // 2
+    size = tuple(o - 2 * pad + kernel - 1 for o in out_hw)
+    args = ((1, 2, *size), (2, 1, kernel, kernel), (1, 1), (pad, pad), (1, 1), 2)
+    assert bool(rule(*args, torch.float16, "cpu")) == stalls
+    assert not rule(*args, torch.bfloat16, "cpu") and not rule(*args, torch.float16, "cuda")

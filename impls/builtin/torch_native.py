@@ -15,12 +15,29 @@ import torch.nn.functional as F
 from impls.registry import register_backend
 
 
+def stalls(input_shape, weight_shape, stride, padding, dilation, groups, dtype, device) -> str:
+    """oneDNN's CPU float16 depthwise kernel does not finish with a wide kernel and a wide
+    output (torch 2.13.0+cpu, 2-core Xeon, 2 to 8 channels): a 15x15 kernel with a 20x31 or
+    31x31 output, or 31x31 with 32x32, ran until killed (8 s to 5 min); a 31x20 output, a
+    14x14 kernel with a 32x32 output, or 31x31 with 30x30, took 2-3 ms. Dense and grouped
+    convolutions, one channel, and bfloat16 are unaffected."""
+    channels, width = input_shape[1], weight_shape[3]
+    out_width = (input_shape[3] + 2 * padding[1] - dilation[1] * (width - 1) - 1) // stride[1] + 1
+    if (torch.device(device).type == "cpu" and dtype == torch.float16 and groups == channels > 1
+            and weight_shape[1] == 1 and width >= 15 and out_width >= 31):
+        return ("torch's float16 depthwise convolution on the CPU (oneDNN) does not finish "
+                f"with a kernel {width} wide and an output {out_width} wide (torch 2.13.0: "
+                "kernels 15+ wide with outputs 31+ wide ran until killed; narrower, 2 ms)")
+    return ""
+
+
 @register_backend(
     name="torch",
     devices=("cpu", "cuda"),
     dtypes=(torch.float32, torch.float64, torch.float16, torch.bfloat16),
     description="torch.nn.functional.conv2d (oneDNN on CPU, cuDNN on CUDA)",
     accuracy_on={"cuda": (False, "cudnn")},
+    stalls=stalls,
 )
 def torch_conv2d(input, weight, bias, stride, padding, dilation, groups):
     """F.conv2d on already-normalised arguments."""
