@@ -105,7 +105,7 @@ def check_backends(args: argparse.Namespace, rows: list[dict]) -> tuple[list[dic
             "no results for it in the --correctness files (python -m impls check --backend "
             "NAME --format json)")
     else:
-        results = correctness.run_checks(args.correctness_budget, names=names)
+        results = correctness.run_checks(args.correctness_budget, names=names, rows=rows)
     return results, correctness.verdicts(results, names)
 
 

@@ -3,8 +3,10 @@
 Why the report checks at all: a fast number from a wrong kernel is worse than none, so the
 page that shows speed also shows how far each backend is from the float64 reference. The
 comparisons are impls.checker's own (the same function as ``python -m impls check``), run
-here over impls.cases.CASES in exact and random float32 under a time budget, or read from
-``python -m impls check --format json`` files. What it must not do: hide a skip. Cases left
+here over impls.cases.CASES in exact and random fill, in each dtype and direction the
+results timed the backend in, under a time budget and in a child process (a backend that
+hangs or crashes costs its case, not the report), or read from ``python -m impls check
+--format json`` files. What it must not do: hide a skip. Cases left
 out for the budget, and backends that cannot run here (e.g. triton without CUDA), are rows
 with their reasons.
 
@@ -19,6 +21,10 @@ backend that fails is named in a warning at the top of the page (reports/build.p
 from __future__ import annotations
 
 import json
+import os
+import selectors
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,35 +39,128 @@ def backends_in(rows: list[dict]) -> list[str]:
 
 
 def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
-               names: list[str] | None = None) -> list[dict]:
-    """Each of ``names`` (default: every registered backend) x CASES x (exact, random) in
-    float32, as checker results; a name that cannot be loaded is one skipped row saying why."""
-    import torch
+               names: list[str] | None = None, rows: list[dict] | None = None) -> list[dict]:
+    """Each of ``names`` (default: every registered backend) x CASES x (exact, random), in
+    every dtype and direction the result ``rows`` timed it in (float32 forward without rows),
+    as checker results; a name that cannot be loaded is one skipped row saying why.
 
-    from impls.cases import CASES
-    from impls.checker import check_case
-
-    out, deadline = [], time.monotonic() + budget_s
+    The comparisons run in a child process, as the sweep's cases do: a backend that hangs or
+    crashes must cost its case (CASE_TIMEOUT_S at most), never the report. A case the child
+    dies on is an error row; the next child resumes after it."""
+    plan, out = [], []
     for name in sorted(_names(names), key=_check_order):
         entry = _entry(name)
         if isinstance(entry, str) or not entry.available:
             out.append(_not_checked(name, entry if isinstance(entry, str) else entry.reason))
             continue
-        for case in CASES:
-            for mode in ("exact", "random"):
-                if time.monotonic() > deadline:
-                    out.append({"backend": name, "case": case.id, "mode": mode,
-                                "dtype": "float32", "status": "skipped",
-                                "features": sorted(case.features()) or ["plain"],
-                                "max_error": None,
-                                "reason": f"the report's correctness budget ({budget_s:g} s) "
-                                          "was spent; run python -m impls check --backend "
-                                          f"{name}"})
-                    continue
-                # Under the rows' name: a spec may load an entry registered under another.
-                out.append({**check_case(entry, case, mode, torch.float32, device).to_dict(),
-                            "backend": name})
+        plan += _plan(name, *_timed_in(rows, name))
+    # Every backend's forward before any gradient: a tight budget should cut the backward
+    # checks, not leave a backend's forward times unverified.
+    plan.sort(key=lambda item: item[1] != "forward")
+    return out + _supervise(plan, device, budget_s)
+
+
+#: Seconds one comparison may take before its child is killed (the slowest, naive's loops on
+#: the largest case, takes ~3 s here).
+CASE_TIMEOUT_S = 20.0
+_MARK = "convbench-check "
+
+
+def _timed_in(rows: list[dict] | None, name: str) -> tuple[list[str], list[str]]:
+    """The dtypes and directions ``rows`` timed ``name`` in: what the report's times are of."""
+    mine = [r for r in rows or [] if r.get("backend") == name and r.get("status") == "ok"]
+    dtypes = sorted({r.get("dtype") or "float32" for r in mine}) or ["float32"]
+    directions = sorted({r.get("direction") or "forward" for r in mine},
+                        key=lambda d: d != "forward") or ["forward"]
+    return dtypes, directions
+
+
+def _plan(name: str, dtypes: list[str], directions: list[str]) -> list[tuple]:
+    from impls.cases import CASES
+
+    return [(name, direction, dtype, case.id, mode) for direction in directions
+            for dtype in dtypes for case in CASES for mode in ("exact", "random")]
+
+
+def _supervise(plan: list[tuple], device: str, budget_s: float) -> list[dict]:
+    """Run ``plan`` in children, one result line each; kill one stuck on a case."""
+    out, deadline, start = [], time.monotonic() + budget_s, 0
+    while start < len(plan):
+        # The child imports what this process can (sys.path, e.g. a user's package), and
+        # its start (importing torch: ~2 s) is not charged to the budget.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or "." for p in sys.path)}
+        child = subprocess.Popen([sys.executable, "-m", "reports.correctness", device],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 env=env)
+        spawned = time.monotonic()
+        child.stdin.write(json.dumps(plan[start:]))
+        child.stdin.close()
+        lines = selectors.DefaultSelector()
+        lines.register(child.stdout, selectors.EVENT_READ)
+        why, ready = "", False
+        while start < len(plan) and not why:
+            wait = min(CASE_TIMEOUT_S, deadline - time.monotonic() if ready else CASE_TIMEOUT_S)
+            if wait <= 0 or not lines.select(wait):
+                why = "budget" if time.monotonic() >= deadline - 0.01 else "stuck"
+                child.kill()
+                break
+            line = child.stdout.readline()
+            if not line:
+                why = "died"
+            elif line == _MARK + "ready\n":
+                deadline, ready = deadline + time.monotonic() - spawned, True
+            elif line.startswith(_MARK):
+                out.append(json.loads(line[len(_MARK):]))
+                start += 1
+        child.wait()
+        child.stdout.close()
+        if why == "budget":
+            return out + [_budget_skip(item, budget_s) for item in plan[start:]]
+        if why and start < len(plan):
+            out.append(_dead(plan[start], why, child.returncode))
+            start += 1
     return out
+
+
+def _row(item: tuple, status: str, reason: str) -> dict:
+    from impls.cases import CASES_BY_ID
+
+    name, direction, dtype, case, mode = item
+    return {"backend": name, "case": case, "mode": mode, "dtype": dtype,
+            "direction": direction, "status": status, "max_error": None, "reason": reason,
+            "features": sorted(CASES_BY_ID[case].features()) or ["plain"]}
+
+
+def _budget_skip(item: tuple, budget_s: float) -> dict:
+    return _row(item, "skipped", f"the report's correctness budget ({budget_s:g} s) was spent; "
+                                 f"run python -m impls check --backend {item[0]}")
+
+
+def _dead(item: tuple, why: str, returncode: int) -> dict:
+    what = (f"did not finish in {CASE_TIMEOUT_S:g} s (killed)" if why == "stuck" else
+            f"killed its process (signal {-returncode})" if returncode < 0 else
+            f"ended its process (exit status {returncode})")
+    return _row(item, "error", f"the comparison {what}")
+
+
+def _child(device: str) -> None:
+    """The child's side: read the plan from stdin, print one marked result line per item."""
+    import torch
+
+    from impls.backward import check_backward
+    from impls.cases import CASES_BY_ID
+    from impls.checker import check_case
+
+    print(_MARK + "ready", flush=True)
+    for name, direction, dtype, case, mode in json.load(sys.stdin):
+        entry, dtype_ = _entry(name), getattr(torch, dtype)
+        if direction == "forward":
+            result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device)
+        else:
+            result = check_backward(entry, CASES_BY_ID[case], direction, mode, dtype_, device)
+        # Under the rows' name: a spec may load an entry registered under another.
+        print(_MARK + json.dumps({**result.to_dict(), "backend": name, "direction": direction}),
+              flush=True)
 
 
 def _names(names: list[str] | None) -> list[str]:
@@ -93,7 +192,7 @@ def _entry(name: str):
 
 
 def _not_checked(name: str, reason: str) -> dict:
-    return {"backend": name, "case": "*", "mode": "*", "dtype": "float32",
+    return {"backend": name, "case": "*", "mode": "*", "dtype": "*",
             "status": "skipped", "features": ["all"], "max_error": None, "reason": reason}
 
 
@@ -121,8 +220,9 @@ def summary(results: list[dict]) -> list[dict]:
                                  "bound": None, "reasons": set()})
     for r in results:
         # `impls check --direction` results carry their direction (forward ones need not).
-        direction = r.get("direction") or "forward"
-        name = r["backend"] + ("" if direction == "forward" else f" [{direction}]")
+        direction, dtype = r.get("direction") or "forward", r.get("dtype") or "float32"
+        name = (r["backend"] + ("" if dtype in ("float32", "*") else f" {dtype}")
+                + ("" if direction == "forward" else f" [{direction}]"))
         for feature in ["all", *[f for f in r.get("features") or [] if f != "all"]]:
             row = table[(name, feature)]
             status = r["status"] if r["status"] in ("passed", "skipped") else "failed"
@@ -175,3 +275,7 @@ def verdict_text(name: str, v: dict) -> str:
     if v["verdict"] == "unchecked":
         return f"{name}: not checked for correctness: {'; '.join(v['reasons']) or 'no cases'}"
     return f"{name}: passed all {checked} cases compared ({v['skipped']} skipped)"
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])

@@ -123,7 +123,8 @@ def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=()
               "<p>" + _e(", ".join(f"{n} {s}" for s, n in
                                    sorted(Counter(r["status"] for r in problems).items())))
               + "</p>", _table(PROBLEM_HEADER, _problem_rows(problems))]
-    parts.append("<h2 id=correctness>Correctness (float32, against the float64 reference)</h2>")
+    parts.append("<h2 id=correctness>Correctness (in the dtypes and directions timed, "
+                 "against the float64 reference)</h2>")
     parts += _verdict_parts(verdicts)
     parts.append(_table(CHECK_HEADER, _check_rows(checks)) if checks is not None else
                  "<p class=warn>not checked (--no-correctness)</p>")
@@ -155,7 +156,7 @@ def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=
            _md_table(RATIO_HEADER, _ratio_rows(ratios)), "",
            f"## Cases not timed ({len(problems)})", "",
            _md_table(PROBLEM_HEADER, _problem_rows(problems)), "",
-           "## Correctness (float32, against the float64 reference)", ""]
+           "## Correctness (in the dtypes and directions timed, against the float64 reference)", ""]
     out += [f"- {'**' + text + '**' if kind == 'failed' else text}" for kind, text in verdicts]
     out += [""] if verdicts else []
     out.append(_md_table(CHECK_HEADER, _check_rows(checks)) if checks is not None

@@ -18,6 +18,7 @@ import textwrap
 import pytest
 
 from benchmarks.records import ResultsFile, case_row, derived
+from reports import correctness
 from reports.__main__ import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -315,3 +316,73 @@ def test_without_matplotlib_the_command_says_what_to_install(monkeypatch, capsys
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     assert main(["build", "--help"]) == 2
     assert "convbench[report]" in capsys.readouterr().err
+
+
+MISBEHAVING = """
+    import ctypes
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    def hangs(input, weight, bias, stride, padding, dilation, groups):
+        '''Right, except that it never returns on 17 channels (dense: channels-17 only).'''
+        while input.shape[1] == weight.shape[1] == 17:
+            time.sleep(1)
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+    def crashes(input, weight, bias, stride, padding, dilation, groups):
+        '''Right, except that it reads address 0 (a segfault) on 17 dense channels.'''
+        if input.shape[1] == weight.shape[1] == 17:
+            ctypes.string_at(0)
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+    def wrong_in_half(input, weight, bias, stride, padding, dilation, groups):
+        '''Right in float32, 1.5x too large in float16.'''
+        out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+        return out * 1.5 if input.dtype == torch.float16 else out
+    wrong_in_half.convbench_capabilities = {"dtypes": ("float32", "float16")}
+"""
+
+
+@pytest.fixture
+def misbehaving(tmp_path, monkeypatch, isolated_registry):
+    """Users' backends that hang, crash or are wrong only in float16: ``cb_report_bad:NAME``."""
+    (tmp_path / "cb_report_bad.py").write_text(textwrap.dedent(MISBEHAVING))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "cb_report_bad"
+    sys.modules.pop("cb_report_bad", None)
+
+
+def _build(tmp_path, backends, dtype="float32", budget="60") -> str:
+    path = tmp_path / f"{dtype}.jsonl"
+    results = ResultsFile(path)
+    results.append(_machine("alpha", 50.0, 5.0))
+    for backend in backends:
+        results.append(_row(backend, "tiny", 0, "net:conv1", 0.001, "m-alpha", dtype=dtype))
+    out = tmp_path / f"out-{dtype}"
+    assert main(["build", str(path), "--out", str(out), "--correctness-budget", budget]) == 0
+    return (out / "summary.md").read_text()
+
+
+def test_a_backend_that_hangs_or_crashes_costs_its_case_not_the_report(tmp_path, misbehaving,
+                                                                       monkeypatch):
+    """The checks run in a child: a hang is killed after CASE_TIMEOUT_S and a segfault
+    kills only the child; each is a failed case naming what happened, and the checks go on
+    with the next case (a later case of the same backend passes)."""
+    monkeypatch.setattr(correctness, "CASE_TIMEOUT_S", 5.0)
+    summary = _build(tmp_path, [f"{misbehaving}:hangs", f"{misbehaving}:crashes"])
+    for name, what in (("hangs", "did not finish in 5 s (killed)"),
+                       ("crashes", "killed its process (signal 11)")):
+        # Every case compared, none skipped: the checks went on after each killed child.
+        assert re.search(rf"\*\*{misbehaving}:{name} FAILED the correctness check on 2 "
+                         r"of 82 cases compared \(0 skipped\)", summary)
+        assert f"error: the comparison {what}" in summary
+
+
+def test_the_report_checks_the_dtype_it_timed(tmp_path, misbehaving):
+    """A backend timed in float16 is checked in float16: right in float32 is not enough."""
+    name = f"{misbehaving}:wrong_in_half"
+    summary = _build(tmp_path, [name], "float16", budget="3")
+    assert f"**{name} FAILED the correctness check" in summary
+    assert f"| {name} float16 | all |" in summary and f"| {name} | all |" not in summary
