@@ -26,6 +26,8 @@ from pathlib import Path
 
 SCHEMA = 1
 STATUSES = ("ok", "skipped", "failed", "timeout", "crashed")
+#: The field that identifies a record of each keyed kind (see ResultsFile.of_kind).
+_KEYS = {"case": "key", "benchmark": "key", "machine": "id"}
 
 #: Every field of a case row, in order, with its meaning. A field that does not apply to a
 #: row (a skipped case has no time) is null, never absent.
@@ -228,12 +230,17 @@ class ResultsFile:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut off by a kill: the case reruns
                 record = None
-            if isinstance(record, dict):
+            # Keyed kinds without their key come from another tool or a hand edit: they
+            # could not be merged or resumed, so they are not records at all.
+            key = _KEYS.get(record.get("record")) if isinstance(record, dict) else None
+            if isinstance(record, dict) and (key is None or key in record):
                 out.append(record)
             else:  # cut off, or not JSON lines at all (a JSON report named .jsonl)
                 where = f"{self.path}:{lineno}" if not since else f"{self.path}, byte " \
                     f"{since}+ line {lineno}"
-                warnings.warn(f"{where}: unreadable line ignored", stacklevel=2)
+                what = f"a {record['record']} record without its {key!r}" if key else \
+                    "unreadable line"
+                warnings.warn(f"{where}: {what} ignored", stacklevel=2)
         return out
 
     def of_kind(self, kind: str) -> list[dict]:

@@ -65,7 +65,11 @@ def build(args: argparse.Namespace) -> int:
     if not rows:
         print("python -m reports build: error: the files have no case rows", file=sys.stderr)
         return 2
-    results, verdicts = check_backends(args, rows)
+    try:
+        results, verdicts = check_backends(args, rows)
+    except ValueError as exc:  # a --correctness file that is not impls check's JSON
+        print(f"python -m reports build: error: {exc}", file=sys.stderr)
+        return 2
     checks = correctness.summary(results) if results is not None else None
     alarms, unverified = correctness_warnings(verdicts, rows)
     flag_failing(rows, alarms)
@@ -144,7 +148,7 @@ def tagged_rows(sets: list[ResultSet]) -> list[dict]:
     out = []
     for s in sets:
         for r in s.rows:
-            r = {**r, "source": s.label, "file": str(s.paths[0])}
+            r = {**r, "source": s.label}  # and its "file" (reports.results.load)
             r["variant"] = variant(r, fields)
             r["backend_variant"] = f"{r['backend']} {r['variant']}".strip()
             r["series"] = r["backend_variant"] + ("" if len(sets) == 1 else f" ({s.label})")

@@ -208,8 +208,17 @@ def read_checks(paths: list[Path]) -> list[dict]:
     """Results from ``python -m impls check --format json`` files (one backend each)."""
     out = []
     for path in paths:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        out += doc.get("results", [])
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--correctness {path}: {exc}") from exc
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if not isinstance(results, list) or not all(
+                isinstance(r, dict) and {"backend", "status"} <= r.keys() for r in results):
+            raise ValueError(f"--correctness {path}: not the output of python -m impls check "
+                             "--format json (an object whose \"results\" list the "
+                             "comparisons)")
+        out += results
     return out
 
 

@@ -49,7 +49,8 @@ def load(paths: list[Path]) -> ResultSet:
     rows, machines, runs = {}, {}, []
     for path in paths:
         results = ResultsFile(path)
-        rows.update({r["key"]: {**dict.fromkeys(ROW_FIELDS), **r} for r in results.rows()})
+        rows.update({r["key"]: {**dict.fromkeys(ROW_FIELDS), **r, "file": str(path)}
+                     for r in results.rows()})
         machines.update({m["id"]: m for m in results.machines()})
         runs += results.of_kind("run")
     return ResultSet(list(paths), list(rows.values()), machines, runs)
@@ -71,8 +72,10 @@ def default_files(folder: Path = SWEEP_DIR) -> list[Path]:
 
 
 def load_all(files: list[Path]) -> list[ResultSet]:
-    """One ResultSet per file given, labelled so that two files can be told apart."""
-    sets = [load([f]) for f in files]
+    """One ResultSet per file given, or per sweep for its shards (``-shardIofN`` files of
+    one folder, name and N: the parts of one run, never runs to compare), labelled so that
+    two sets can be told apart."""
+    sets = [load(group) for group in _sweeps(files)]
     for s in sets:
         s.label = describe(s)
     labels = [s.label for s in sets]
@@ -82,6 +85,16 @@ def load_all(files: list[Path]) -> list[ResultSet]:
         for s in sets:
             s.label = f"{s.label} [{s.paths[0].name if unique else s.paths[0]}]"
     return sets
+
+
+def _sweeps(files: list[Path]) -> list[list[Path]]:
+    """``files`` grouped into sweeps, in order of first appearance."""
+    groups: dict[tuple, list[Path]] = {}
+    for f in map(Path, files):
+        m = _SHARD.search(f.stem)
+        key = (f.parent, _SHARD.sub("", f.stem), f.suffix, m[1]) if m else (f,)
+        groups.setdefault(key, []).append(f)
+    return list(groups.values())
 
 
 def describe(result_set: ResultSet) -> str:

@@ -386,3 +386,48 @@ def test_the_report_checks_the_dtype_it_timed(tmp_path, misbehaving):
     summary = _build(tmp_path, [name], "float16", budget="3")
     assert f"**{name} FAILED the correctness check" in summary
     assert f"| {name} float16 | all |" in summary and f"| {name} | all |" not in summary
+
+
+def test_the_shards_of_one_sweep_are_one_result_set(tmp_path):
+    """``-shardIofN`` files of one folder, name and N are the parts of one run: one set (one
+    label, one crossover map), each row keeping the file it came from; another file is
+    another set."""
+    from reports.results import load_all
+
+    paths = [tmp_path / f"cpu-float32-mb1-shard{i}of2.jsonl" for i in (1, 2)]
+    for i, path in enumerate(paths):
+        results = ResultsFile(path)
+        results.append(_machine("alpha", 50.0, 5.0))
+        results.append(_row("torch", "tiny", i, f"net:conv{i}", 0.001, "m-alpha"))
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(paths[0].read_bytes())
+    sets = load_all([*paths, other])
+    assert [len(s.rows) for s in sets] == [2, 1]
+    assert sorted(r["file"] for r in sets[0].rows) == sorted(map(str, paths))
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", "{}", '{"results": [{"case": "x"}]}',
+                                     '{"record": "case"}\n{"record": "case"}'])
+def test_a_correctness_file_that_is_not_impls_check_output_is_a_usage_error(tmp_path, capsys,
+                                                                            content):
+    rows = tmp_path / "a.jsonl"
+    ResultsFile(rows).append(_machine("alpha", 50.0, 5.0))
+    ResultsFile(rows).append(_row("torch", "tiny", 0, "net:conv1", 0.001, "m-alpha"))
+    bad = tmp_path / "check.json"
+    bad.write_text(content)
+    for path in (bad, tmp_path / "missing.json"):
+        assert main(["build", str(rows), "--out", str(tmp_path / "out"),
+                     "--correctness", str(path)]) == 2
+        assert f"error: --correctness {path}: " in capsys.readouterr().err
+
+
+def test_a_keyed_record_without_its_key_is_ignored_with_a_warning(tmp_path):
+    """Another tool's or a hand-edited line must not crash merge or the report (KeyError)."""
+    path = tmp_path / "a.jsonl"
+    ResultsFile(path).append(_row("torch", "tiny", 0, "net:conv1", 0.001, "m-alpha"))
+    with open(path, "a") as f:
+        f.write('{"record": "case", "backend": "torch"}\n{"record": "machine"}\n')
+    with pytest.warns(UserWarning, match="a case record without its 'key' ignored"):
+        assert len(ResultsFile(path).rows()) == 1
+    with pytest.warns(UserWarning, match="a machine record without its 'id' ignored"):
+        assert ResultsFile(path).machines() == []
