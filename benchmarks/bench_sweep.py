@@ -33,7 +33,7 @@ from pytest_benchmark.stats import Stats
 import impls
 from benchmarks import memory, records, timer
 from impls.backward import gradient_call
-from impls.frontend import normalize
+from impls.frontend import check_output, normalize
 from impls.spec import ConvSpec
 
 #: Calls before the timed rounds, at least (the guard counts them too).
@@ -74,9 +74,14 @@ def conv_call(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: 
     if direction != "forward":
         return gradient_call(entry, x, w, None, direction, **spec.conv_kwargs())
     c = normalize(x, w, None, **spec.conv_kwargs())
+    checked = []
 
     def call():
-        return entry.fn(c.input, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
+        out = entry.fn(c.input, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
+        if not checked:  # the first call's result must be F.conv2d's kind of answer
+            check_output(entry.name, out, c)
+            checked.append(True)
+        return out
 
     return call
 

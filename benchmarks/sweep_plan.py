@@ -24,6 +24,7 @@ from pathlib import Path
 import impls
 from benchmarks.shapes import ShapeEntry, shape_set
 from impls.backward import DIRECTIONS as BACKWARD_DIRECTIONS
+from impls.frontend import device_name
 
 #: The child's exit status that asks the supervisor for a fresh child (which resumes after
 #: the rows written): a CUDA error such as an illegal address or a device-side assert
@@ -245,6 +246,14 @@ def count_at_least_1(text: str) -> int:
     return _number(int, text, minimum=1, strict=False)
 
 
+def device_arg(text: str) -> str:
+    """argparse ``type=`` for --device: cpu, cuda or cuda:N (impls.frontend.device_name)."""
+    try:
+        return device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 #: The options both sides of a sweep take alike: ``python -m benchmarks sweep`` (the
 #: supervisor) passes them to the pytest plugin it runs (benchmarks/conftest.py), which a
 #: user may also run by hand. One table, so the two cannot drift apart; each side adds the
@@ -256,7 +265,7 @@ OPTIONS = (
     ("--batch", dict(type=count_at_least_1, default=1, help="batch of every shape "
                                                             "(default %(default)s)")),
     ("--dtype", dict(default="float32", choices=list(DTYPES))),
-    ("--device", dict(default="cpu", help="cpu, cuda, cuda:1 ...")),
+    ("--device", dict(type=device_arg, default="cpu", help="cpu, cuda, cuda:1 ...")),
     ("--cache", dict(default="warm", choices=CACHE_MODES,
                      help="cold: flush the caches before every timed call")),
     ("--shard", dict(default=None, metavar="I/N",

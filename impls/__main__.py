@@ -25,6 +25,7 @@ from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, check_backend, summarize
 from impls.display import print_table, say, status
 from impls.fill import MODES
+from impls.frontend import device_name
 from impls.parity import MODULE_CASES, PADDING_MODES, check_module
 from impls.registry import backends, get_backend
 
@@ -66,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _device(text: str) -> str:
-    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+    try:
+        return device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seed(text: str) -> int:

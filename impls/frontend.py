@@ -53,6 +53,31 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return out.squeeze(0) if call.unbatched else out
 
 
+def device_name(text: str) -> str:
+    """``text`` if it names a device the harness runs on (cpu, cuda, cuda:N), else
+    ValueError: one spelling per device, so results keyed by it never split in two."""
+    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError(f"{text!r} is not cpu, cuda or cuda:N")
+
+
+def check_output(name: str, out, call: NormalizedCall) -> None:
+    """Raise when a backend's result is not what F.conv2d returns for ``call``: a Tensor
+    (TypeError), of shape (N, K, P, Q) (ValueError), in the input's dtype and on its device
+    (TypeError). The sweep checks each backend's first call of a case with this, since it
+    calls backends directly: a time of the wrong thing is no result."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"backend {name!r} returned {type(out).__name__}, not a Tensor")
+    p, q = output_size(tuple(call.input.shape[2:]), tuple(call.weight.shape[2:]), call.stride,
+                       call.padding, call.dilation)
+    want = (call.input.shape[0], call.weight.shape[0], p, q)
+    if tuple(out.shape) != want:
+        raise ValueError(f"backend {name!r} returned shape {tuple(out.shape)}, expected {want}")
+    if (out.dtype, out.device) != (call.input.dtype, call.input.device):
+        raise TypeError(f"backend {name!r} returned {out.dtype} on {out.device}, expected "
+                        f"{call.input.dtype} on {call.input.device}")
+
+
 def _no_channels(call: NormalizedCall) -> torch.Tensor:
     """What F.conv2d returns for an input with zero channels: an empty (N, 0, P, Q) tensor
     (it keeps the input's zero channels, not K channels of bias). Answered here, once, so

@@ -3,7 +3,8 @@
 Each misbehaves the way a broken kernel does, so the sweep's isolation is proven on the real
 thing rather than on a mock: one hangs inside native code while holding the GIL (no Python
 timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget,
-one raises a CUDA error that (as on a GPU) breaks every later call in its process.
+one raises a CUDA error that (as on a GPU) breaks every later call in its process, two
+return what F.conv2d never would (an ndarray, float64 for float32).
 Two decline politely: one declares (``accepts``) that it takes 1x1 kernels only, one raises
 NotImplementedError; both must become skipped rows, not failures. For the backward
 directions: one declares no autograd (its gradients must be skipped rows with that reason),
@@ -34,6 +35,16 @@ def crash(input, weight, bias, stride, padding, dilation, groups):
 
 def fails(input, weight, bias, stride, padding, dilation, groups):
     raise RuntimeError("deliberate failure")
+
+
+def numpy_out(input, weight, bias, stride, padding, dilation, groups):
+    """The right numbers, as a NumPy array: fast to time, and not a conv2d result."""
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups).numpy()
+
+
+def wrong_dtype(input, weight, bias, stride, padding, dilation, groups):
+    """The right numbers in float64 for a float32 input."""
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups).double()
 
 
 def slow(input, weight, bias, stride, padding, dilation, groups):

@@ -306,6 +306,21 @@ def _sweep(tmp_path, *args):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def test_a_backend_whose_result_is_no_conv2d_output_fails_instead_of_being_timed(tmp_path):
+    """The sweep calls backends directly; the first call of each case is checked like
+    impls.conv2d's (a Tensor of the right shape, dtype and device), or the case fails."""
+    (tmp_path / "tiny").write_text(TINY)
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "sweep_backends:numpy_out",
+                 "--backend", "sweep_backends:wrong_dtype")
+    assert run.returncode == 1, run.stdout + run.stderr
+    rows = {r["backend"].split(":")[-1]: r
+            for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert rows["numpy_out"]["status"] == rows["wrong_dtype"]["status"] == "failed"
+    assert "returned ndarray, not a Tensor" in rows["numpy_out"]["reason"]
+    assert "returned torch.float64 on cpu, expected torch.float32" in rows["wrong_dtype"][
+        "reason"]
+
+
 def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_path):
     (tmp_path / "tiny").write_text(TINY)
     backends = ["torch"] + [f"sweep_backends:{name}" for name in (
@@ -595,3 +610,15 @@ def test_the_pytest_side_refuses_bad_threads_as_a_usage_error(tmp_path):
                          text=True, timeout=120)
     assert run.returncode == 4, run.stdout + run.stderr  # pytest's usage error
     assert "argument --threads: '-2'" in run.stderr and "INTERNALERROR" not in run.stdout
+
+
+@pytest.mark.parametrize("device", ["gpu", "CPU", "cuda:x"])
+def test_a_device_the_harness_cannot_name_is_a_usage_error_up_front(device, capsys):
+    """Not a child's fixture traceback; and one spelling per device (cpu:0 would key rows
+    apart from cpu's)."""
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--device", device, "--list"])
+    assert exit_.value.code == 2
+    assert f"argument --device: {device!r} is not cpu, cuda or cuda:N" in capsys.readouterr().err
