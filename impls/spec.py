@@ -42,6 +42,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 Pair = tuple[int, int]
 
@@ -62,6 +63,15 @@ def _c_half(a: int) -> int:
 def _out(i: int, k: int, s: int, p: int, d: int) -> int:
     """Output size with symmetric padding p and 0-based dilation d (benchdnn's compute_out)."""
     return (i - ((k - 1) * (d + 1) + 1) + 2 * p) // s + 1
+
+
+@lru_cache(maxsize=4096)
+def _taps(out: int, kernel: int, stride: int, pad: int, dilation: int, size: int) -> int:
+    """Pairs (output position, kernel tap) along one axis whose input index is inside the
+    input (benchdnn's dilation convention: 0 is none). Axes are independent, so a conv's
+    in-bounds taps are the product over its axes."""
+    return sum(0 <= o * stride - pad + k * (dilation + 1) < size
+               for o in range(out) for k in range(kernel))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,8 +259,13 @@ class ConvSpec:
 
     @property
     def macs(self) -> int:
-        """Multiply-adds of one conv, padded taps included (the usual 2*N*K*P*Q*C/g*R*S / 2)."""
-        return self.mb * self.oc * self.oh * self.ow * (self.ic // self.g) * self.kh * self.kw
+        """Multiply-adds of one conv, counted as benchdnn counts them: only kernel taps that
+        land inside the input (its prb_t::count_ops). A tap on padding multiplies a zero, so
+        counting it would inflate GFLOP/s: 2x for a 17x17 "same" kernel on 14x14, past the
+        machine's peak. Without padding it is the usual N*K*P*Q*C/g*R*S."""
+        return (self.mb * self.oc * (self.ic // self.g) * _taps(self.oh, self.kh, self.sh,
+                                                                self.ph, self.dh, self.ih)
+                * _taps(self.ow, self.kw, self.sw, self.pw, self.dw, self.iw))
 
     @property
     def flops(self) -> int:

@@ -75,7 +75,9 @@ def test_resnet50_facts():
     assert len(entries) == 20 and sum(e.count for e in entries) == 53
     assert {e.spec.mb for e in entries} == {1}
     weighted = sum(e.flops * e.count for e in entries)
-    assert weighted == pytest.approx(7.71e9, rel=0.005)
+    # 7.71 GFLOP counting taps on padding (the figure usually quoted); benchdnn's count,
+    # taps inside the input only, is 7.39.
+    assert weighted == pytest.approx(7.39e9, rel=0.005)
     assert entries[1].spec.name == "resnet_50:res2a_branch1" and entries[1].count == 4
     at_32 = shape_set("resnet50", batch=32)
     assert sum(e.flops * e.count for e in at_32) == 32 * weighted
@@ -137,7 +139,7 @@ def test_cli_json():
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert len(rows) == 20 and sum(r["count"] for r in rows) == 53
-    assert sum(r["flops"] * r["count"] for r in rows) == pytest.approx(7.71e9, rel=0.005)
+    assert sum(r["flops"] * r["count"] for r in rows) == pytest.approx(7.39e9, rel=0.005)
     first = rows[0]
     assert first["descriptor"] == 'mb1ic3ih224oc64oh112kh7sh2ph3n"resnet_50:conv1"'
     assert first["input_shape"] == [1, 3, 224, 224] and first["weight_shape"] == [64, 3, 7, 7]

@@ -172,7 +172,8 @@ def test_costs_and_shapes():
     s = ConvSpec.parse("g2mb3ic8ih10iw12oc6oh5ow6kh3kw2sh2sw2ph1pw0")
     assert s.input_shape == (3, 8, 10, 12) and s.weight_shape == (6, 4, 3, 2)
     assert s.output_shape == (3, 6, 5, 6)
-    assert s.macs == 3 * 6 * 5 * 6 * 4 * 3 * 2 and s.flops == 2 * s.macs
+    # ph1: of the 5 output rows' 3 taps each, the first row's top tap is on padding.
+    assert s.macs == 3 * 6 * (5 * 3 - 1) * 6 * 4 * 2 and s.flops == 2 * s.macs
     tensors = 3 * 8 * 10 * 12 + 6 * 4 * 3 * 2 + 3 * 6 * 5 * 6
     assert s.bytes() == 4 * tensors and s.bytes(2, bias=True) == 2 * (tensors + 6)
     assert s.with_batch(1).input_shape == (1, 8, 10, 12) and s.with_batch(1).name == s.name
@@ -189,3 +190,21 @@ def test_from_torch_arguments():
         ConvSpec.from_torch((1, 3, 8, 8), (4, 3, 2, 2), padding="same")
     with pytest.raises(ValueError, match="4-D"):
         ConvSpec.from_torch((3, 8, 8), (4, 3, 3, 3))
+
+
+@pytest.mark.parametrize("descriptor", [
+    "mb1ic32ih14oc32oh14kh17ph8", "mb2ic4ih9iw7oc4oh5ow3kh3kw5sh2sw2ph2pw1dh1dw0",
+    "g4mb1ic8ih13oc8oh13kh31ph15", "mb1ic3ih224oc64oh112kh7sh2ph3", "mb1ic8ih6oc8oh6kh3ph3dh2",
+    "mb2ic8ih9iw11oc4oh7ow9kh3kw3"])
+def test_macs_count_only_taps_inside_the_input_as_benchdnn(descriptor):
+    """Against a brute-force loop over every output position and tap (benchdnn's
+    prb_t::count_ops), written independently of the per-axis product; without padding,
+    the usual N*K*P*Q*C/g*R*S."""
+    s = ConvSpec.parse(descriptor)
+    inside = sum(0 <= oh * s.sh - s.ph + kh * (s.dh + 1) < s.ih
+                 and 0 <= ow * s.sw - s.pw + kw * (s.dw + 1) < s.iw
+                 for oh in range(s.oh) for ow in range(s.ow)
+                 for kh in range(s.kh) for kw in range(s.kw))
+    assert s.macs == s.mb * s.oc * (s.ic // s.g) * inside
+    if s.ph == s.pw == 0:
+        assert s.macs == s.mb * s.oc * s.oh * s.ow * (s.ic // s.g) * s.kh * s.kw
