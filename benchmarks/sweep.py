@@ -99,6 +99,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cli)
 
 
+#: pytest options that choose tests: the sweep's cases are planned by sweep_plan instead.
+_SELECTING = ("--deselect", "--lf", "--last-failed", "--ff", "--failed-first", "--sw",
+              "--stepwise", "--ignore", "--ignore-glob")
+
+
 def cli(args: argparse.Namespace) -> int:
     try:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
@@ -109,7 +114,18 @@ def cli(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
+    if not cases:  # an empty shape file, say (an empty shard of a real plan is fine)
+        print("python -m benchmarks sweep: error: no cases: the shape sets and backends "
+              "given make none", file=sys.stderr)
+        return 2
     cases = sweep_plan.shard(cases, *shard_of) if shard_of else cases
+    selecting = [a for a in args.pytest_args if a.split("=")[0] in _SELECTING
+                 or a.startswith(("-k", "-m")) or "::" in a]
+    if selecting:  # the supervisor must know every case it starts, to account for each
+        print(f"python -m benchmarks sweep: error: {' '.join(selecting)}: cases are chosen "
+              "with --backend, --shape-set, --direction and --shard, not by pytest",
+              file=sys.stderr)
+        return 2
     if args.list:
         for c in cases:
             print(c.id)

@@ -622,3 +622,23 @@ def test_a_device_the_harness_cannot_name_is_a_usage_error_up_front(device, caps
         main(["sweep", "--device", device, "--list"])
     assert exit_.value.code == 2
     assert f"argument --device: {device!r} is not cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--", "-k", "tiny"], "-k: cases are chosen with --backend"),
+    (["--", "--deselect=x"], "--deselect=x: cases are chosen"),
+    (["--shape-set", "EMPTY"], "no cases: the shape sets and backends given make none")])
+def test_a_sweep_whose_cases_pytest_would_choose_or_that_has_none_is_refused(
+        tmp_path, capsys, extra, message):
+    """The supervisor accounts for every case it plans; a pytest selection would leave
+    planned cases without rows (reported as a crash), and an empty shape file ran nothing
+    and exited 0."""
+    from benchmarks.__main__ import main
+
+    (tmp_path / "empty").write_text("")
+    extra = [str(tmp_path / "empty") if a == "EMPTY" else a for a in extra]
+    args = ["sweep", "--backend", "torch", "--results", str(tmp_path / "r.jsonl"), *extra]
+    if "EMPTY" not in message and "--shape-set" not in extra:
+        args[1:1] = ["--shape-set", "grid-small"]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
