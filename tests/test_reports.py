@@ -265,13 +265,19 @@ ZEROS = """
 """
 
 
+def _user_module(tmp_path, monkeypatch, name: str, source: str):
+    """``source`` importable as the module ``name`` for one test (a user's package)."""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
 @pytest.fixture
 def zeros_backend(tmp_path, monkeypatch, isolated_registry):
     """A user's backend that returns zeros, importable as ``cb_report_zeros:conv``."""
-    (tmp_path / "cb_report_zeros.py").write_text(textwrap.dedent(ZEROS))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield "cb_report_zeros:conv"
-    sys.modules.pop("cb_report_zeros", None)
+    for module in _user_module(tmp_path, monkeypatch, "cb_report_zeros", ZEROS):
+        yield f"{module}:conv"
 
 
 def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_backend):
@@ -348,10 +354,7 @@ MISBEHAVING = """
 @pytest.fixture
 def misbehaving(tmp_path, monkeypatch, isolated_registry):
     """Users' backends that hang, crash or are wrong only in float16: ``cb_report_bad:NAME``."""
-    (tmp_path / "cb_report_bad.py").write_text(textwrap.dedent(MISBEHAVING))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield "cb_report_bad"
-    sys.modules.pop("cb_report_bad", None)
+    yield from _user_module(tmp_path, monkeypatch, "cb_report_bad", MISBEHAVING)
 
 
 def _build(tmp_path, backends, dtype="float32", budget="60") -> str:
