@@ -144,7 +144,7 @@ _SWEEP = pytest.StashKey[Sweep]()
 
 
 def pytest_configure(config):
-    threads = config.getoption("--threads") or len(os.sched_getaffinity(0))
+    threads = sweep_plan.torch_threads(config.getoption("--threads"))
     torch.set_num_threads(threads)  # pinned: the thread count is part of every number
     # Set, never inherited: PyTorch's default lets cuDNN run "float32" as TF32.
     tf32 = config.getoption("--tf32")

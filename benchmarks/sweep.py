@@ -144,8 +144,8 @@ def cli(args: argparse.Namespace) -> int:
         args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
     paths = _paths(results.path)
     if not args.fresh:
-        other = results.conditions_differ([c.key for c in cases], _threads(args.threads),
-                                          args.limit)
+        other = results.conditions_differ([c.key for c in cases],
+                                          sweep_plan.torch_threads(args.threads), args.limit)
         if other:
             print(f"python -m benchmarks sweep: error: {other}; resuming into it would mix "
                   "them with this run's rows: name another --results file (or --fresh to "
@@ -220,16 +220,11 @@ def _child_command(args, results: Path, since: int = 0) -> list[str]:
     return cmd + (["--tf32"] if args.tf32 else []) + list(args.pytest_args)
 
 
-def _threads(threads: int | None) -> int:
-    """The torch threads a child pins (benchmarks/conftest.py does the same)."""
-    return threads or len(os.sched_getaffinity(0))
-
-
 def _child_env(threads: int | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     for key, value in MALLOC_ENV.items():
         env.setdefault(key, value)
-    n = str(_threads(threads))
+    n = str(sweep_plan.torch_threads(threads))
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = n  # numpy/scipy's BLAS too
     return env
 

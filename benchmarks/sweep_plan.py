@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import impls
 from benchmarks.shapes import ShapeEntry, shape_set
 from impls.backward import DIRECTIONS as BACKWARD_DIRECTIONS
-from impls.frontend import device_name
+from impls.frontend import device_arg
 
 #: The child's exit status that asks the supervisor for a fresh child (which resumes after
 #: the rows written): a CUDA error such as an illegal address or a device-side assert
@@ -246,12 +247,9 @@ def count_at_least_1(text: str) -> int:
     return _number(int, text, minimum=1, strict=False)
 
 
-def device_arg(text: str) -> str:
-    """argparse ``type=`` for --device: cpu, cuda or cuda:N (impls.frontend.device_name)."""
-    try:
-        return device_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def torch_threads(threads: int | None) -> int:
+    """The torch threads a sweep pins: ``--threads``, or every CPU this process may use."""
+    return threads or len(os.sched_getaffinity(0))
 
 
 #: The options both sides of a sweep take alike: ``python -m benchmarks sweep`` (the

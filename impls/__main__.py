@@ -25,7 +25,7 @@ from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, check_backend, summarize
 from impls.display import print_table, say, status
 from impls.fill import MODES
-from impls.frontend import device_name
+from impls.frontend import device_arg
 from impls.parity import MODULE_CASES, PADDING_MODES, check_module
 from impls.registry import backends, get_backend
 
@@ -58,19 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="default: every dtype the backend declares")
     check.add_argument("--direction", action="append", choices=("forward",) + DIRECTIONS,
                        help="forward (default), backward-data, backward-weights; repeatable")
-    check.add_argument("--device", default="cpu", type=_device, help="cpu (default) or cuda[:N]")
+    check.add_argument("--device", default="cpu", type=device_arg, help="cpu (default) or cuda[:N]")
     check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
     check.add_argument("--no-module", action="store_true", help="skip module parity")
     check.add_argument("--format", choices=("table", "json"), default="table")
     return parser
-
-
-def _device(text: str) -> str:
-    try:
-        return device_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seed(text: str) -> int:

@@ -15,6 +15,7 @@ raises torch.OutOfMemoryError, as an allocation that fails would, but before all
 
 from __future__ import annotations
 
+import argparse
 import numbers
 from collections.abc import Sequence
 
@@ -47,18 +48,22 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     else:
         out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
                        call.dilation, call.groups)
-        if not isinstance(out, torch.Tensor):  # a user backend's slip, named at its source
-            raise TypeError(f"backend {entry.name!r} returned {type(out).__name__}, not a "
-                            "Tensor")
+        _check_tensor_result(entry.name, out)  # a user backend's slip, named at its source
     return out.squeeze(0) if call.unbatched else out
 
 
-def device_name(text: str) -> str:
-    """``text`` if it names a device the harness runs on (cpu, cuda, cuda:N), else
-    ValueError: one spelling per device, so results keyed by it never split in two."""
+def device_arg(text: str) -> str:
+    """argparse ``type=`` for --device (impls check, the sweep): ``text`` if it names a
+    device the harness runs on (cpu, cuda, cuda:N); one spelling per device, so results
+    keyed by it never split in two."""
     if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
         return text
-    raise ValueError(f"{text!r} is not cpu, cuda or cuda:N")
+    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+
+
+def _check_tensor_result(name: str, out) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"backend {name!r} returned {type(out).__name__}, not a Tensor")
 
 
 def check_output(name: str, out, call: NormalizedCall) -> None:
@@ -66,8 +71,7 @@ def check_output(name: str, out, call: NormalizedCall) -> None:
     (TypeError), of shape (N, K, P, Q) (ValueError), in the input's dtype and on its device
     (TypeError). The sweep checks each backend's first call of a case with this, since it
     calls backends directly: a time of the wrong thing is no result."""
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"backend {name!r} returned {type(out).__name__}, not a Tensor")
+    _check_tensor_result(name, out)
     p, q = output_size(tuple(call.input.shape[2:]), tuple(call.weight.shape[2:]), call.stride,
                        call.padding, call.dilation)
     want = (call.input.shape[0], call.weight.shape[0], p, q)

@@ -71,7 +71,7 @@ def _timed_in(rows: list[dict] | None, name: str) -> tuple[list[str], list[str]]
     mine = [r for r in rows or [] if r.get("backend") == name and r.get("status") == "ok"]
     dtypes = sorted({r.get("dtype") or "float32" for r in mine}) or ["float32"]
     directions = sorted({r.get("direction") or "forward" for r in mine},
-                        key=lambda d: d != "forward") or ["forward"]
+                        key=lambda d: (d != "forward", d)) or ["forward"]
     return dtypes, directions
 
 

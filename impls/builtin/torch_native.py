@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from impls.frontend import output_size
 from impls.registry import register_backend
 
 
@@ -22,7 +23,7 @@ def stalls(input_shape, weight_shape, stride, padding, dilation, groups, dtype, 
     14x14 kernel with a 32x32 output, or 31x31 with 30x30, took 2-3 ms. Dense and grouped
     convolutions, one channel, and bfloat16 are unaffected."""
     channels, width = input_shape[1], weight_shape[3]
-    out_width = (input_shape[3] + 2 * padding[1] - dilation[1] * (width - 1) - 1) // stride[1] + 1
+    out_width = output_size(input_shape[2:], weight_shape[2:], stride, padding, dilation)[1]
     if (torch.device(device).type == "cpu" and dtype == torch.float16 and groups == channels > 1
             and weight_shape[1] == 1 and width >= 15 and out_width >= 31):
         return ("torch's float16 depthwise convolution on the CPU (oneDNN) does not finish "
