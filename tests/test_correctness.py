@@ -65,16 +65,31 @@ def test_a_known_stall_is_skipped_with_its_reason_also_through_a_dispatcher(name
     assert check_case(name, case, "exact", torch.bfloat16, "cpu").ok
 
 
-@pytest.mark.parametrize("out_hw, kernel, stalls", [
-    ((20, 31), 15, True), ((31, 20), 15, False), ((32, 32), 14, False),
-    ((32, 32), 31, True), ((30, 30), 31, False)])
-def test_the_declared_stall_is_the_measured_region(out_hw, kernel, stalls):
+@pytest.mark.parametrize("out_hw, kernel, channels, stalls", [
+    ((20, 31), 15, 2, True), ((31, 20), 15, 2, False), ((32, 32), 14, 2, False),
+    ((32, 32), 31, 2, True), ((30, 30), 31, 2, False), ((31, 31), 15, 16, True),
+    ((31, 31), 15, 17, False), ((56, 56), 31, 128, False), ((31, 31), 15, 1, False)])
+def test_the_declared_stall_is_the_measured_region(out_hw, kernel, channels, stalls):
     """The edges measured on torch 2.13.0+cpu (see impls.builtin.torch_native.stalls): the
     rule must compute the output width the way conv2d does, with padding and stride."""
     from impls.builtin.torch_native import stalls as rule
 
     pad = kernel // 2
     size = tuple(o - 2 * pad + kernel - 1 for o in out_hw)
-    args = ((1, 2, *size), (2, 1, kernel, kernel), (1, 1), (pad, pad), (1, 1), 2)
+    args = ((1, channels, *size), (channels, 1, kernel, kernel), (1, 1), (pad, pad), (1, 1),
+            channels)
     assert bool(rule(*args, torch.float16, "cpu")) == stalls
     assert not rule(*args, torch.bfloat16, "cpu") and not rule(*args, torch.float16, "cuda")
+
+
+def test_no_shape_of_the_built_in_sweep_sets_is_a_declared_stall():
+    """README says so: the stalls rule (2 to 16 channels) leaves every built-in set's
+    depthwise shapes (64 and 128 channels) to be measured, in every direction."""
+    from benchmarks import shapes
+    from impls.builtin.torch_native import stalls as rule
+
+    for name in shapes.shape_sets():
+        for entry in shapes.shape_set(name):
+            s = entry.spec
+            args = (s.input_shape, s.weight_shape, s.stride, s.padding, s.dilation, s.groups)
+            assert not rule(*args, torch.float16, "cpu"), (name, s.name)
