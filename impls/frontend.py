@@ -20,6 +20,7 @@ import numbers
 from collections.abc import Sequence
 
 import torch
+import torch._prims_common
 import torch.nn.functional as F
 
 from impls.registry import Backend, get_backend, require
@@ -49,7 +50,31 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
                        call.dilation, call.groups)
         _check_tensor_result(entry.name, out)  # a user backend's slip, named at its source
+        out = _in_memory_format(out, call)
     return out.squeeze(0) if call.unbatched else out
+
+
+def _in_memory_format(out: torch.Tensor, call: NormalizedCall) -> torch.Tensor:
+    """``out`` laid out as F.conv2d lays out its result: channels-last when the input or
+    the weight is (oneDNN and cuDNN both follow either), else contiguous. Code downstream of
+    a conv (a channels-last network, a .view) depends on it, and a backend is free to
+    compute in whatever layout suits its method: the copy, when one is needed, is here."""
+    cl = torch.channels_last
+    if cl in (_suggested_format(call.input), _suggested_format(call.weight)):
+        return out.contiguous(memory_format=cl)
+    return out.contiguous()
+
+
+def _suggested_format(t: torch.Tensor) -> torch.memory_format:
+    """ATen's ``Tensor.suggest_memory_format()``, which conv2d decides by and Python does
+    not expose: torch's own Python mirror of it (torch 2.11 and 2.13 have it), else the
+    strides' plain reading."""
+    suggest = getattr(torch._prims_common, "suggest_memory_format", None)
+    if suggest is not None:
+        return suggest(t)
+    cl = torch.channels_last
+    return cl if t.is_contiguous(memory_format=cl) and not t.is_contiguous() else \
+        torch.contiguous_format
 
 
 def device_arg(text: str) -> str:

@@ -153,3 +153,38 @@ def test_argument_forms(form):
     x, w = torch.randn(1, 4, 9, 9, dtype=torch.float64), W.double()
     out = impls.conv2d(x, w, stride=form, padding=form, dilation=form)
     torch.testing.assert_close(out, F.conv2d(x, w, stride=form, padding=form, dilation=form))
+
+
+CL = torch.channels_last
+LAYOUTS = {
+    "input-channels-last": (X.contiguous(memory_format=CL), W, {}),
+    "weight-channels-last": (X, W.contiguous(memory_format=CL), {}),
+    "depthwise-input-channels-last": (X.contiguous(memory_format=CL), torch.randn(4, 1, 3, 3),
+                                      {"groups": 4}),
+    "same-padding-extra-column": (X.contiguous(memory_format=CL), torch.randn(6, 4, 2, 2),
+                                  {"padding": "same"}),
+    "strided-input-channels-last": (X.contiguous(memory_format=CL), W, {"stride": 2}),
+    "transposed-input": (X.transpose(2, 3), W, {}),
+    "unbatched-permuted": (torch.randn(8, 8, 4).permute(2, 0, 1), W, {}),
+}
+
+
+@pytest.mark.parametrize("x, w, kwargs", LAYOUTS.values(), ids=list(LAYOUTS))
+def test_result_layout_follows_f_conv2d(backend, x, w, kwargs):
+    """F.conv2d answers channels-last when the input or the weight is, else contiguous; a
+    channels-last network (or a .view after the conv) relies on it, whatever the backend."""
+    entry = impls.get_backend(backend)
+    features = {"groups"} if "groups" in kwargs else set()
+    features |= {"stride"} if "stride" in kwargs else set()
+    features |= {"padding"} if "padding" in kwargs else set()
+    skip = entry.unsupported(dtype=torch.float32, features=features) or entry.refuses(
+        *impls.frontend.normalize(x, w, **kwargs).problem())
+    if skip:
+        pytest.skip(skip)
+    want = F.conv2d(x, w, **kwargs)
+    got = impls.conv2d(x, w, backend=backend, **kwargs)
+    for layout in (torch.contiguous_format, CL):
+        if want.dim() == 4 or layout is torch.contiguous_format:
+            assert got.is_contiguous(memory_format=layout) == \
+                want.is_contiguous(memory_format=layout), layout
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
