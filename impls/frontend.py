@@ -11,11 +11,16 @@ that cannot run the call raises NotImplementedError (a RuntimeError, as F.conv2d
 an unsupported dtype on a device) with its declared reason; there is never a silent fallback.
 A call whose workspace model says it would exceed the memory budget (impls.memory_budget)
 raises torch.OutOfMemoryError, as an allocation that fails would, but before allocating.
+
+What F.conv2d decides beyond the arithmetic is decided here too, once for every backend:
+autocast's cast (the backend then runs with autocast off, in the dtype it was given), the
+empty result of an empty input (connected to autograd), and the result's memory format.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import numbers
 from collections.abc import Sequence
 
@@ -32,26 +37,52 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
            backend: str | Backend = "torch") -> torch.Tensor:
     """2D cross-correlation with F.conv2d's exact semantics, computed by ``backend``."""
     entry = get_backend(backend)
+    input, weight, bias, autocast_off = _autocast(input, weight, bias)
     call = normalize(input, weight, bias, stride, padding, dilation, groups)
     entry = require(entry)
     reason = entry.unsupported(device=call.input.device.type, dtype=call.input.dtype,
                                features=call.features())
     reason = reason or entry.refuses(call.input.shape, call.weight.shape, call.stride,
                                      call.padding, call.dilation, call.groups)
+    if reason and isinstance(autocast_off, torch.autocast):
+        reason += (f" (inside autocast, which runs conv2d in {call.input.dtype}, as it "
+                   "does F.conv2d)")
     if reason:
         raise NotImplementedError(reason)
     reason = entry.over_budget(call.input.shape, call.weight.shape, call.stride, call.padding,
                                call.dilation, call.groups, call.input.dtype, call.input.device)
     if reason:  # what torch raises when it cannot allocate, raised before trying to
         raise torch.OutOfMemoryError(reason)
-    if call.input.shape[1] == 0:
-        out = _no_channels(call)
+    if call.input.numel() == 0:
+        out = _empty_result(call)
     else:
-        out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
-                       call.dilation, call.groups)
+        with autocast_off:
+            out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
+                           call.dilation, call.groups)
         _check_tensor_result(entry.name, out)  # a user backend's slip, named at its source
         out = _in_memory_format(out, call)
     return out.squeeze(0) if call.unbatched else out
+
+
+def _autocast(input, weight, bias):
+    """(input, weight, bias, a context for the backend's call) as F.conv2d sees them under
+    autocast: conv2d is on autocast's lower-precision list, so inside an autocast region
+    of the input's device type its float tensors but float64 are cast to the region's
+    dtype, and the convolution runs in that dtype. A backend then gets those tensors, with
+    autocast off: it computes in the dtype it is given, or refuses one it does not take
+    (as for any other dtype), rather than having its own ops (an FFT, Winograd's GEMMs)
+    cast behind its back, which gave float32 results with bfloat16's error."""
+    if not isinstance(input, torch.Tensor) or not torch.is_autocast_enabled(input.device.type):
+        return input, weight, bias, contextlib.nullcontext()
+    device_type = input.device.type
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(t):
+        eligible = (isinstance(t, torch.Tensor) and t.is_floating_point()
+                    and t.dtype != torch.float64 and t.device.type == device_type)
+        return t.to(dtype) if eligible else t
+
+    return cast(input), cast(weight), cast(bias), torch.autocast(device_type, enabled=False)
 
 
 def _in_memory_format(out: torch.Tensor, call: NormalizedCall) -> torch.Tensor:
@@ -107,13 +138,19 @@ def check_output(name: str, out, call: NormalizedCall) -> None:
                         f"{call.input.dtype} on {call.input.device}")
 
 
-def _no_channels(call: NormalizedCall) -> torch.Tensor:
-    """What F.conv2d returns for an input with zero channels: an empty (N, 0, P, Q) tensor
-    (it keeps the input's zero channels, not K channels of bias). Answered here, once, so
-    every backend gives torch's result rather than each its own guess."""
+def _empty_result(call: NormalizedCall) -> torch.Tensor:
+    """What F.conv2d returns for an empty input (no images, or no channels): an empty (N, K,
+    P, Q) tensor, (N, 0, P, Q) for zero channels (it keeps the input's zero channels, not K
+    channels of bias). Still connected to autograd as F.conv2d's is, so a backward through
+    an empty batch gives zero gradients instead of "does not require grad". Answered here,
+    once, so every backend gives torch's result rather than each its own guess."""
     p, q = output_size(tuple(call.input.shape[2:]), tuple(call.weight.shape[2:]), call.stride,
                        call.padding, call.dilation)
-    return call.input.new_empty(call.input.shape[0], 0, p, q)
+    n, c = call.input.shape[:2]
+    depends = call.input.sum() + call.weight.sum()
+    if call.bias is not None:
+        depends = depends + call.bias.sum()
+    return depends.expand(n, call.weight.shape[0] if c else 0, p, q).clone()
 
 
 class NormalizedCall:
@@ -200,6 +237,9 @@ def _check_tensor(name: str, value) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"conv2d(): argument '{name}' must be Tensor, not "
                         f"{type(value).__name__}")
+    if value.layout != torch.strided:  # F.conv2d: RuntimeError, naming no argument
+        raise RuntimeError(f"conv2d() takes dense (strided) tensors, but {name} has layout "
+                           f"{value.layout}")
 
 
 def _int(name: str, value) -> int:

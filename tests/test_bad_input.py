@@ -47,6 +47,8 @@ BAD_CALLS = {
     "input-zero-height": ((torch.randn(1, 4, 0, 8), W), {"padding": 2}, "input"),
     "weight-zero-width": ((X, torch.randn(6, 4, 3, 0)), {}, "weight"),
     "weight-no-output-channels": ((X, torch.randn(0, 4, 3, 3)), {}, "weight"),
+    "input-sparse": ((X.to_sparse(), W), {}, "input"),
+    "weight-sparse": ((X, W.to_sparse()), {}, "weight"),
 }
 
 
@@ -188,3 +190,41 @@ def test_result_layout_follows_f_conv2d(backend, x, w, kwargs):
             assert got.is_contiguous(memory_format=layout) == \
                 want.is_contiguous(memory_format=layout), layout
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_runs_the_backend_in_its_dtype_or_refuses(backend, dtype):
+    """Under autocast F.conv2d casts to the region's dtype and answers in it; a backend gets
+    those tensors with autocast off, and one that does not take the dtype refuses, naming
+    autocast, instead of returning float32 computed with casts inside (3% error)."""
+    x, w, b = torch.randn(2, 4, 8, 8), torch.randn(6, 4, 3, 3), torch.randn(6)
+    entry = impls.get_backend(backend)
+    with torch.autocast("cpu", dtype=dtype):
+        want = F.conv2d(x, w, b, padding=1)
+        skip = entry.unsupported(features={"padding", "bias"})
+        if skip:
+            pytest.skip(skip)
+        if entry.unsupported(dtype=dtype):
+            with pytest.raises(NotImplementedError, match="autocast"):
+                impls.conv2d(x, w, b, padding=1, backend=backend)
+            return
+        got = impls.conv2d(x, w, b, padding=1, backend=backend)
+    assert got.dtype == want.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 8, 8), (2, 0, 8, 8)], ids=["no-images", "no-channels"])
+def test_an_empty_input_stays_connected_to_autograd(backend, shape):
+    """F.conv2d's empty result has a grad_fn: a backward through an empty batch gives zero
+    gradients, not "element 0 of tensors does not require grad"."""
+    entry = impls.get_backend(backend)
+    skip = entry.unsupported(dtype=torch.float32, features={"padding", "bias", "autograd"})
+    if skip:
+        pytest.skip(skip)
+    x = torch.randn(shape, requires_grad=True)
+    w = torch.randn(6, shape[1], 3, 3, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    out = impls.conv2d(x, w, b, padding=1, backend=backend)
+    assert out.shape == F.conv2d(x, w, b, padding=1).shape and out.requires_grad
+    out.sum().backward()
+    assert not w.grad.any() and not b.grad.any() and x.grad.shape == x.shape

@@ -216,3 +216,46 @@ def test_the_cache_is_bounded(monkeypatch):
         _weight_cache.derived(w, i, lambda: torch.zeros(10))  # 40 bytes each
     assert [k[0] for k in _weight_cache._entries] == [3, 4]
     _weight_cache.clear()
+
+
+@pytest.fixture
+def fresh_state(keep_small):
+    """Nothing kept yet, as in a new process: the first call makes what is kept."""
+    from impls.builtin import winograd
+
+    winograd._transforms.cache_clear()
+    _weight_cache._sample_index.cache_clear()
+    _weight_cache.clear()
+    _scratch.release()
+    yield
+    winograd._transforms.cache_clear()
+    _weight_cache.clear()
+
+
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft", "unfold"])
+def test_what_inference_mode_made_serves_later_training(name, fresh_state):
+    """Validation under inference_mode before training (Lightning's sanity check) used to
+    leave inference tensors kept (Winograd's matrices, a weight's transform, unfold's
+    scratch), and every later call autograd records, or no_grad writes, failed."""
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(6, 4, 3, 3)
+    with torch.inference_mode():
+        impls.conv2d(x, w, padding=1, backend=name)
+    with torch.no_grad():
+        _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
+    xg = x.clone().requires_grad_()
+    impls.conv2d(xg, w, padding=1, backend=name).sum().backward()  # a frozen weight
+    xt = x.clone().requires_grad_()
+    F.conv2d(xt, w, padding=1).sum().backward()
+    _close(xg.grad, xt.grad)
+
+
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+def test_what_autocast_made_serves_later_float32_calls(name, fresh_state):
+    """A backend called directly under autocast computes its kept transform outside it: the
+    entry is keyed by the weight's dtype and must be in it (a bfloat16 transform kept for a
+    float32 weight made the next float32 call fail on mixed dtypes)."""
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(6, 4, 3, 3)
+    fn = impls.get_backend(name).fn
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        fn(x, w, None, (1, 1), (1, 1), (1, 1), 1)
+    _close(fn(x, w, None, (1, 1), (1, 1), (1, 1), 1), F.conv2d(x, w, padding=1))

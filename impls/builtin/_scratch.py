@@ -26,6 +26,8 @@ import threading
 
 import torch
 
+from impls.builtin._plain import plain
+
 #: The most memory kept between calls: ResNet-50's largest 3x3 layer at batch 8 needs
 #: 65 MB (58 MB of unfold's columns). Larger requests get new memory each call.
 KEEP_BYTES = 128 << 20
@@ -82,7 +84,8 @@ def _lend(like, shapes, numels) -> list:
         buffer = _buffers[i]
         if buffer is None or buffer.dtype != like.dtype or buffer.numel() < n:
             _buffers[i] = None  # the old one goes before the new one comes
-            _buffers[i] = torch.empty(n, dtype=like.dtype)
+            with plain(like.device):  # kept beyond this call (impls.builtin._plain)
+                _buffers[i] = torch.empty(n, dtype=like.dtype)
         parts.append(_buffers[i][:n].view(shape))
     return parts
 

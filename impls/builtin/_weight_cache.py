@@ -39,6 +39,8 @@ from functools import lru_cache
 
 import torch
 
+from impls.builtin._plain import plain
+
 #: The most memory all entries together may hold: the Winograd F(4x4) transforms of
 #: ResNet-50's 16 3x3 convolutions need 183 MB.
 MAX_BYTES = 256 << 20
@@ -69,7 +71,8 @@ def derived(weight: torch.Tensor, tag, compute: Callable[[], torch.Tensor]) -> t
                 and torch.equal(entry[2], sample):
             _entries.move_to_end(key)
             return entry[3]
-    value = compute()
+    with plain(weight.device):  # an entry outlives this call's modes (see impls.builtin._plain)
+        value = compute()
     ref = weakref.ref(storage, lambda _, key=key: _dead.append(key))
     with _lock:
         _drop(key)
@@ -92,9 +95,10 @@ def _sample(weight: torch.Tensor) -> torch.Tensor:
     copied: the entry must see later writes as a difference, not share them. Gathered by
     index, never through a flattened copy: a channels_last weight would cost a pass."""
     w = weight.detach()
-    if w.numel() <= SAMPLE:
-        return w.clone()
-    return w[_sample_index(tuple(w.shape), w.device)]
+    with plain(w.device):
+        if w.numel() <= SAMPLE:
+            return w.clone()
+        return w[_sample_index(tuple(w.shape), w.device)]
 
 
 @lru_cache(maxsize=64)

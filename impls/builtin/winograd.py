@@ -56,6 +56,7 @@ from functools import lru_cache
 import torch
 
 from impls.builtin import _weight_cache
+from impls.builtin._plain import plain
 from impls.registry import FEATURES, register_backend
 
 #: Interpolation points (plus infinity) of F(m x m, 3x3), by output tile size m.
@@ -118,9 +119,10 @@ def _transforms(m: int, dtype: torch.dtype, device: torch.device):
     Built in float64 from the exact fractions and rounded once, so each entry is the
     correctly rounded value. Constants of the method, not state: cached per dtype/device.
     """
-    a_t, g, b_t = (torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64)
-                   for mat in toom_cook(m, POINTS[m]))
-    kron = [torch.kron(mat, mat).to(dtype=dtype, device=device) for mat in (a_t, g, b_t)]
+    with plain(device):  # kept for the process: made outside any caller's mode
+        a_t, g, b_t = (torch.tensor([[float(v) for v in row] for row in mat],
+                                    dtype=torch.float64) for mat in toom_cook(m, POINTS[m]))
+        kron = [torch.kron(mat, mat).to(dtype=dtype, device=device) for mat in (a_t, g, b_t)]
     one = POINTS[m].index(1)
     return (*kron, one * (m + 2) + one)
 
