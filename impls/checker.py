@@ -154,7 +154,8 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
                    if t is not None and not torch.equal(arg.cpu(), t)]
         wrong_type = (out.dtype, out.device.type) != (dtype, torch.device(device).type)
         out_type = f"{_dtype_name(out.dtype)} on {out.device.type}"
-        out = out.detach().to("cpu", torch.float64).numpy()
+        if not wrong_type:  # a meta result cannot be compared: the wrong type is the failure
+            out = out.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
@@ -187,19 +188,33 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
         result.reason = (f"{np.mean(ref == 0):.0%} of the reference is zero "
                          f"({np.mean(~live):.0%} by construction)")
         return
-    error = np.abs(out - ref)
-    error[~np.isfinite(error)] = math.inf
     if result.mode == "exact" and entry.exact and not tf32:
         bound = np.zeros_like(ref)
     else:
         bound = error_bound(entry.error_model, dtype, result.mode, problem(case, x, w), ref,
                             absref, tf32)
+    judge(result, out, ref, bound)
+
+
+def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarray) -> None:
+    """Set ``result``'s verdict: FAILED where |out - want| exceeds the bound anywhere, with
+    the worst place. A non-finite output where the reference is finite always fails and
+    is named as such (a NaN compares false with every bound: it must not pass unseen)."""
+    error = np.abs(out - want)
+    bad = ~np.isfinite(error)
+    error[bad] = math.inf
     excess = error - bound
     worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
     result.where = tuple(int(i) for i in worst)
     result.max_error = float(error.max()) if error.size else 0.0
     result.bound = float(bound[worst]) if error.size else 0.0
     result.status = FAILED if excess.size and excess.max() > 0 else PASSED
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        nans = int(np.isnan(out[bad]).sum())
+        result.reason = (f"{int(bad.sum())} of {bad.size} outputs are not finite ({nans} NaN, "
+                         f"{int(bad.sum()) - nans} Inf) where the reference is; first at "
+                         f"{first}")
 
 
 def check_backend(backend: str | Backend, cases=CASES, modes=MODES,

@@ -20,9 +20,10 @@ from impls.cases import Case
 from impls.checker import (
     ERROR,
     FAILED,
-    PASSED,
     SKIPPED,
     CaseResult,
+    descriptor,
+    judge,
     problem,
     refusal,
     runner,
@@ -67,7 +68,8 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
     case = module_case.case
     features = sorted(case.features() | {f"padding_mode={padding_mode}"})
     result = CaseResult(entry.name, f"{module_case.id}/{padding_mode}", "exact",
-                        str(dtype).removeprefix("torch."), "cpu", seed, SKIPPED, features)
+                        str(dtype).removeprefix("torch."), "cpu", seed, SKIPPED, features,
+                        descriptor=f"{descriptor(case)} padding_mode={padding_mode}")
     reason = (entry.unsupported(dtype=dtype, features=case.features())
               or refusal(entry, case, dtype))
     if reason:
@@ -88,17 +90,19 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
             # Each module gets its own copy: an in-place change must not reach the other.
             got_tensor = ours(data.input.clone())
             want = theirs(data.input.clone()).double().numpy()
+            wrong_type = (got_tensor.dtype, got_tensor.device.type) != (dtype, "cpu")
+            got_type = f"{got_tensor.dtype} on {got_tensor.device.type}"
+            if not wrong_type:  # a meta or CUDA result cannot be compared: it is the failure
+                got = got_tensor.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
-    if got_tensor.dtype != dtype:
-        result.status, result.reason = FAILED, f"output dtype {got_tensor.dtype}, expected {dtype}"
+    if wrong_type:
+        result.status, result.reason = FAILED, f"output is {got_type}, expected {dtype} on cpu"
         return result
-    got = got_tensor.double().numpy()
     if got.shape != want.shape:
         result.status, result.reason = FAILED, f"output shape {got.shape}, expected {want.shape}"
         return result
-    error = np.abs(got - want)
     entry = runner(entry, _called(case, padding_mode), dtype, "cpu")
     if entry.exact:
         bound = np.zeros_like(want)
@@ -107,10 +111,7 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
         bound = error_bound(entry.error_model, dtype, "exact",
                             problem(case, data.input.double().numpy(),
                                     data.weight.double().numpy()), want, absref)
-    worst = np.unravel_index(int(np.argmax(error - bound)), error.shape)
-    result.max_error, result.bound = float(error.max()), float(bound[worst])
-    result.where = tuple(int(i) for i in worst)
-    result.status = FAILED if (error > bound).any() else PASSED
+    judge(result, got, want, bound)
     return result
 
 

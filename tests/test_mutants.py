@@ -161,6 +161,28 @@ def test_front_end_mutant_is_caught(name, kill_table, monkeypatch):
     assert not problems, f"{name} ({mutant.bug}):\n  " + "\n  ".join(problems)
 
 
+def _nan_output(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return torch.full_like(torch.nn.functional.conv2d(input, weight, bias, stride, padding,
+                                                      dilation, groups), float("nan"))
+
+
+def _meta_output(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return torch.nn.functional.conv2d(input, weight, bias, stride, padding, dilation,
+                                      groups).to("meta")
+
+
+@pytest.mark.parametrize("fn, says", [(_nan_output, "not finite (900 NaN"),
+                                      (_meta_output, "on meta, expected")])
+def test_module_parity_fails_what_the_forward_check_fails(fn, says):
+    """Module parity once passed an all-NaN output (NaN > bound is False) and crashed on a
+    result it could not convert to NumPy; it judges like the forward check now."""
+    impls.register_backend(fn, name="odd-output")
+    for mode in PADDING_MODES:
+        result = check_module("odd-output", MODULE_CASES[-1], mode)
+        assert result.status == "failed" and says in result.reason, result
+        assert result.descriptor.endswith(f"padding_mode={mode}"), result.descriptor
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     """``python -m impls ARGS`` from the repo root, with tests/ importable (for mutants)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
