@@ -40,6 +40,7 @@ from impls.checker import (
     MISTRUSTED,
     PASSED,
     SKIPPED,
+    CapabilityError,
     CaseResult,
     descriptor,
     refusal,
@@ -82,7 +83,11 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
         result.descriptor = descriptor(case)
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
         result.descriptor = f"<{case.id}: {exc}>"
-    result.reason = _skip_reason(entry, case, dtype, device)
+    try:
+        result.reason = _skip_reason(entry, case, dtype, device)
+    except CapabilityError as exc:
+        result.status, result.reason = ERROR, str(exc)
+        return result
     if result.reason:
         return result
     data = fill(case, mode, dtype, seed)

@@ -93,11 +93,19 @@ def refusal(entry: Backend, case: Case, dtype: torch.dtype = torch.float32,
     (e.g. not 3x3), over the memory budget (see impls.memory_budget), or known not to
     finish in the backend that would run it (Backend.stalls; a dispatcher's choice too)."""
     args = _normalized(case).problem()
-    reason = entry.refuses(*args) or entry.over_budget(*args, dtype, device)
-    if reason or entry.unsupported(device=device, dtype=dtype):
-        return reason
-    target = runner(entry, case, dtype, device)
-    return target.stalls(*args, dtype, str(device)) if target.stalls else ""
+    try:
+        reason = entry.refuses(*args) or entry.over_budget(*args, dtype, device)
+        if reason or entry.unsupported(device=device, dtype=dtype):
+            return reason
+        target = runner(entry, case, dtype, device)
+        return target.stalls(*args, dtype, str(device)) if target.stalls else ""
+    except Exception as exc:  # a user's callback: its failure is the backend's, not a skip
+        raise CapabilityError(f"{entry.name}'s declared capabilities (accepts, workspace, "
+                              f"delegate or stalls) raised {type(exc).__name__}: {exc}") from exc
+
+
+class CapabilityError(Exception):
+    """A backend's own capability callback raised: the comparison is an ERROR."""
 
 
 def runner(entry: Backend, case: Case, dtype: torch.dtype, device: str,
@@ -133,8 +141,12 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         result.descriptor = descriptor(case)
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
         result.descriptor = f"<{case.id}: {exc}>"
-    reason = entry.unsupported(device=device, dtype=dtype, features=case.features())
-    reason = reason or refusal(entry, case, dtype, device)
+    try:
+        reason = entry.unsupported(device=device, dtype=dtype, features=case.features())
+        reason = reason or refusal(entry, case, dtype, device)
+    except CapabilityError as exc:
+        result.status, result.reason = ERROR, str(exc)
+        return result
     if not reason and entry.max_macs is not None and case.macs() > entry.max_macs:
         reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
                   f"here; this case has {case.macs():.3g}")

@@ -21,6 +21,7 @@ from impls.checker import (
     ERROR,
     FAILED,
     SKIPPED,
+    CapabilityError,
     CaseResult,
     descriptor,
     judge,
@@ -70,8 +71,12 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
     result = CaseResult(entry.name, f"{module_case.id}/{padding_mode}", "exact",
                         str(dtype).removeprefix("torch."), "cpu", seed, SKIPPED, features,
                         descriptor=f"{descriptor(case)} padding_mode={padding_mode}")
-    reason = (entry.unsupported(dtype=dtype, features=case.features())
-              or refusal(entry, case, dtype))
+    try:
+        reason = (entry.unsupported(dtype=dtype, features=case.features())
+                  or refusal(entry, case, dtype))
+    except CapabilityError as exc:
+        result.status, result.reason = ERROR, str(exc)
+        return result
     if reason:
         result.reason = reason
         return result

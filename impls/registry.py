@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import torch
 
 from impls import memory_budget
+from impls.tolerances import error_models
 
 #: Everything a conv2d call can ask of a backend beyond the plain dense case.
 FEATURES = frozenset({"stride", "padding", "dilation", "groups", "bias", "autograd"})
@@ -206,6 +208,21 @@ def _load_entry_points() -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
             _REGISTRY[ep.name] = _entry_from_object(ep.load, ep.name)
+            _FROM_ENTRY_POINT[ep.name] = ep.value
+        elif _FROM_ENTRY_POINT.get(ep.name) != ep.value and ep.value not in _SHADOWED:
+            # Checking the built-in under a user's name would pass the wrong code: say so.
+            _SHADOWED.add(ep.value)
+            owner = (f"the entry point {_FROM_ENTRY_POINT[ep.name]}"
+                     if ep.name in _FROM_ENTRY_POINT else "a built-in backend")
+            dist = f" (from {ep.dist.name})" if getattr(ep, "dist", None) else ""
+            warnings.warn(f"{ENTRY_POINT_GROUP} entry point {ep.name} = {ep.value}{dist} is "
+                          f"ignored: {ep.name!r} is already {owner}'s name; register it "
+                          "under another name", stacklevel=3)
+
+
+#: Entry points loaded (name -> "module:attr"), and those ignored for a taken name (warned).
+_FROM_ENTRY_POINT: dict[str, str] = {}
+_SHADOWED: set[str] = set()
 
 
 def _entry_from_object(load: Callable[[], object], name: str) -> Backend:
@@ -240,6 +257,13 @@ def _unloadable(name: str, reason: str) -> Backend:
 def _capabilities(obj) -> dict:
     """A callable's ``convbench_capabilities`` as Backend fields; dtypes may be names."""
     capabilities = dict(getattr(obj, "convbench_capabilities", {}))
+    keys = {f.name for f in fields(Backend)} - {"name", "fn", "load_error"}
+    unknown = sorted(set(capabilities) - keys)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}; keys: {sorted(keys)}")
+    if capabilities.get("error_model", "direct") not in error_models():
+        raise ValueError(f"unknown error_model {capabilities['error_model']!r}; models: "
+                         f"{', '.join(error_models())}")
     # A lone string is one item, not a sequence of letters: "cpu" -> ("cpu",).
     as_tuple = lambda v: (v,) if isinstance(v, str) else tuple(v)  # noqa: E731
     if "features" in capabilities:
@@ -249,6 +273,9 @@ def _capabilities(obj) -> dict:
             raise ValueError(f"unknown features {unknown}; features: {sorted(FEATURES)}")
     if "devices" in capabilities:
         capabilities["devices"] = as_tuple(capabilities["devices"])
+        bad = [d for d in capabilities["devices"] if d not in ("cpu", "cuda")]
+        if bad:
+            raise ValueError(f"devices {bad}: the harness runs on 'cpu' and 'cuda'")
     if "dtypes" in capabilities:
         dtypes = [getattr(torch, d, d) if isinstance(d, str) else d
                   for d in as_tuple(capabilities["dtypes"])]

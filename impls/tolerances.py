@@ -114,8 +114,12 @@ def error_bound(model: str, dtype: torch.dtype, mode: str, problem: Problem,
     if model == "cudnn":
         return np.maximum(*(error_bound(m, dtype, mode, problem, ref, absref, tf32)
                             for m in ("fft", "winograd-f4")))
-    known = ", ".join(("direct", "fft", *WINOGRAD_COEFFICIENTS, "cudnn"))
-    raise ValueError(f"unknown error model {model!r}; models: {known}")
+    raise ValueError(f"unknown error model {model!r}; models: {', '.join(error_models())}")
+
+
+def error_models() -> tuple[str, ...]:
+    """The names a backend's ``error_model`` may take."""
+    return ("direct", "fft", *WINOGRAD_COEFFICIENTS, "cudnn")
 
 
 # --- Gradients (backward-data, backward-weights) -------------------------------------------

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import impls
 from impls import registry
 from impls.__main__ import main
+from impls.backward import check_backend_backward
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import PASSED, SKIPPED, check_backend, check_case
 
@@ -240,9 +241,12 @@ def test_declared_missing_feature_skips_its_cases_with_the_reason(user_module, c
 
 
 @pytest.mark.parametrize(("module", "capabilities", "reason"), [
-    ("cb_caps_key", {"device": ("cpu",)}, "unexpected keyword argument 'device'"),
+    ("cb_caps_key", {"device": ("cpu",)}, "unknown keys ['device']; keys: ['accepts'"),
     ("cb_caps_feature", {"features": ("group",)}, "unknown features ['group']"),
     ("cb_caps_dtype", {"dtypes": ("float33",)}, "not torch dtypes: ['float33']"),
+    ("cb_caps_device", {"devices": ("gpu",)}, "devices ['gpu']: the harness runs on"),
+    ("cb_caps_model", {"exact": False, "error_model": "winograd"},
+     "unknown error_model 'winograd'; models: direct, fft"),
 ])
 def test_bad_capabilities_make_an_unavailable_entry(module, capabilities, reason, user_module):
     name = user_module(module, f"""
@@ -275,3 +279,47 @@ def test_capabilities_may_name_dtypes_and_give_single_strings(user_module):
     skipped = check_case(entry, CASES[0], dtype=torch.float32)
     assert skipped.status == SKIPPED and "does not support float32" in skipped.reason
     assert check_case(entry, CASES[0], dtype=torch.float64).status == PASSED
+
+
+@pytest.mark.parametrize("capabilities, says", [
+    ("{'accepts': lambda *problem: 1 / 0}", "ZeroDivisionError"),
+    ("{'workspace': lambda *problem: 5}", "TypeError"),
+])
+def test_a_capability_callback_that_raises_is_an_error_not_a_crash(capabilities, says,
+                                                                   user_module, capsys):
+    """A user's accepts or workspace runs inside the checker: when it raises, each
+    comparison is an ERROR naming it (exit 1), not a traceback that loses the summary."""
+    name = user_module("cb_caps_raises", f"""
+        import torch.nn.functional as F
+
+        def conv(*args):
+            return F.conv2d(*args)
+
+        conv.convbench_capabilities = {capabilities}
+    """)
+    spec = f"{name}:conv"
+    assert main(["check", "--backend", spec, "--case", "basic-3x3-pad1",
+                 "--case", "module-3x3-pad1/zeros"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("ERROR") >= 2 and "declared capabilities" in out and says in out, out
+    result = check_backend_backward(spec, CASES[:1], ("backward-data",), ("exact",),
+                                    (torch.float64,))[0]
+    assert result.status == "error" and says in result.reason, result
+
+
+def test_an_entry_point_taking_a_built_in_name_is_ignored_with_a_warning(tmp_path,
+                                                                         monkeypatch):
+    """Checking "torch" must check torch: a package registering that name (or a second
+    package registering a taken one) is ignored, and the user is told so."""
+    info = tmp_path / "shadow-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\ntorch = shadow_mod:conv\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_SHADOWED", set())
+    impls.backends()
+    with pytest.warns(UserWarning, match="entry point torch = shadow_mod:conv .*ignored: "
+                                         "'torch' is already a built-in backend's name"):
+        registry._load_entry_points()
+    assert impls.get_backend("torch").fn.__module__ == "impls.builtin.torch_native"
