@@ -204,12 +204,18 @@ def results_path(device: str, dtype: str, batch: int | None,
 
 
 def unloadable(names) -> list[str]:
-    """Why each user backend spec among ``names`` ("package.module:function") cannot be used
-    at all (impls.Backend.load_error: its module or attribute cannot be imported, or what
-    it names is no backend). A sweep refuses these up front, as a typo it is. A built-in
-    backend, or a user's Backend whose own probe finds it unavailable here (triton without
-    CUDA), is not in the list: those are skipped rows with their reason."""
-    entries = [impls.get_backend(name) for name in dict.fromkeys(names or ()) if ":" in name]
+    """Why each user backend among ``names`` (a "package.module:function" spec or an entry
+    point's name) cannot be used at all (impls.Backend.load_error: its module or attribute
+    cannot be imported, what it names is no backend, its capabilities are wrong). A sweep
+    refuses these up front, as the typo they are. A built-in backend, or a user's Backend
+    whose own probe finds it unavailable here (triton without CUDA), is not in the list:
+    those are skipped rows with their reason. Unknown names are the plan's to refuse."""
+    entries = []
+    for name in dict.fromkeys(names or ()):
+        try:
+            entries.append(impls.get_backend(name))
+        except ValueError:
+            continue
     return [f"backend {e.name!r} cannot be used: {e.load_error}" for e in entries
             if e.load_error]
 

@@ -3,8 +3,8 @@
 Each misbehaves the way a broken kernel does, so the sweep's isolation is proven on the real
 thing rather than on a mock: one hangs inside native code while holding the GIL (no Python
 timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget,
-one raises a CUDA error that (as on a GPU) breaks every later call in its process, two
-return what F.conv2d never would (an ndarray, float64 for float32).
+one raises a CUDA error that (as on a GPU) breaks every later call in its process, three
+return what F.conv2d never would (an ndarray, float64 for float32, a row short).
 Two decline politely: one declares (``accepts``) that it takes 1x1 kernels only, one raises
 NotImplementedError; both must become skipped rows, not failures. For the backward
 directions: one declares no autograd (its gradients must be skipped rows with that reason),
@@ -45,6 +45,11 @@ def numpy_out(input, weight, bias, stride, padding, dilation, groups):
 def wrong_dtype(input, weight, bias, stride, padding, dilation, groups):
     """The right numbers in float64 for a float32 input."""
     return F.conv2d(input, weight, bias, stride, padding, dilation, groups).double()
+
+
+def drops_last_row(input, weight, bias, stride, padding, dilation, groups):
+    """One output row short: a wrong shape on every problem, the budget guard's crops too."""
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)[..., :-1, :]
 
 
 def slow(input, weight, bias, stride, padding, dilation, groups):

@@ -24,6 +24,7 @@ import pytest
 from benchmarks import records, sweep_plan, sweep_report, timer
 from benchmarks.__main__ import main as sweep_main
 from benchmarks.shapes import shape_set
+from impls import registry
 from impls.spec import ConvSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,7 +312,8 @@ def test_a_backend_whose_result_is_no_conv2d_output_fails_instead_of_being_timed
     impls.conv2d's (a Tensor of the right shape, dtype and device), or the case fails."""
     (tmp_path / "tiny").write_text(TINY)
     run = _sweep(tmp_path, "--direction", "forward", "--backend", "sweep_backends:numpy_out",
-                 "--backend", "sweep_backends:wrong_dtype")
+                 "--backend", "sweep_backends:wrong_dtype",
+                 "--backend", "sweep_backends:drops_last_row")
     assert run.returncode == 1, run.stdout + run.stderr
     rows = {r["backend"].split(":")[-1]: r
             for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
@@ -319,6 +321,9 @@ def test_a_backend_whose_result_is_no_conv2d_output_fails_instead_of_being_timed
     assert "returned ndarray, not a Tensor" in rows["numpy_out"]["reason"]
     assert "returned torch.float64 on cpu, expected torch.float32" in rows["wrong_dtype"][
         "reason"]
+    # Named on the case's own problem (1, 8, 14, 14), not on a crop the budget guard probed.
+    assert "returned shape (1, 8, 13, 14), expected (1, 8, 14, 14)" in rows[
+        "drops_last_row"]["reason"]
 
 
 def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_path):
@@ -533,6 +538,11 @@ def test_a_user_backend_that_cannot_be_loaded_is_refused_up_front(tmp_path, caps
     assert sweep_plan.unloadable(["torch", "triton", "fake_probed_backends:gpu_only"]) == []
     (refused,) = sweep_plan.unloadable(["fake_probed_backends:text"])
     assert "not a callable" in refused
+    # An entry point's plain name that loads no backend is refused as well.
+    monkeypatch.setitem(registry._REGISTRY, "broken_ep", registry._unloadable(
+        "broken_ep", "bad convbench_capabilities: unknown keys ['device']"))
+    (refused,) = sweep_plan.unloadable(["broken_ep", "no_such_name"])
+    assert "'broken_ep' cannot be used: bad convbench_capabilities" in refused
 
 
 def test_a_file_measured_with_other_threads_is_refused_not_resumed(tmp_path, capsys):
