@@ -77,7 +77,7 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
         raise ValueError(f"unknown fill mode {mode!r}; modes: {', '.join(MODES)}")
     entry = get_backend(backend)
     result = BackwardResult(entry.name, case.id, mode, str(dtype).removeprefix("torch."),
-                            device, seed, SKIPPED, sorted(case.features()) or ["plain"],
+                            device, seed, SKIPPED, case.tags(),
                             direction=direction)
     try:
         result.descriptor = descriptor(case)
@@ -188,8 +188,8 @@ def _inexact_reason(absrefs: dict, direction: str, dtype: torch.dtype) -> str:
 def _backend_gradients(entry: Backend, case: Case, direction: str, data, go, dtype, device):
     """The backend's gradients by name, only this direction's tensors requiring grad."""
     data_side = direction == "backward-data"
-    x = data.input.to(device).requires_grad_(data_side)
-    w = data.weight.to(device).requires_grad_(not data_side)
+    x, w = case.lay_out(data.input.to(device, copy=True), data.weight.to(device, copy=True))
+    x, w = x.requires_grad_(data_side), w.requires_grad_(not data_side)
     b = None if data.bias is None else data.bias.to(device).requires_grad_(not data_side)
     targets = {"input": x} if data_side else {"weight": w, "bias": b}
     targets = {name: t for name, t in targets.items() if t is not None}

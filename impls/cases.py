@@ -8,12 +8,15 @@ Rows cover what real networks and known edge cases use (see shared/anchors.md, a
 CUTLASS's conv2d_problems.h): square and rectangular images and kernels, 1x1 images, odd
 sizes, a kernel as large as the padded input, stride larger than the kernel, asymmetric
 stride/padding/dilation, "same"/"valid" with odd and even kernels, groups and depthwise,
-channel counts like 3 and 17, batch 1 and several, with and without bias.
+channel counts like 3 and 17, batch 1 and several, with and without bias; and inputs in
+channels-last and strided layouts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from impls.reference import pair, resolve_padding
 
@@ -35,6 +38,12 @@ class Case:
     dilation: int | tuple[int, int] = 1
     groups: int = 1
     bias: bool = True
+    #: How the backend receives the input and weight (the values are the same): "contiguous";
+    #: "channels_last" (both, as a channels-last network passes them); "strided" (the input
+    #: a view that steps over every other column, the weight a view of transposed storage,
+    #: as slices and permutes pass them). A kernel that reads storage as dense NCHW is
+    #: right on the first and wrong on the others.
+    layout: str = "contiguous"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -67,6 +76,25 @@ class Case:
         if self.bias:
             used.add("bias")
         return used
+
+    def tags(self) -> list[str]:
+        """The summary rows a result of this case counts in: its features, and its layout
+        when not contiguous (not a feature: every backend must take every layout)."""
+        tags = self.features() | ({self.layout} if self.layout != "contiguous" else set())
+        return sorted(tags) or ["plain"]
+
+    def lay_out(self, input: torch.Tensor, weight: torch.Tensor):
+        """(input, weight) with the same values, in this case's layout (new tensors)."""
+        if self.layout == "channels_last":
+            cl = torch.channels_last
+            return input.contiguous(memory_format=cl), weight.contiguous(memory_format=cl)
+        if self.layout == "strided":
+            wide = input.new_zeros(*input.shape[:3], 2 * input.shape[3])
+            wide[..., ::2] = input
+            return wide[..., ::2], weight.transpose(2, 3).contiguous().transpose(2, 3)
+        if self.layout != "contiguous":
+            raise ValueError(f"case {self.id}: unknown layout {self.layout!r}")
+        return input, weight
 
     @property
     def stride_pair(self) -> tuple[int, int]:
@@ -147,6 +175,14 @@ CASES: tuple[Case, ...] = (
     Case("large-kernel-31-depthwise",  1,  8, 32, 32,  8, 31, 31,  padding=15, groups=8),
     Case("deepspeech-20x5-stride-2",   1,  1, 40, 61,  8, 20,  5,  stride=2),
     Case("resnet-3x3-56x56-batch-2",   2, 64, 56, 56, 64,  3,  3,  padding=1),
+    Case("channels-last-3x3-stride-2", 2,  6, 11,  9,  8,  3,  3,  stride=2, padding=1,
+         layout="channels_last"),
+    Case("channels-last-3x3-groups-2", 1,  4, 12, 10,  6,  3,  3,  padding=1, groups=2,
+         layout="channels_last"),
+    Case("strided-5x3-pad-2x1",        2,  5, 10, 13,  4,  5,  3,  padding=(2, 1),
+         layout="strided"),
+    Case("strided-3x3-depthwise",      1,  6,  9,  9,  6,  3,  3,  padding=1, groups=6,
+         layout="strided"),
 )
 # fmt: on
 

@@ -136,7 +136,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
     """Compare one backend with the reference on one case."""
     entry = get_backend(backend)
     result = CaseResult(entry.name, case.id, mode, _dtype_name(dtype), device, seed, SKIPPED,
-                        features=sorted(case.features()) or ["plain"])
+                        features=case.tags())
     try:
         result.descriptor = descriptor(case)
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
@@ -158,6 +158,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
     # backend (wrongly) writes to its arguments, and that write must not go unnoticed.
     args = [None if t is None else t.to(device, copy=True)
             for t in (data.input, data.weight, data.bias)]
+    args[:2] = case.lay_out(*args[:2])
     try:
         with torch.no_grad():
             out = conv2d(*args, backend=entry, **case.kwargs())

@@ -386,3 +386,14 @@ def same_extra_row_on_top(resolve):
         return F.pad(input, (extra_w, 0, extra_h, 0)), symmetric
 
     return mutated
+
+
+@mutant(None, lambda c: c.layout != "contiguous",
+        ("channels-last-3x3-stride-2", "strided-5x3-pad-2x1"))
+def storage_read_as_nchw(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                         groups=1):
+    """Reads the tensors' storage as dense NCHW (a C kernel indexing data_ptr()), ignoring
+    their strides: right for contiguous tensors, scrambled for channels-last or views."""
+    def dense(t):
+        return torch.as_strided(t, t.shape, torch.empty(t.shape).stride(), t.storage_offset())
+    return F.conv2d(dense(input), dense(weight), bias, stride, padding, dilation, groups)
