@@ -128,7 +128,7 @@ def _row(item: tuple, status: str, reason: str) -> dict:
     name, direction, dtype, case, mode = item
     return {"backend": name, "case": case, "mode": mode, "dtype": dtype,
             "direction": direction, "status": status, "max_error": None, "reason": reason,
-            "features": sorted(CASES_BY_ID[case].features()) or ["plain"]}
+            "features": CASES_BY_ID[case].tags()}
 
 
 def _budget_skip(item: tuple, budget_s: float) -> dict:
@@ -267,9 +267,11 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
         passed = sum(r["status"] == "passed" for r in mine)
         skipped = sum(r["status"] == "skipped" for r in mine)
         failed = len(mine) - passed - skipped
+        errors = [r.get("reason") or "" for r in mine if r["status"] == "error"]
         reasons = _few({r["reason"] for r in mine
                         if r["status"] == "skipped" and r.get("reason")})
         out[name] = {"failed": failed, "passed": passed, "skipped": skipped, "reasons": reasons,
+                     "errors": len(errors), "first_error": errors[0] if errors else "",
                      "verdict": "failed" if failed else "passed" if passed else "unchecked"}
     return out
 
@@ -277,10 +279,16 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
 def verdict_text(name: str, v: dict) -> str:
     """One line a reader can act on, naming the backend."""
     checked = v["failed"] + v["passed"]
+    errors = v.get("errors", 0)
+    wrong = v["failed"] - errors
     if v["verdict"] == "failed":
-        return (f"{name} FAILED the correctness check on {v['failed']} of {checked} cases "
-                f"compared ({v['skipped']} skipped): its times and speedups here are of "
-                "wrong answers")
+        what = [f"wrong answers on {wrong}"] if wrong else []
+        if errors:  # raised, hung or crashed: no answer to call wrong
+            what.append(f"no answer on {errors} (raised, hung or crashed; first: "
+                        f"{v.get('first_error', '')[:160]})")
+        return (f"{name} FAILED the correctness check: {' and '.join(what)} of {checked} "
+                f"cases compared ({v['skipped']} skipped): its times and speedups here are "
+                + ("of wrong answers" if wrong else "of calls that do not all work"))
     if v["verdict"] == "unchecked":
         return f"{name}: not checked for correctness: {'; '.join(v['reasons']) or 'no cases'}"
     return f"{name}: passed all {checked} cases compared ({v['skipped']} skipped)"

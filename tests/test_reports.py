@@ -298,8 +298,8 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
 
     page = (out / "index.html").read_text()
     top, correctness = page.split('<h2 id=machine>')[0], page.split("id=correctness>")[1]
-    assert re.search(rf"<p class=fail>{zeros_backend} FAILED the correctness check on "
-                     r"[1-9]\d* of [1-9]\d* cases", top)
+    assert re.search(rf"<p class=fail>{zeros_backend} FAILED the correctness check: wrong "
+                     r"answers on [1-9]\d* of [1-9]\d* cases .* of wrong answers", top)
     assert f"{zeros_backend} [FAILED correctness]" in page  # the speedup table's row
     assert f"{gone}: not checked for correctness: cannot load: ModuleNotFoundError" in top
     assert f"<td>{gone}</td>" in correctness and "No module named" in correctness
@@ -378,8 +378,11 @@ def test_a_backend_that_hangs_or_crashes_costs_its_case_not_the_report(tmp_path,
     for name, what in (("hangs", "did not finish in 5 s (killed)"),
                        ("crashes", "killed its process (signal 11)")):
         # Every case compared, none skipped: the checks went on after each killed child.
-        assert re.search(rf"\*\*{misbehaving}:{name} FAILED the correctness check on 2 "
-                         r"of 82 cases compared \(0 skipped\)", summary)
+        # Not "wrong answers": there was no answer; the first reason is named.
+        assert re.search(rf"\*\*{misbehaving}:{name} FAILED the correctness check: no answer "
+                         rf"on 2 \(raised, hung or crashed; first: the comparison {re.escape(what)}\) "
+                         r"of \d+ cases compared \(0 skipped\): its times and speedups here "
+                         r"are of calls that do not all work", summary), summary
         assert f"error: the comparison {what}" in summary
 
 
