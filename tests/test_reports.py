@@ -380,7 +380,8 @@ def test_a_backend_that_hangs_or_crashes_costs_its_case_not_the_report(tmp_path,
         # Every case compared, none skipped: the checks went on after each killed child.
         # Not "wrong answers": there was no answer; the first reason is named.
         assert re.search(rf"\*\*{misbehaving}:{name} FAILED the correctness check: no answer "
-                         rf"on 2 \(raised, hung or crashed; first: the comparison {re.escape(what)}\) "
+                         rf"on 2 \(raised, hung or crashed; first: the comparison "
+                         rf"{re.escape(what)}\) "
                          r"of \d+ cases compared \(0 skipped\): its times and speedups here "
                          r"are of calls that do not all work", summary), summary
         assert f"error: the comparison {what}" in summary
