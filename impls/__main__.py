@@ -114,8 +114,37 @@ def _check(args) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    seen = []
+    try:
+        results = _run_checks(args, entry, cases, module, dtypes, seen)
+    except KeyboardInterrupt:  # a case that hangs: say what was checked, keep what ran
+        if seen:
+            _print_report(entry.name, seen, [r for r in seen if r.status in BAD],
+                          interrupted=True)
+        last = f"; the last one done: {seen[-1].case} {seen[-1].mode} {seen[-1].dtype}" \
+            if seen else ""
+        print(f"interrupted after {len(seen)} comparisons{last}", file=sys.stderr)
+        return 130
+    failed = [r for r in results if r.status in BAD]
+    if args.format == "json":
+        print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
+                          "summary": summarize(results),
+                          "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        _print_report(entry.name, results, failed)
+    if all(r.status == SKIPPED for r in results):
+        print(f"error: nothing was checked: every comparison of {entry.name} was skipped",
+              file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
+    """Every comparison asked for, in order; each result is also appended to ``seen`` as it
+    comes, so an interrupted run can still report what it checked."""
     with status(f"checking {entry.name}") as line:
         def progress(result):
+            seen.append(result)
             if line is not None:
                 line.update(f"checking {entry.name}: {result.case} {result.mode} "
                             f"{result.dtype}")
@@ -131,23 +160,14 @@ def _check(args) -> int:
             results += check_backend_backward(entry, cases, backward, modes, dtypes,
                                               args.device, args.seed, args.tf32, progress)
         if not args.no_module and args.device == "cpu":
-            results += [check_module(entry, mc, mode, dtype, args.seed)
-                        for mc, mode in module for dtype in dtypes]
-    failed = [r for r in results if r.status in BAD]
-    if args.format == "json":
-        print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
-                          "summary": summarize(results),
-                          "results": [r.to_dict() for r in results]}, indent=2))
-    else:
-        _print_report(entry.name, results, failed)
-    if all(r.status == SKIPPED for r in results):
-        print(f"error: nothing was checked: every comparison of {entry.name} was skipped",
-              file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+            for mc, mode in module:
+                for dtype in dtypes:
+                    results.append(check_module(entry, mc, mode, dtype, args.seed))
+                    progress(results[-1])
+    return results
 
 
-def _print_report(name: str, results, failed) -> None:
+def _print_report(name: str, results, failed, interrupted: bool = False) -> None:
     print_table(f"{name}: {len(results)} comparisons against the float64 reference",
                 ("feature", "passed", "failed", "skipped"),
                 [[feature, row["passed"], row["failed"], row["skipped"]]
@@ -159,7 +179,8 @@ def _print_report(name: str, results, failed) -> None:
         say(result.repro())
     ran = sum(r.status != SKIPPED for r in results)
     verdict = f"{len(failed)} failed" if failed else "all passed" if ran else "nothing ran"
-    say(f"{name}: {verdict}")
+    say(f"{name}: {verdict}" + (" of those run before the interruption (not all were)"
+                                 if interrupted else ""))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +325,32 @@ def test_an_entry_point_taking_a_built_in_name_is_ignored_with_a_warning(tmp_pat
                                          "'torch' is already a built-in backend's name"):
         registry._load_entry_points()
     assert impls.get_backend("torch").fn.__module__ == "impls.builtin.torch_native"
+
+
+def test_an_interrupted_check_reports_what_it_checked(tmp_path):
+    """Ctrl-C on a check stuck in a hanging kernel: the comparisons done so far are printed,
+    with a verdict that says it is partial, and it exits 130, without a traceback."""
+    (tmp_path / "cb_hangs_later.py").write_text(textwrap.dedent("""
+        import time
+        import torch.nn.functional as F
+
+        calls = [0]
+
+        def conv(*args):
+            calls[0] += 1
+            if calls[0] > 3:
+                time.sleep(3600)
+            return F.conv2d(*args)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")))))
+    child = subprocess.Popen([sys.executable, "-m", "impls", "check", "--backend",
+                              "cb_hangs_later:conv"], cwd=ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(12)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, out + err
+    assert "interrupted after" in err and "Traceback" not in err, err
+    if "comparisons; the last one done" in err:
+        assert "of those run before the interruption (not all were)" in out, out
