@@ -148,8 +148,9 @@ def ratio_lines(rows: list[dict], baseline: str = "torch") -> list[str]:
     for where, backends in groups.items():
         base = backends.get(baseline, {})
         lines.append(f"{' '.join(w for w in where if w)} ({len(shapes[where])} shapes):")
+        width = max(11, *map(len, backends))
         for name, ran in sorted(backends.items()):
-            lines.append(f"  {name:<11} ran {len(ran):>3}"
+            lines.append(f"  {name:<{width}} ran {len(ran):>3}"
                          + _ratio(ran, base, name != baseline, baseline)
                          + _total(ran, len(shapes[where])))
     return lines
@@ -159,9 +160,9 @@ def _ratio(ran: dict, base: dict, show: bool, baseline: str) -> str:
     common = [d for d in ran if d in base]
     if not (show and common):
         return ""
-    ratio = math.exp(sum(math.log(ran[d]["median_s"] / base[d]["median_s"]) for d in common)
-                     / len(common))
-    return f"  time / {baseline}: x{ratio:.3g} (geomean of {len(common)})"
+    speedup = math.exp(sum(math.log(base[d]["median_s"] / ran[d]["median_s"])
+                           for d in common) / len(common))
+    return f"  speedup over {baseline}: x{speedup:.3g} (geomean of {len(common)})"
 
 
 def _total(ran: dict, shapes: int) -> str:

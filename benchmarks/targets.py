@@ -1,4 +1,5 @@
-"""``python -m benchmarks targets``: the speed targets of issue #9, measured in one run.
+"""``python -m benchmarks targets``: the fast backends' speed targets (unfold, fft,
+winograd, auto against torch), measured in one run.
 
 Why a command of its own: a target is a ratio against torch (or, for ``auto``, against the
 fastest backend) on a named set of shapes, and a ratio means something only when both
@@ -164,7 +165,8 @@ def sweep_argv(run: dict, results: Path, budget: float, limit: float, fresh: boo
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "targets", help="measure issue #9's speed targets in one run and print their table",
+        "targets", help="measure the fast backends' speed targets against torch in one run "
+                        "and print their table",
         description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="whose targets: the CPU's (default) or the GPU's (cuda)")

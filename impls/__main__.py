@@ -132,6 +132,10 @@ def _check(args) -> int:
                           "results": [r.to_dict() for r in results]}, indent=2))
     else:
         _print_report(entry.name, results, failed)
+    if not results:
+        print("error: nothing was checked: no comparison was selected (the --case ids are "
+              "module-parity ids, and --no-module leaves those out)", file=sys.stderr)
+        return 1
     if all(r.status == SKIPPED for r in results):
         print(f"error: nothing was checked: every comparison of {entry.name} was skipped",
               file=sys.stderr)

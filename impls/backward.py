@@ -275,6 +275,11 @@ def gradient_call(backend: str | Backend, input: torch.Tensor, weight: torch.Ten
     targets = [x] if data_side else [t for t in (w, b) if t is not None]
     with torch.enable_grad():
         out = conv2d(x, w, b, backend=backend, **conv_kwargs)
+    if not out.requires_grad:  # autograd's own error would not say whose or what to do
+        name = backend if isinstance(backend, str) else backend.name
+        raise RuntimeError(f"backend {name!r} returned a result autograd cannot differentiate "
+                           "(no grad_fn): make it differentiable, or declare features "
+                           "without 'autograd' so that gradients are skipped with that reason")
     grad_out = torch.randn_like(out)
 
     def call():

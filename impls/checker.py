@@ -167,19 +167,32 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
                    if t is not None and not torch.equal(arg.cpu(), t)]
         wrong_type = (out.dtype, out.device.type) != (dtype, torch.device(device).type)
         out_type = f"{_dtype_name(out.dtype)} on {out.device.type}"
+        reused = not wrong_type and _reused(out, entry, args, case)
         if not wrong_type:  # a meta result cannot be compared: the wrong type is the failure
             out = out.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
-    if changed or wrong_type:  # F.conv2d never writes its arguments, nor changes dtype
+    if changed or wrong_type or reused:  # F.conv2d does none of these
         result.status = FAILED
         result.reason = (f"the backend changed its {' and '.join(changed)} in place" if changed
                          else f"output is {out_type}, expected {result.dtype} on "
-                              f"{torch.device(device).type}")
+                              f"{torch.device(device).type}" if wrong_type
+                         else "the result changed when the backend was called again: it "
+                              "returns memory it reuses (F.conv2d returns a new tensor)")
         return result
     _compare(result, runner(entry, case, dtype, device), case, data, out, dtype, tf32)
     return result
+
+
+def _reused(out: torch.Tensor, entry: Backend, args, case: Case) -> bool:
+    """Whether a second call, on the negated input, changes ``out``: the result must be the
+    caller's to keep (a kernel that hands back its workspace or a cached output buffer is
+    right on every single call and wrong for every caller that keeps two results)."""
+    kept = out.detach().clone()
+    with torch.no_grad():
+        conv2d(-args[0], *args[1:], backend=entry, **case.kwargs())
+    return not torch.equal(torch.nan_to_num(out.detach()), torch.nan_to_num(kept))
 
 
 def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarray,

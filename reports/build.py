@@ -91,7 +91,7 @@ def build(args: argparse.Namespace) -> int:
     (args.out / "summary.md").write_text(
         page.markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings,
                       list(alarms.values()), lines), encoding="utf-8")
-    targets.add_to_report(args.out, sets)  # issue #9's table, where the rows give one
+    targets.add_to_report(args.out, sets)  # the speed targets' table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
     return 0

@@ -397,3 +397,16 @@ def storage_read_as_nchw(input, weight, bias=None, stride=1, padding=0, dilation
     def dense(t):
         return torch.as_strided(t, t.shape, torch.empty(t.shape).stride(), t.storage_offset())
     return F.conv2d(dense(input), dense(weight), bias, stride, padding, dilation, groups)
+
+
+_returned: dict = {}
+
+
+@mutant(None, caught_by=("basic-3x3-pad1", "channels-17"))
+def output_buffer_reused(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                         groups=1):
+    """Returns the same output buffer on every call of a shape (a kernel's cached output):
+    each result is right when returned, and overwritten by the next call."""
+    out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    key = (tuple(out.shape), out.dtype, out.device)
+    return _returned.setdefault(key, torch.empty_like(out)).copy_(out)

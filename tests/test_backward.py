@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import impls
-from impls.backward import DIRECTIONS, check_backward
+from impls.backward import DIRECTIONS, check_backward, gradient_call
 from impls.cases import CASES, Case
 from impls.checker import FAILED, SKIPPED, refusal
 from impls.fill import MODES, fill
@@ -233,3 +233,13 @@ def test_checker_catches_wrong_gradients(mutant, direction, mode):
     assert result.status == FAILED, result
     assert f"--direction {direction}" in result.repro()
     assert f"--case {case.id}" in result.repro()
+
+
+def test_a_result_without_a_graph_is_named_with_what_to_do(isolated_registry):
+    """A backend whose result autograd cannot differentiate (computed outside it, a NumPy
+    round trip) and that does not say so: the sweep's backward rows name it and the fix."""
+    impls.register_backend(lambda *args: F.conv2d(*args).detach(), name="detaches")
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with pytest.raises(RuntimeError, match="backend 'detaches' returned a result autograd "
+                                           "cannot differentiate .* without 'autograd'"):
+        gradient_call("detaches", x, w, None, "backward-data")

@@ -200,8 +200,8 @@ def test_summary_ratios_compare_within_one_direction():
                                       row("unfold", "backward-data", 1.0)])
     text = "\n".join(lines)
     assert "s forward (1 shapes)" in text and "s backward-data (1 shapes)" in text
-    assert "time / torch: x2 " in lines[lines.index("s forward (1 shapes):") + 2]
-    assert "time / torch: x0.25 " in lines[lines.index("s backward-data (1 shapes):") + 2]
+    assert "speedup over torch: x0.5 " in lines[lines.index("s forward (1 shapes):") + 2]
+    assert "speedup over torch: x4 " in lines[lines.index("s backward-data (1 shapes):") + 2]
 
 
 def test_summary_ratios_compare_within_one_precision():
@@ -214,8 +214,8 @@ def test_summary_ratios_compare_within_one_precision():
 
     lines = sweep_report.ratio_lines([row("torch", "float32", 1.0), row("unfold", "float32", 2.0),
                                       row("torch", "float64", 1.0), row("unfold", "float64", 4.0)])
-    assert "time / torch: x2 " in lines[lines.index("s forward float32 (1 shapes):") + 2]
-    assert "time / torch: x4 " in lines[lines.index("s forward float64 (1 shapes):") + 2]
+    assert "speedup over torch: x0.5 " in lines[lines.index("s forward float32 (1 shapes):") + 2]
+    assert "speedup over torch: x0.25 " in lines[lines.index("s forward float64 (1 shapes):") + 2]
 
 
 def test_plan_defaults_and_refusals():
