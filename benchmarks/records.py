@@ -310,6 +310,39 @@ def _report_records(doc: dict) -> list[dict]:
     out += [{**r, "record": "case"} for r in sweep.get("rows", [])]
     out += [{"record": "benchmark", "key": b["extra_info"]["key"], **b}
             for b in doc.get("benchmarks", []) if "key" in b.get("extra_info", {})]
+    if sweep.get("planned"):
+        out.append({"record": "plan", "keys": sweep["planned"]})
+    return out
+
+
+def planned(results: list[ResultsFile]) -> list[str]:
+    """Every case key the sweeps that wrote these files set out to measure (their ``plan``
+    records, in order, once each)."""
+    keys: dict[str, None] = {}
+    for res in results:
+        for plan in res.of_kind("plan"):
+            keys.update(dict.fromkeys(plan.get("keys", [])))
+    return list(keys)
+
+
+def incomplete(planned_keys, rows, runs) -> list[str]:
+    """What is missing from a set of results, in words (empty: nothing): planned cases
+    without a row (a sweep interrupted or killed: the same command resumes it), and the
+    shards of a sharded sweep that are not among them (``--shard i/n`` in its runs)."""
+    out = []
+    have = {r["key"] for r in rows}
+    missing = [k for k in planned_keys if k not in have]
+    if missing:
+        out.append(f"incomplete: {len(missing)} of {len(planned_keys)} planned cases have no "
+                   f"row (an interrupted sweep: rerun the same command to resume), first: "
+                   f"{missing[0]}")
+    shards = {str((r.get("options") or {}).get("shard") or "") for r in runs} - {""}
+    counts = {s.split("/")[1] for s in shards if "/" in s}
+    for n in sorted(counts, key=int):
+        absent = [f"{i}/{n}" for i in range(1, int(n) + 1) if f"{i}/{n}" not in shards]
+        if absent:
+            out.append(f"incomplete: shard {', '.join(absent)} of this {n}-shard sweep is not "
+                       "among the files")
     return out
 
 
@@ -338,7 +371,8 @@ def report(results: list[ResultsFile]) -> dict:
         "version": first.get("pytest_benchmark"),
         "convbench": {"schema": SCHEMA, "kind": "conv2d-sweep", "created": now(),
                       "sources": [str(r.path) for r in results], "runs": runs,
-                      "machines": machines, "rows": list(rows.values())},
+                      "machines": machines, "rows": list(rows.values()),
+                      "planned": planned(results)},
     }
 
 

@@ -156,6 +156,8 @@ def cli(args: argparse.Namespace) -> int:
         for path in paths.values():
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
+    # What this sweep sets out to measure: a report of the file says what has no row yet.
+    results.append({"record": "plan", "started": records.now(), "keys": [c.key for c in cases]})
     since = results.size()  # rows from here on are this sweep's own, whatever their status
     code = supervise(cases, results, _child_command(args, results.path, since),
                      _child_env(args.threads), args.timeout, since, args.limit)

@@ -196,12 +196,14 @@ def merge_cli(args: argparse.Namespace) -> int:
         return 2
     doc = records.report([records.ResultsFile(f) for f in args.files])
     rows = doc["convbench"]["rows"]
+    for line in records.incomplete(doc["convbench"]["planned"], rows, doc["convbench"]["runs"]):
+        print(f"warning: {line}", file=sys.stderr)
     if not rows:  # a typo'd or foreign file must not pass as an empty merge
         names = ", ".join(map(str, args.files))
         print(f"python -m benchmarks merge: error: no result rows in {names}", file=sys.stderr)
         return 1
     records.write_json(args.output, doc)
-    print(f"{len(rows)} rows from {len(args.files)} files -> {args.output}")
+    print(f"{len(rows)} rows from {len(args.files)} file(s) -> {args.output}")
     for line in ratio_lines(rows):
         print(line)
     return 0

@@ -20,6 +20,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks import records
 from benchmarks.machine import busy_warning
 from benchmarks.records import ROW_FIELDS, variant, varying
 from benchmarks.sweep_report import doubts
@@ -83,7 +84,9 @@ def build(args: argparse.Namespace) -> int:
     problems = [r for r in rows if r["status"] != "ok"]
     # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
     warnings = unverified + [f"{s.label}: {w}" for s in sets
-                             for w in doubts(s.rows, list(s.machines.values()))]
+                             for w in records.incomplete(s.extra.get("planned", []), s.rows,
+                                                         s.runs)
+                             + doubts(s.rows, list(s.machines.values()))]
     lines = [(v["verdict"], correctness.verdict_text(n, v)) for n, v in verdicts.items()]
     (args.out / "index.html").write_text(
         page.html(sets, machines, charts, ratios, coverage, problems, checks, warnings,

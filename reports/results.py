@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import records
 from benchmarks.records import ROW_FIELDS, ResultsFile
 
 #: Where ``python -m benchmarks sweep`` writes (benchmarks.sweep_plan.RESULTS_DIR).
@@ -46,14 +47,16 @@ class ResultSet:
 
 
 def load(paths: list[Path]) -> ResultSet:
-    rows, machines, runs = {}, {}, []
+    rows, machines, runs, planned = {}, {}, [], {}
     for path in paths:
         results = ResultsFile(path)
         rows.update({r["key"]: {**dict.fromkeys(ROW_FIELDS), **r, "file": str(path)}
                      for r in results.rows()})
         machines.update({m["id"]: m for m in results.machines()})
         runs += results.of_kind("run")
-    return ResultSet(list(paths), list(rows.values()), machines, runs)
+        planned.update(dict.fromkeys(records.planned([results])))
+    return ResultSet(list(paths), list(rows.values()), machines, runs,
+                     extra={"planned": list(planned)})
 
 
 def default_files(folder: Path = SWEEP_DIR) -> list[Path]:
