@@ -110,8 +110,13 @@ def summarize(cases, results: records.ResultsFile, paths: dict, stream=None) -> 
             print(f"{name:>8}: {path}", file=stream)
     bad = [r for r in rows if r["status"] in ("failed", "timeout", "crashed")]
     for r in bad:
-        print(f"{r['status']}: {r['backend']} {r['descriptor']}: {r['reason'][:300]}",
-              file=stream)
+        print(f"{r['status']}: {r['backend']} {r['descriptor']} {r.get('direction') or ''}: "
+              f"{r['reason'][:300]}", file=stream)
+    if rows and not bad and not counts["ok"]:  # as impls check: measuring nothing must not pass
+        reasons = sorted({r["reason"] for r in rows if r.get("reason")})
+        print(f"error: nothing was timed: all {len(rows)} cases were skipped ("
+              f"{'; '.join(reasons[:3])}{'; ...' if len(reasons) > 3 else ''})", file=stream)
+        return 1
     return 1 if bad else 0
 
 

@@ -652,3 +652,14 @@ def test_a_sweep_whose_cases_pytest_would_choose_or_that_has_none_is_refused(
         args[1:1] = ["--shape-set", "grid-small"]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_sweep_that_timed_nothing_fails_and_says_why(tmp_path):
+    """Every case skipped (here: naive takes no float16) is no result: exit 1, as impls
+    check exits 1 when it compared nothing, with the skips' reasons."""
+    (tmp_path / "tiny").write_text(TINY)
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "naive", "--dtype",
+                 "float16")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "error: nothing was timed: all 1 cases were skipped (naive does not support " \
+           "float16" in run.stdout, run.stdout
