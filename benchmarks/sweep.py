@@ -344,7 +344,13 @@ def _crash_excerpt(log: Path) -> str:
     lines = _tail(log, 400).splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
     if not starts:
-        return "last output: " + " | ".join(lines[-6:])
+        # The child's own output since the supervisor's "=== time command" line: the
+        # command line is not news; nothing at all means it exited without a word.
+        header = max((i for i, line in enumerate(lines) if line.startswith("=== ")),
+                     default=-1)
+        own = [line for line in lines[header + 1:] if line.strip()]
+        return ("last output: " + " | ".join(own[-6:]) if own else
+                "no output, no Python error: it exited from native code or os._exit")
     frames = [line.strip() for line in lines[starts[-1]:] if line.strip().startswith("File")]
     return f"{lines[starts[-1]].strip()}; innermost frames: " + " | ".join(frames[:4])
 

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -199,7 +200,11 @@ def merge_cli(args: argparse.Namespace) -> int:
               "writes one JSON report (pytest-benchmark's format): name it .json",
               file=sys.stderr)
         return 2
-    doc = records.report([records.ResultsFile(f) for f in args.files])
+    with warnings.catch_warnings(record=True) as caught:  # said as lines, not as code
+        warnings.simplefilter("always")
+        doc = records.report([records.ResultsFile(f) for f in args.files])
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     rows = doc["convbench"]["rows"]
     for line in records.incomplete(doc["convbench"]["planned"], rows, doc["convbench"]["runs"]):
         print(f"warning: {line}", file=sys.stderr)

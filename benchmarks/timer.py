@@ -211,7 +211,8 @@ def predict(run: Callable[[ConvSpec], float], spec: ConvSpec, ceiling: float = m
         if seconds >= min(probe_s, ceiling):
             seconds = min(seconds, run(small))
         positions = small.oh * small.ow
-        where = f"{small.oh}x{small.ow} outputs ({seconds * 1e3:.3g} ms)"
+        took = f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+        where = f"{small.oh}x{small.ow} outputs ({took})"
         if seconds >= ceiling:
             return Prediction(seconds, f"at least: a crop to {where} took that long")
         if seconds >= probe_s and previous and seconds >= 2 * previous[1]:
