@@ -69,14 +69,15 @@ def bench(session: nox.Session) -> None:
     """Sweep every backend (pytest-benchmark): forward over resnet50, large-kernel and
     grid-small, backward-data and backward-weights over resnet50; posargs are sweep options,
     e.g. -- --direction all, or --shape-set resnet50 --backend torch --shard 1/4. Then build
-    the report, also when cases failed, timed out or crashed (the sweep exits 1): its table
-    of what was not timed is what a failing backend's author needs; the session still
-    fails. Results: reports/sweeps/."""
+    the report, also when cases failed, timed out or crashed (the sweep exits 1; not after
+    bad usage, 2, which measured nothing): its table of what was not timed is what a
+    failing backend's author needs; the session still fails. Results: reports/sweeps/."""
     install(session, "bench")
     try:
         session.run("python", "-m", "benchmarks", "sweep", *session.posargs)
-    except nox.command.CommandFailed:
-        session.run("python", "-m", "reports", "build")
+    except nox.command.CommandFailed as exc:
+        if getattr(exc, "return_code", None) == 1:  # not bad usage (2), not Ctrl-C (130)
+            session.run("python", "-m", "reports", "build")
         raise
     session.run("python", "-m", "reports", "build")
 

@@ -310,36 +310,35 @@ def _report_records(doc: dict) -> list[dict]:
     out += [{**r, "record": "case"} for r in sweep.get("rows", [])]
     out += [{"record": "benchmark", "key": b["extra_info"]["key"], **b}
             for b in doc.get("benchmarks", []) if "key" in b.get("extra_info", {})]
-    if sweep.get("planned"):
-        out.append({"record": "plan", "keys": sweep["planned"]})
+    out += [{"record": "plan", "shard": shard or None, "keys": keys}
+            for shard, keys in sweep.get("plans", {}).items()]
     return out
 
 
-def planned(results: list[ResultsFile]) -> list[str]:
-    """Every case key the sweeps that wrote these files set out to measure (their ``plan``
-    records, in order, once each)."""
-    keys: dict[str, None] = {}
+def plans(results: list[ResultsFile]) -> dict[str, list[str]]:
+    """What the sweeps that wrote these files set out to measure (their ``plan`` records),
+    per shard ("1/4"; "" unsharded): every case key once, in order."""
+    out: dict[str, dict[str, None]] = {}
     for res in results:
         for plan in res.of_kind("plan"):
-            keys.update(dict.fromkeys(plan.get("keys", [])))
-    return list(keys)
+            out.setdefault(plan.get("shard") or "", {}).update(dict.fromkeys(plan["keys"]))
+    return {shard: list(keys) for shard, keys in out.items()}
 
 
-def incomplete(planned_keys, rows, runs) -> list[str]:
+def incomplete(planned: dict[str, list[str]], rows) -> list[str]:
     """What is missing from a set of results, in words (empty: nothing): planned cases
     without a row (a sweep interrupted or killed: the same command resumes it), and the
-    shards of a sharded sweep that are not among them (``--shard i/n`` in its runs)."""
+    shards of a sharded sweep whose files are not among them."""
     out = []
     have = {r["key"] for r in rows}
-    missing = [k for k in planned_keys if k not in have]
+    keys = [k for shard_keys in planned.values() for k in shard_keys]
+    missing = [k for k in keys if k not in have]
     if missing:
-        out.append(f"incomplete: {len(missing)} of {len(planned_keys)} planned cases have no "
-                   f"row (an interrupted sweep: rerun the same command to resume), first: "
-                   f"{missing[0]}")
-    shards = {str((r.get("options") or {}).get("shard") or "") for r in runs} - {""}
-    counts = {s.split("/")[1] for s in shards if "/" in s}
+        out.append(f"incomplete: {len(missing)} of {len(keys)} planned cases have no row (an "
+                   f"interrupted sweep: rerun the same command to resume), first: {missing[0]}")
+    counts = {s.split("/")[1] for s in planned if "/" in s}
     for n in sorted(counts, key=int):
-        absent = [f"{i}/{n}" for i in range(1, int(n) + 1) if f"{i}/{n}" not in shards]
+        absent = [f"{i}/{n}" for i in range(1, int(n) + 1) if f"{i}/{n}" not in planned]
         if absent:
             out.append(f"incomplete: shard {', '.join(absent)} of this {n}-shard sweep is not "
                        "among the files")
@@ -372,7 +371,7 @@ def report(results: list[ResultsFile]) -> dict:
         "convbench": {"schema": SCHEMA, "kind": "conv2d-sweep", "created": now(),
                       "sources": [str(r.path) for r in results], "runs": runs,
                       "machines": machines, "rows": list(rows.values()),
-                      "planned": planned(results)},
+                      "plans": plans(results)},
     }
 
 

@@ -157,7 +157,8 @@ def cli(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
     # What this sweep sets out to measure: a report of the file says what has no row yet.
-    results.append({"record": "plan", "started": records.now(), "keys": [c.key for c in cases]})
+    results.append({"record": "plan", "started": records.now(), "shard": args.shard,
+                    "keys": [c.key for c in cases]})
     since = results.size()  # rows from here on are this sweep's own, whatever their status
     code = supervise(cases, results, _child_command(args, results.path, since),
                      _child_env(args.threads), args.timeout, since, args.limit)
@@ -165,7 +166,7 @@ def cli(args: argparse.Namespace) -> int:
         return code
     doc = records.report([results])
     records.write_json(paths["report"], doc)
-    return summarize(cases, results, paths) or code
+    return summarize(cases, results, paths, shard=args.shard) or code
 
 
 def _cuda_devices() -> int:

@@ -118,7 +118,9 @@ def _check(args) -> int:
     try:
         results = _run_checks(args, entry, cases, module, dtypes, seen)
     except KeyboardInterrupt:  # a case that hangs: say what was checked, keep what ran
-        if seen:
+        if args.format == "json":
+            _print_json(entry, seen, interrupted=True)
+        elif seen:
             _print_report(entry.name, seen, [r for r in seen if r.status in BAD],
                           interrupted=True)
         last = f"; the last one done: {seen[-1].case} {seen[-1].mode} {seen[-1].dtype}" \
@@ -127,9 +129,7 @@ def _check(args) -> int:
         return 130
     failed = [r for r in results if r.status in BAD]
     if args.format == "json":
-        print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
-                          "summary": summarize(results),
-                          "results": [r.to_dict() for r in results]}, indent=2))
+        _print_json(entry, results)
     else:
         _print_report(entry.name, results, failed)
     if not results:
@@ -169,6 +169,12 @@ def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
                     results.append(check_module(entry, mc, mode, dtype, args.seed))
                     progress(results[-1])
     return results
+
+
+def _print_json(entry, results, interrupted: bool = False) -> None:
+    print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
+                      "interrupted": interrupted, "summary": summarize(results),
+                      "results": [r.to_dict() for r in results]}, indent=2))
 
 
 def _print_report(name: str, results, failed, interrupted: bool = False) -> None:

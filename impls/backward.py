@@ -26,8 +26,7 @@ impls.reference.reference_conv2d_backward, NumPy from the definition).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from impls.checker import (
     CapabilityError,
     CaseResult,
     descriptor,
+    judge,
     refusal,
     runner,
 )
@@ -196,6 +196,7 @@ def _backend_gradients(entry: Backend, case: Case, direction: str, data, go, dty
     grad_out = torch.from_numpy(go).to(device, dtype)
     with torch.enable_grad():
         out = conv2d(x, w, b, backend=entry, **case.kwargs())
+        _require_graph(out, entry)
         if out.shape != grad_out.shape:
             raise RuntimeError(f"output shape {tuple(out.shape)}, expected "
                                f"{tuple(grad_out.shape)}")
@@ -222,29 +223,27 @@ def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads
             return
     worst = None
     for name, ref in refs.items():
-        error = np.abs(grads[name] - ref)
-        error[~np.isfinite(error)] = math.inf
+        if not ref.size:
+            continue
         if result.mode == "exact" and entry.exact and not tf32:
             bound = np.zeros_like(ref)
         else:
             problem = _problem(case, name, result.direction, operands)
             bound = error_bound(entry.error_model, dtype, result.mode, problem, ref,
                                 absrefs[name], tf32)
-        if not error.size:
-            continue
-        excess = error - bound
-        at = np.unravel_index(int(np.argmax(excess)), excess.shape)
-        if worst is None or excess[at] > worst[0]:
-            worst = (float(excess[at]), name, tuple(int(i) for i in at), float(error.max()),
-                     float(bound[at]))
+        judged = replace(result)
+        excess = judge(judged, grads[name], ref, bound)
+        if worst is None or excess > worst[0]:
+            worst = (excess, name, judged)
     if worst is None:
         result.status = PASSED
         return
-    excess, name, result.where, result.max_error, result.bound = worst
-    result.status = FAILED if excess > 0 else PASSED
+    _, name, judged = worst
+    result.status, result.where = judged.status, judged.where
+    result.max_error, result.bound = judged.max_error, judged.bound
     if result.status == FAILED:
-        result.reason = (f"grad_{name}: max|err|={result.max_error:.3g} at {result.where} "
-                         f"(bound {result.bound:.3g})")
+        result.reason = f"grad_{name}: " + (judged.reason or (
+            f"max|err|={result.max_error:.3g} at {result.where} (bound {result.bound:.3g})"))
 
 
 def _problem(case: Case, name: str, direction: str, operands):
@@ -256,6 +255,16 @@ def _problem(case: Case, name: str, direction: str, operands):
                             group_out=case.k // case.groups, kernel=(case.r, case.s),
                             out_hw=go.shape[2:], in_hw=(case.h + pt + pb, case.w + pl + pr),
                             stride=case.stride_pair, dilation=case.dilation_pair, xw=xw)
+
+
+def _require_graph(out: torch.Tensor, backend: str | Backend) -> None:
+    """Raise, naming the backend and the fix, when autograd cannot differentiate ``out``:
+    autograd's own error ("element 0 of tensors does not require grad") says neither."""
+    if not out.requires_grad:
+        name = backend if isinstance(backend, str) else backend.name
+        raise RuntimeError(f"backend {name!r} returned a result autograd cannot differentiate "
+                           "(no grad_fn): make it differentiable, or declare features "
+                           "without 'autograd' so that gradients are skipped with that reason")
 
 
 def gradient_call(backend: str | Backend, input: torch.Tensor, weight: torch.Tensor,
@@ -275,11 +284,7 @@ def gradient_call(backend: str | Backend, input: torch.Tensor, weight: torch.Ten
     targets = [x] if data_side else [t for t in (w, b) if t is not None]
     with torch.enable_grad():
         out = conv2d(x, w, b, backend=backend, **conv_kwargs)
-    if not out.requires_grad:  # autograd's own error would not say whose or what to do
-        name = backend if isinstance(backend, str) else backend.name
-        raise RuntimeError(f"backend {name!r} returned a result autograd cannot differentiate "
-                           "(no grad_fn): make it differentiable, or declare features "
-                           "without 'autograd' so that gradients are skipped with that reason")
+    _require_graph(out, backend)
     grad_out = torch.randn_like(out)
 
     def call():

@@ -14,7 +14,7 @@ reruns exactly that comparison and the problem's benchdnn descriptor.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -167,13 +167,18 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
                    if t is not None and not torch.equal(arg.cpu(), t)]
         wrong_type = (out.dtype, out.device.type) != (dtype, torch.device(device).type)
         out_type = f"{_dtype_name(out.dtype)} on {out.device.type}"
-        reused = not wrong_type and _reused(out, entry, args, case)
+        again, reused = None, False
+        if not wrong_type and mode == "random":  # once per case and dtype: it costs a call
+            kept = out.detach().clone()
+            again = _call_again(entry, data, args, case, device)
+            reused = not torch.equal(torch.nan_to_num(out.detach()), torch.nan_to_num(kept))
         if not wrong_type:  # a meta result cannot be compared: the wrong type is the failure
             out = out.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
     if changed or wrong_type or reused:  # F.conv2d does none of these
+        # (a result that changes when the backend is called again is memory it reuses)
         result.status = FAILED
         result.reason = (f"the backend changed its {' and '.join(changed)} in place" if changed
                          else f"output is {out_type}, expected {result.dtype} on "
@@ -181,22 +186,23 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
                          else "the result changed when the backend was called again: it "
                               "returns memory it reuses (F.conv2d returns a new tensor)")
         return result
-    _compare(result, runner(entry, case, dtype, device), case, data, out, dtype, tf32)
+    _compare(result, runner(entry, case, dtype, device), case, data, out, dtype, tf32, again)
     return result
 
 
-def _reused(out: torch.Tensor, entry: Backend, args, case: Case) -> bool:
-    """Whether a second call, on the negated input, changes ``out``: the result must be the
-    caller's to keep (a kernel that hands back its workspace or a cached output buffer is
-    right on every single call and wrong for every caller that keeps two results)."""
-    kept = out.detach().clone()
+def _call_again(entry: Backend, data, args, case: Case, device: str) -> np.ndarray:
+    """A second call (random mode), on the negated input in the same layout: its result is
+    judged too (a race in a kernel is wrong on some calls only), and the first result must
+    not change meanwhile (a kernel that hands back its workspace or a cached output buffer is right
+    on each call and wrong for every caller that keeps two results)."""
+    negated = case.lay_out(-data.input.to(device), args[1])[0]
     with torch.no_grad():
-        conv2d(-args[0], *args[1:], backend=entry, **case.kwargs())
-    return not torch.equal(torch.nan_to_num(out.detach()), torch.nan_to_num(kept))
+        out = conv2d(negated, *args[1:], backend=entry, **case.kwargs())
+    return out.detach().to("cpu", torch.float64).numpy()
 
 
 def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarray,
-             dtype: torch.dtype, tf32: bool) -> None:
+             dtype: torch.dtype, tf32: bool, again: np.ndarray | None = None) -> None:
     x, w = data.input.double().numpy(), data.weight.double().numpy()
     b = None if data.bias is None else data.bias.double().numpy()
     ref = reference_conv2d(x, w, b, **case.kwargs())
@@ -214,18 +220,35 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
         result.reason = (f"{np.mean(ref == 0):.0%} of the reference is zero "
                          f"({np.mean(~live):.0%} by construction)")
         return
-    if result.mode == "exact" and entry.exact and not tf32:
-        bound = np.zeros_like(ref)
+    def bound_of(ref):
+        if result.mode == "exact" and entry.exact and not tf32:
+            return np.zeros_like(ref)
+        return error_bound(entry.error_model, dtype, result.mode, problem(case, x, w), ref,
+                           absref, tf32)
+
+    judge(result, out, ref, bound_of(ref))
+    if again is None or result.status != PASSED:
+        return
+    # conv(-x) + b = -(conv(x) + b) + 2b: exact in float64 for the exact mode's integers.
+    ref2 = -ref if b is None else 2 * b.reshape(1, -1, 1, 1) - ref
+    second = replace(result)
+    if again.shape != ref2.shape:
+        second.status, second.reason = FAILED, f"output shape {again.shape}"
     else:
-        bound = error_bound(entry.error_model, dtype, result.mode, problem(case, x, w), ref,
-                            absref, tf32)
-    judge(result, out, ref, bound)
+        judge(second, again, ref2, bound_of(ref2))
+    if second.status != PASSED:
+        result.status, result.where = FAILED, second.where
+        result.max_error, result.bound = second.max_error, second.bound
+        result.reason = ("the second call, on the negated input, was wrong (the first was "
+                         f"right): {second.reason or f'max|err|={second.max_error:.3g} at '}"
+                         + ("" if second.reason else f"{second.where} (bound {second.bound:.3g})"))
 
 
-def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarray) -> None:
+def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarray) -> float:
     """Set ``result``'s verdict: FAILED where |out - want| exceeds the bound anywhere, with
-    the worst place. A non-finite output where the reference is finite always fails and
-    is named as such (a NaN compares false with every bound: it must not pass unseen)."""
+    the worst place; return the worst excess (error - bound). A non-finite output where the
+    reference is finite always fails and is named as such (a NaN compares false with every
+    bound: it must not pass unseen)."""
     error = np.abs(out - want)
     bad = ~np.isfinite(error)
     error[bad] = math.inf
@@ -241,6 +264,7 @@ def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarr
         result.reason = (f"{int(bad.sum())} of {bad.size} outputs are not finite ({nans} NaN, "
                          f"{int(bad.sum()) - nans} Inf) where the reference is; first at "
                          f"{first}")
+    return float(excess.max()) if excess.size else -math.inf
 
 
 def check_backend(backend: str | Backend, cases=CASES, modes=MODES,

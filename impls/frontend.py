@@ -37,6 +37,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
            backend: str | Backend = "torch") -> torch.Tensor:
     """2D cross-correlation with F.conv2d's exact semantics, computed by ``backend``."""
     entry = get_backend(backend)
+    given = getattr(input, "dtype", None)
     input, weight, bias, autocast_off = _autocast(input, weight, bias)
     call = normalize(input, weight, bias, stride, padding, dilation, groups)
     entry = require(entry)
@@ -44,9 +45,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                                features=call.features())
     reason = reason or entry.refuses(call.input.shape, call.weight.shape, call.stride,
                                      call.padding, call.dilation, call.groups)
-    if reason and isinstance(autocast_off, torch.autocast):
-        reason += (f" (inside autocast, which runs conv2d in {call.input.dtype}, as it "
-                   "does F.conv2d)")
+    if reason and call.input.dtype != given and call.input.dtype not in entry.dtypes:
+        reason += (f" (autocast cast the {given} input: it runs conv2d in "
+                   f"{call.input.dtype}, as it does F.conv2d)")
     if reason:
         raise NotImplementedError(reason)
     reason = entry.over_budget(call.input.shape, call.weight.shape, call.stride, call.padding,
@@ -86,26 +87,33 @@ def _autocast(input, weight, bias):
 
 
 def _in_memory_format(out: torch.Tensor, call: NormalizedCall) -> torch.Tensor:
-    """``out`` laid out as F.conv2d lays out its result: channels-last when the input or
-    the weight is (oneDNN and cuDNN both follow either), else contiguous. Code downstream of
+    """``out`` laid out as F.conv2d lays out its result, strides and all. Code downstream of
     a conv (a channels-last network, a .view) depends on it, and a backend is free to
     compute in whatever layout suits its method: the copy, when one is needed, is here."""
-    cl = torch.channels_last
-    if cl in (_suggested_format(call.input), _suggested_format(call.weight)):
-        return out.contiguous(memory_format=cl)
-    return out.contiguous()
+    fmt = _result_format(call)
+    want = torch.empty(out.shape, memory_format=fmt, device="meta").stride()
+    if out.stride() == want or not out.numel():
+        return out
+    return torch.empty_like(out, memory_format=fmt).copy_(out)
 
 
-def _suggested_format(t: torch.Tensor) -> torch.memory_format:
-    """ATen's ``Tensor.suggest_memory_format()``, which conv2d decides by and Python does
-    not expose: torch's own Python mirror of it (torch 2.11 and 2.13 have it), else the
-    strides' plain reading."""
-    suggest = getattr(torch._prims_common, "suggest_memory_format", None)
-    if suggest is not None:
-        return suggest(t)
-    cl = torch.channels_last
-    return cl if t.is_contiguous(memory_format=cl) and not t.is_contiguous() else \
-        torch.contiguous_format
+def _result_format(call: NormalizedCall) -> torch.memory_format:
+    """The memory format F.conv2d gives this call's result: ATen's own decision (the one
+    torch's fake tensors use), which follows the kernel torch would pick (cuDNN keeps
+    float64 contiguous, oneDNN goes channels-last when the input or the weight is). Where
+    torch does not expose it, that CPU rule."""
+    try:
+        kernel = torch._C._select_conv_backend(
+            call.input, call.weight, call.bias, list(call.stride), list(call.padding),
+            list(call.dilation), False, [0, 0], call.groups)
+        return torch._C._conv_determine_backend_memory_format(call.input, call.weight, kernel)
+    except (AttributeError, RuntimeError, TypeError):
+        suggest = getattr(torch._prims_common, "suggest_memory_format", None)
+        if suggest is None:
+            return torch.contiguous_format
+        cl = torch.channels_last
+        return cl if cl in (suggest(call.input), suggest(call.weight)) else \
+            torch.contiguous_format
 
 
 def device_arg(text: str) -> str:
@@ -147,10 +155,15 @@ def _empty_result(call: NormalizedCall) -> torch.Tensor:
     p, q = output_size(tuple(call.input.shape[2:]), tuple(call.weight.shape[2:]), call.stride,
                        call.padding, call.dilation)
     n, c = call.input.shape[:2]
+    shape = (n, call.weight.shape[0] if c else 0, p, q)
     depends = call.input.sum() + call.weight.sum()
     if call.bias is not None:
         depends = depends + call.bias.sum()
-    return depends.expand(n, call.weight.shape[0] if c else 0, p, q).clone()
+    # Copied into a tensor of the input's dtype and F.conv2d's layout: no autocast or type
+    # promotion of the sums decides either.
+    out = torch.empty(shape, dtype=call.input.dtype, device=call.input.device,
+                      memory_format=_result_format(call))
+    return out.copy_(depends.expand(shape))
 
 
 class NormalizedCall:

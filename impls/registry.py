@@ -90,6 +90,19 @@ class Backend:
     #: and a sweep refuses it up front as the typo it is. "" for every working entry.
     load_error: str = field(default="", repr=False)
 
+    def __post_init__(self) -> None:
+        """Refuse what the checker and the sweep could not act on, when the entry is made
+        (a user's dict, a Backend object, register_backend alike), not mid-check."""
+        models = [*([] if self.delegate else [self.error_model]),  # a dispatcher's: unread
+                  *(m for _, m in self.accuracy_on.values())]
+        unknown = [m for m in models if m not in error_models()]
+        if unknown:
+            raise ValueError(f"unknown error_model {unknown[0]!r}; models: "
+                             f"{', '.join(error_models())}")
+        bad = [d for d in (*self.devices, *self.accuracy_on) if d not in ("cpu", "cuda")]
+        if bad:
+            raise ValueError(f"devices {bad}: the harness runs on 'cpu' and 'cuda'")
+
     @cached_property
     def reason(self) -> str:
         """Why the backend cannot run here, or "" when it can."""
@@ -261,9 +274,6 @@ def _capabilities(obj) -> dict:
     unknown = sorted(set(capabilities) - keys)
     if unknown:
         raise ValueError(f"unknown keys {unknown}; keys: {sorted(keys)}")
-    if capabilities.get("error_model", "direct") not in error_models():
-        raise ValueError(f"unknown error_model {capabilities['error_model']!r}; models: "
-                         f"{', '.join(error_models())}")
     # A lone string is one item, not a sequence of letters: "cpu" -> ("cpu",).
     as_tuple = lambda v: (v,) if isinstance(v, str) else tuple(v)  # noqa: E731
     if "features" in capabilities:
@@ -273,9 +283,6 @@ def _capabilities(obj) -> dict:
             raise ValueError(f"unknown features {unknown}; features: {sorted(FEATURES)}")
     if "devices" in capabilities:
         capabilities["devices"] = as_tuple(capabilities["devices"])
-        bad = [d for d in capabilities["devices"] if d not in ("cpu", "cuda")]
-        if bad:
-            raise ValueError(f"devices {bad}: the harness runs on 'cpu' and 'cuda'")
     if "dtypes" in capabilities:
         dtypes = [getattr(torch, d, d) if isinstance(d, str) else d
                   for d in as_tuple(capabilities["dtypes"])]

@@ -84,8 +84,7 @@ def build(args: argparse.Namespace) -> int:
     problems = [r for r in rows if r["status"] != "ok"]
     # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
     warnings = unverified + [f"{s.label}: {w}" for s in sets
-                             for w in records.incomplete(s.extra.get("planned", []), s.rows,
-                                                         s.runs)
+                             for w in records.incomplete(s.extra.get("plans", {}), s.rows)
                              + doubts(s.rows, list(s.machines.values()))]
     lines = [(v["verdict"], correctness.verdict_text(n, v)) for n, v in verdicts.items()]
     (args.out / "index.html").write_text(

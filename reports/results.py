@@ -47,16 +47,15 @@ class ResultSet:
 
 
 def load(paths: list[Path]) -> ResultSet:
-    rows, machines, runs, planned = {}, {}, [], {}
+    rows, machines, runs = {}, {}, []
     for path in paths:
         results = ResultsFile(path)
         rows.update({r["key"]: {**dict.fromkeys(ROW_FIELDS), **r, "file": str(path)}
                      for r in results.rows()})
         machines.update({m["id"]: m for m in results.machines()})
         runs += results.of_kind("run")
-        planned.update(dict.fromkeys(records.planned([results])))
     return ResultSet(list(paths), list(rows.values()), machines, runs,
-                     extra={"planned": list(planned)})
+                     extra={"plans": records.plans([ResultsFile(p) for p in paths])})
 
 
 def default_files(folder: Path = SWEEP_DIR) -> list[Path]:

@@ -410,3 +410,16 @@ def output_buffer_reused(input, weight, bias=None, stride=1, padding=0, dilation
     out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     key = (tuple(out.shape), out.dtype, out.device)
     return _returned.setdefault(key, torch.empty_like(out)).copy_(out)
+
+
+_calls = [0]
+
+
+@mutant(None, caught_by=("basic-3x3-pad1", "channels-17"))
+def wrong_every_second_call(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                            groups=1):
+    """Right on one call, wrong on the next (a race between thread blocks): every output
+    off by one on even calls, so each comparison's first call is right and its second not."""
+    _calls[0] += 1
+    out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return out + 1 if _calls[0] % 2 == 0 else out

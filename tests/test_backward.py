@@ -243,3 +243,5 @@ def test_a_result_without_a_graph_is_named_with_what_to_do(isolated_registry):
     with pytest.raises(RuntimeError, match="backend 'detaches' returned a result autograd "
                                            "cannot differentiate .* without 'autograd'"):
         gradient_call("detaches", x, w, None, "backward-data")
+    result = check_backward("detaches", CASES[0], "backward-weights")  # impls check's path
+    assert result.status == "error" and "cannot differentiate" in result.reason, result

@@ -450,13 +450,12 @@ def test_an_interrupted_or_partial_sweep_is_reported_as_incomplete(tmp_path, cap
     shard = tmp_path / "cpu-float32-mb1-shard1of2.jsonl"
     results = ResultsFile(shard)
     rows = [_row("torch", "tiny", i, f"net:conv{i}", 0.001, "m-alpha") for i in range(3)]
-    results.append({"record": "run", "options": {"shard": "1/2"}})
-    results.append({"record": "plan", "keys": [r["key"] for r in rows]})
+    results.append({"record": "plan", "shard": "1/2", "keys": [r["key"] for r in rows]})
     results.append(_machine("alpha", 50.0, 5.0))
     for r in rows[:2]:
         results.append(r)
     (s,) = load_all([shard])
-    lines = records.incomplete(s.extra["planned"], s.rows, s.runs)
+    lines = records.incomplete(s.extra["plans"], s.rows)
     assert lines == [f"incomplete: 1 of 3 planned cases have no row (an interrupted sweep: "
                      f"rerun the same command to resume), first: {rows[2]['key']}",
                      "incomplete: shard 2/2 of this 2-shard sweep is not among the files"]
@@ -470,4 +469,9 @@ def test_an_interrupted_or_partial_sweep_is_reported_as_incomplete(tmp_path, cap
     err = capsys.readouterr().err
     assert "warning: incomplete: shard 2/2" in err and "1 of 3 planned cases" in err
     (again,) = load_all([merged])  # the plan survives the JSON report form
-    assert again.extra["planned"] == [r["key"] for r in rows]
+    assert again.extra["plans"] == {"1/2": [r["key"] for r in rows]}
+    # An empty shard (no case of its own, so no child and no run record) still has a plan.
+    other = tmp_path / "cpu-float32-mb1-shard2of2.jsonl"
+    ResultsFile(other).append({"record": "plan", "shard": "2/2", "keys": []})
+    (both,) = load_all([shard, other])
+    assert records.incomplete(both.extra["plans"], both.rows) == lines[:1]

@@ -327,10 +327,14 @@ def test_an_entry_point_taking_a_built_in_name_is_ignored_with_a_warning(tmp_pat
     assert impls.get_backend("torch").fn.__module__ == "impls.builtin.torch_native"
 
 
-def test_an_interrupted_check_reports_what_it_checked(tmp_path):
+@pytest.mark.parametrize("form", ["table", "json"])
+def test_an_interrupted_check_reports_what_it_checked(tmp_path, form):
     """Ctrl-C on a check stuck in a hanging kernel: the comparisons done so far are printed,
-    with a verdict that says it is partial, and it exits 130, without a traceback."""
-    (tmp_path / "cb_hangs_later.py").write_text(textwrap.dedent("""
+    with a verdict that says it is partial (JSON: "interrupted": true), exit 130, no
+    traceback. The kernel says when it hangs, so the signal never lands mid-import."""
+    hanging = tmp_path / "hanging"
+    (tmp_path / "cb_hangs_later.py").write_text(textwrap.dedent(f"""
+        import pathlib
         import time
         import torch.nn.functional as F
 
@@ -339,18 +343,40 @@ def test_an_interrupted_check_reports_what_it_checked(tmp_path):
         def conv(*args):
             calls[0] += 1
             if calls[0] > 3:
+                pathlib.Path({str(hanging)!r}).touch()
                 time.sleep(3600)
             return F.conv2d(*args)
     """))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")))))
     child = subprocess.Popen([sys.executable, "-m", "impls", "check", "--backend",
-                              "cb_hangs_later:conv"], cwd=ROOT, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(12)
+                              "cb_hangs_later:conv", "--format", form], cwd=ROOT, env=env,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not hanging.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, out + err
     assert "interrupted after" in err and "Traceback" not in err, err
-    if "comparisons; the last one done" in err:
+    if form == "json":
+        report = json.loads(out)
+        assert report["interrupted"] and report["results"], report
+    else:
         assert "of those run before the interruption (not all were)" in out, out
+
+
+def test_every_way_of_declaring_is_checked_when_the_entry_is_made(isolated_registry,
+                                                                   user_module):
+    """Not only the capabilities dict: register_backend and a Backend object exported by a
+    user's module are refused when made, not halfway through a check."""
+    with pytest.raises(ValueError, match="unknown error_model 'winograd'"):
+        impls.register_backend(F.conv2d, name="typo", exact=False, error_model="winograd")
+    name = user_module("cb_backend_object", """
+        import torch.nn.functional as F
+        from impls.registry import Backend
+
+        conv = Backend(name="mine", fn=F.conv2d, devices=("gpu",))
+    """)
+    entry = impls.get_backend(f"{name}:conv")
+    assert not entry.available and "devices ['gpu']: the harness runs on" in entry.reason
