@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import numbers
 from collections.abc import Sequence
 
@@ -35,7 +36,14 @@ Pair = tuple[int, int]
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            backend: str | Backend = "torch") -> torch.Tensor:
-    """2D cross-correlation with F.conv2d's exact semantics, computed by ``backend``."""
+    """2D cross-correlation with F.conv2d's exact semantics, computed by ``backend``.
+
+    Under torch.compile the call runs eagerly, a graph break around each convolution: its
+    bookkeeping (memory budget, refusals, auto's table) and some backends (fft's SciPy)
+    are not traceable, and the rest of the model still compiles."""
+    if torch.compiler.is_compiling():
+        return _eager_conv2d()(input, weight, bias, stride, padding, dilation, groups,
+                               backend=backend)
     entry = get_backend(backend)
     given = getattr(input, "dtype", None)
     input, weight, bias, autocast_off = _autocast(input, weight, bias)
@@ -63,6 +71,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         _check_tensor_result(entry.name, out)  # a user backend's slip, named at its source
         out = _in_memory_format(out, call)
     return out.squeeze(0) if call.unbatched else out
+
+
+@functools.cache
+def _eager_conv2d():
+    return torch.compiler.disable(conv2d)
 
 
 def _autocast(input, weight, bias):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -185,6 +186,8 @@ class Backend:
 
 _REGISTRY: dict[str, Backend] = {}
 _builtins_loaded = False
+_loading = False
+_load_lock = threading.RLock()
 
 
 def register_backend(fn: ConvFn | None = None, *, name: str | None = None, **capabilities):
@@ -203,13 +206,24 @@ def register_backend(fn: ConvFn | None = None, *, name: str | None = None, **cap
 
 
 def _load_builtins() -> None:
-    global _builtins_loaded
+    """Import the built-in backends and the entry points, once. Threads that get here
+    first together wait for the one loading (a lookup in a half-filled registry said
+    "unknown backend 'unfold'"); a built-in module's own lookup during its import, in the
+    loading thread, returns at once."""
+    global _builtins_loaded, _loading
     if _builtins_loaded:
         return
-    _builtins_loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    _load_entry_points()
+    with _load_lock:
+        if _builtins_loaded or _loading:
+            return
+        _loading = True
+        try:
+            for module in BUILTIN_MODULES:
+                importlib.import_module(module)
+            _load_entry_points()
+            _builtins_loaded = True
+        finally:
+            _loading = False
 
 
 def _load_entry_points() -> None:

@@ -63,3 +63,19 @@ def test_module_trains_with_autograd_backends(backend):
     theirs(x).square().sum().backward()
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad)
     torch.testing.assert_close(ours.bias.grad, theirs.bias.grad)
+
+
+@pytest.mark.parametrize("name", ["fft", "unfold", "winograd-f4", "auto", "naive"])
+def test_a_compiled_model_runs_each_convolution_eagerly(name):
+    """torch.compile traces the model; each impls convolution is a graph break that runs
+    eagerly (fft's SciPy failed inside Dynamo: "Expected np.nditer base"). Dynamo's own
+    "eager" backend: the tracing is what is tested, not inductor's code generation."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(impls.Conv2d(3, 8, 3, padding=1, backend=name), torch.nn.ReLU(),
+                                impls.Conv2d(8, 4, 3, padding=1, backend=name))
+    x = torch.randn(2, 3, 12, 12)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager")
+    torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+    compiled(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

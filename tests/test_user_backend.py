@@ -380,3 +380,26 @@ def test_every_way_of_declaring_is_checked_when_the_entry_is_made(isolated_regis
     """)
     entry = impls.get_backend(f"{name}:conv")
     assert not entry.available and "devices ['gpu']: the harness runs on" in entry.reason
+
+
+def test_first_use_from_several_threads_finds_every_backend():
+    """Threads that make the first lookups together wait for the registry to load (they
+    used to see a half-filled one: "unknown backend 'unfold'; known backends: naive")."""
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import threading, torch, impls
+        x, w, errors = torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), []
+
+        def call(name):
+            try:
+                impls.conv2d(x, w, backend=name)
+            except Exception as exc:
+                errors.append(f"{name}: {exc}")
+
+        names = ["unfold", "fft", "winograd-f2", "auto", "torch", "naive"] * 2
+        threads = [threading.Thread(target=call, args=(n,)) for n in names]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(errors)
+    """)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+        text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
