@@ -61,7 +61,7 @@ def gpu(session: nox.Session) -> None:
                            silent=True)
     if "True" not in (has_cuda or ""):
         session.skip("no CUDA device: torch.cuda.is_available() is False")
-    session.run("pytest", "--device", "cuda", "-m", "not slow", *session.posargs)
+    session.run("pytest", "--device", "cuda", *session.posargs)
 
 
 @nox.session

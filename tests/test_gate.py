@@ -239,6 +239,19 @@ def test_cli_bad_baseline_exits_2(tmp_path):
     assert out.returncode == 2 and "not a gate baseline" in out.stdout
 
 
+@pytest.mark.parametrize("option, says", [
+    (["--inject", "unfodl=1.5"], "--inject unfodl: not a backend or case the gate measures"),
+    (["--band", "unfodl=0.1"], "--band unfodl: not a backend or case the gate measures"),
+    (["--inject", "unfold=0.5"], "expected NAME=FACTOR with FACTOR >= 1"),
+])
+def test_cli_a_misspelt_band_or_injection_exits_2(option, says):
+    """A typo in --inject used to inject nothing, and the self-check it was for "passed"."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "gate", "--quick", *option],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and says in out.stdout, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+
 def test_bands_are_wider_against_a_stored_baseline():
     bands = {c.backend: c.threshold for c in gate_cases(["torch", "naive"], scale=2.0)}
     assert bands == {"torch": 2 * DEFAULT_THRESHOLD, "naive": 0.20}

@@ -25,6 +25,7 @@ from benchmarks.gate import baseline as store
 from benchmarks.gate import stats, verdicts
 from benchmarks.gate.cases import DEFAULT_THRESHOLD, gate_cases
 from benchmarks.gate.measure import Worker, WorkerError, checkout, git, run_rounds
+from benchmarks.gate.worker import parse_inject
 
 #: Seconds of timed rounds: the full gate, and the quick mode CI runs.
 BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
@@ -92,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
         opts = Options(args.base, args.baseline, args.save, args.quick, args.backend,
                        args.threshold, bands, args.budget, args.confidence, args.statistic,
                        args.inject, args.device, args.markdown, args.json)
+        _check_names(opts)
         if args.self_test:
             return self_test(opts)
         if args.record:
@@ -102,6 +104,18 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]gate: {exc}[/red]")
         return 2
     return 1 if verdicts.failed(rows) else 0
+
+
+def _check_names(opts: Options) -> None:
+    """A --band or --inject name that names nothing the gate measures is a typo: refused
+    (it used to be ignored, so a misspelt injection "passed")."""
+    cases, _ = _plan(opts)
+    names = {c.backend for c in cases} | {c.key for c in cases}
+    for option, given in (("--band", opts.bands), ("--inject", parse_inject(opts.inject))):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise ValueError(f"{option} {', '.join(unknown)}: not a backend or case the gate "
+                             f"measures ({', '.join(sorted({c.backend for c in cases}))})")
 
 
 def _band(text: str) -> tuple[str, float]:
