@@ -114,6 +114,10 @@ def test_rows_say_why_a_case_was_not_compared():
     assert lost.verdict == verdicts.ERROR and "refuses what base ran" in lost.note
     crashed = _rows(ok, Samples(error="worker: it exited"))[0]
     assert crashed.verdict == verdicts.ERROR and verdicts.failed([crashed])
+    # Broken in both trees: listed, not a regression (only what base ran can fail).
+    both = _rows(Samples(error="RuntimeError: boom"), Samples(error="RuntimeError: boom"))[0]
+    assert both.verdict == verdicts.NEW and not verdicts.failed([both])
+    assert "neither tree runs it" in both.note
 
 
 def test_paired_rows_compare_times_or_ratios_to_torch():
@@ -291,3 +295,14 @@ def test_table_prints_notes_as_text_not_markup():
     console = Console(width=200, record=True)
     console.print(verdicts.table([row], "t"))
     assert "convbench[triton]" in console.export_text()
+
+
+def test_a_baseline_from_another_kind_of_machine_is_named():
+    """Ratios carry across machines of one kind only: a baseline timed with 2 threads,
+    compared on 1, moved naive's ratio 55% with no code change."""
+    from benchmarks.gate.cli import _other_kind
+
+    here = {"cpu": "Xeon", "torch_threads": 1, "torch": "2.13.0+cpu", "host": "b"}
+    assert _other_kind({**here, "host": "a"}, here) == ""
+    assert _other_kind({**here, "torch_threads": 2}, here) == \
+        "torch_threads 2 there, 1 here"

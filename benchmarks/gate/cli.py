@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from benchmarks.gate import stats, verdicts
 from benchmarks.gate.cases import DEFAULT_THRESHOLD, gate_cases
 from benchmarks.gate.measure import Worker, WorkerError, checkout, git, run_rounds
 from benchmarks.gate.worker import parse_inject
+from benchmarks.machine import busy_warning
 
 #: Seconds of timed rounds: the full gate, and the quick mode CI runs.
 BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
@@ -134,6 +136,11 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     with contextlib.ExitStack() as stack:
         if opts.baseline:
             data = store.load(opts.baseline)
+            other = _other_kind(data.get("machine") or {}, _machine(opts.device))
+            if other:  # ratios carry across machines of one kind only
+                console.print(f"[yellow]warning: the baseline was recorded on another kind "
+                              f"of machine ({other}): a verdict may be the machine's, not "
+                              f"the code's; record one here (--record)[/yellow]")
             workers = [_worker(stack, "head", repo, opts)]
             results = run_rounds(cases, workers, budget)
             rows = verdicts.baseline_rows(cases, data, results, "head", opts.confidence)
@@ -198,12 +205,32 @@ def default_base(repo: Path) -> str:
 
 
 def _meta(repo: Path, opts: Options, budget: float) -> dict:
-    from benchmarks.machine import describe
 
     dirty = bool(git("status", "--porcelain", "--untracked-files=no", cwd=repo))
     return {"commit": git("rev-parse", "HEAD", cwd=repo), "dirty": dirty,
             "quick": opts.quick, "budget_s": budget, "device": opts.device,
-            "machine": describe(opts.device)}
+            "machine": _machine(opts.device)}
+
+
+def _machine(device: str) -> dict:
+    """This machine as the workers run on it (their thread count, CONVBENCH_GATE_THREADS
+    when set, is not this process's)."""
+    from benchmarks.machine import describe
+
+    here = describe(device)
+    here["torch_threads"] = int(os.environ.get("CONVBENCH_GATE_THREADS") or
+                                here["torch_threads"])
+    return here
+
+
+#: What must match for a stored baseline's ratios to carry over to this machine.
+_SAME_KIND = ("cpu", "torch_threads", "torch")
+
+
+def _other_kind(stored: dict, here: dict) -> str:
+    """How the baseline's machine differs from this one in what moves ratios, or ""."""
+    return ", ".join(f"{k} {stored.get(k)} there, {here.get(k)} here" for k in _SAME_KIND
+                     if stored.get(k) is not None and stored.get(k) != here.get(k))
 
 
 def _publish(rows, title: str, opts: Options) -> None:
@@ -217,6 +244,14 @@ def _publish(rows, title: str, opts: Options) -> None:
         console.print(f"[bold red]gate: FAIL[/bold red] ({summary}): {names}")
     else:
         console.print(f"[green]gate: pass[/green] ({summary})")
+    judged = (stats.SLOWER, stats.FASTER, stats.UNCHANGED)
+    if any(r.change is not None for r in rows) and not any(r.verdict in judged for r in rows):
+        console.print("[yellow]warning: nothing was judged: every interval straddles its "
+                      "band (a busy machine, or too short a --budget); a pass here proves "
+                      "little[/yellow]")
+    busy = busy_warning(_machine(opts.device))
+    if busy:
+        console.print(f"[yellow]warning: {busy}[/yellow]")
     if opts.markdown:
         opts.markdown.write_text(verdicts.markdown(rows, title))
     if opts.json:

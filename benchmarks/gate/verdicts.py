@@ -42,6 +42,9 @@ def _median(values) -> float | None:
 
 def _unrun(case: GateCase, base: Samples | None, head: Samples) -> Row | None:
     """The row of a case that one side could not run, or None when both ran."""
+    if head.error and base is not None and (base.error or base.refusal):
+        # Broken on both sides is no regression (README: only what base ran fails).
+        return Row(case, NEW, note=f"neither tree runs it; working tree: {head.error}")
     if head.error:
         return Row(case, ERROR, note=f"working tree: {head.error}")
     if base is None:
