@@ -247,6 +247,8 @@ def test_cli_bad_baseline_exits_2(tmp_path):
     (["--inject", "unfodl=1.5"], "--inject unfodl: not a backend or case the gate measures"),
     (["--band", "unfodl=0.1"], "--band unfodl: not a backend or case the gate measures"),
     (["--inject", "unfold=0.5"], "expected NAME=FACTOR with FACTOR >= 1"),
+    (["--backend", "nosuch", "--budget", "0.5", "--baseline", "benchmarks/gate/baseline.json"],
+     "--backend nosuch: no such backend in either tree"),
 ])
 def test_cli_a_misspelt_band_or_injection_exits_2(option, says):
     """A typo in --inject used to inject nothing, and the self-check it was for "passed"."""

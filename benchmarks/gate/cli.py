@@ -105,6 +105,12 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start
         console.print(f"[red]gate: {exc}[/red]")
         return 2
+    nowhere = sorted({r.case.backend for r in rows if r.verdict == verdicts.SKIPPED
+                      and r.note.startswith("no backend ")})
+    if nowhere:  # in neither tree: a typo, not a backend added or removed
+        console.print(f"[red]gate: --backend {', '.join(nowhere)}: no such backend in either "
+                      "tree[/red]")
+        return 2
     return 1 if verdicts.failed(rows) else 0
 
 

@@ -47,10 +47,10 @@ def _unrun(case: GateCase, base: Samples | None, head: Samples) -> Row | None:
         return Row(case, NEW, note=f"neither tree runs it; working tree: {head.error}")
     if head.error:
         return Row(case, ERROR, note=f"working tree: {head.error}")
+    if head.refusal and (base is None or base.refusal or base.error):  # nothing on either side
+        return Row(case, SKIPPED, note=head.refusal)
     if base is None:
         return Row(case, NEW, note="not in the baseline")
-    if base.refusal and head.refusal:
-        return Row(case, SKIPPED, note=head.refusal)
     if head.refusal:  # ran before, refused now: a lost capability fails like a slowdown
         return Row(case, ERROR, note=f"working tree refuses what base ran: {head.refusal}")
     if base.error or base.refusal:
