@@ -242,8 +242,7 @@ def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads
     result.status, result.where = judged.status, judged.where
     result.max_error, result.bound = judged.max_error, judged.bound
     if result.status == FAILED:
-        result.reason = f"grad_{name}: " + (judged.reason or (
-            f"max|err|={result.max_error:.3g} at {result.where} (bound {result.bound:.3g})"))
+        result.reason = f"grad_{name}: {judged.detail()}"
 
 
 def _problem(case: Case, name: str, direction: str, operands):

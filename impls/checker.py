@@ -59,9 +59,12 @@ class CaseResult:
         command = (f"python -m impls check --backend {self.backend} --case {self.case} "
                    f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
                    f"--seed {self.seed}")
-        detail = self.reason or (f"max|err|={self.max_error:.3g} at {self.where} "
-                                 f"(bound {self.bound:.3g})")
-        return f"{self.status.upper()} {self.descriptor} {detail}\n  repro: {command}"
+        return f"{self.status.upper()} {self.descriptor} {self.detail()}\n  repro: {command}"
+
+    def detail(self) -> str:
+        """What went wrong: the reason, or the worst error against its bound."""
+        return self.reason or (f"max|err|={self.max_error:.3g} at {self.where} "
+                               f"(bound {self.bound:.3g})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,8 +168,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         changed = [name for name, arg, t in zip(("input", "weight", "bias"), args,
                                                  (data.input, data.weight, data.bias))
                    if t is not None and not torch.equal(arg.cpu(), t)]
-        wrong_type = (out.dtype, out.device.type) != (dtype, torch.device(device).type)
-        out_type = f"{_dtype_name(out.dtype)} on {out.device.type}"
+        wrong_type = type_mismatch(out, dtype, device)
         again, reused = None, False
         if not wrong_type and mode == "random":  # once per case and dtype: it costs a call
             kept = out.detach().clone()
@@ -181,13 +183,21 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         # (a result that changes when the backend is called again is memory it reuses)
         result.status = FAILED
         result.reason = (f"the backend changed its {' and '.join(changed)} in place" if changed
-                         else f"output is {out_type}, expected {result.dtype} on "
-                              f"{torch.device(device).type}" if wrong_type
-                         else "the result changed when the backend was called again: it "
-                              "returns memory it reuses (F.conv2d returns a new tensor)")
+                         else wrong_type or "the result changed when the backend was called "
+                         "again: it returns memory it reuses (F.conv2d returns a new tensor)")
         return result
     _compare(result, runner(entry, case, dtype, device), case, data, out, dtype, tf32, again)
     return result
+
+
+def type_mismatch(out: torch.Tensor, dtype: torch.dtype, device: str) -> str:
+    """How ``out`` is not of F.conv2d's type for this call (its dtype, on its device type),
+    or "". A result of the wrong type is the failure: a meta one cannot even be compared."""
+    want = (dtype, torch.device(device).type)
+    if (out.dtype, out.device.type) == want:
+        return ""
+    return (f"output is {_dtype_name(out.dtype)} on {out.device.type}, expected "
+            f"{_dtype_name(dtype)} on {want[1]}")
 
 
 def _call_again(entry: Backend, data, args, case: Case, device: str) -> np.ndarray:
@@ -240,8 +250,7 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
         result.status, result.where = FAILED, second.where
         result.max_error, result.bound = second.max_error, second.bound
         result.reason = ("the second call, on the negated input, was wrong (the first was "
-                         f"right): {second.reason or f'max|err|={second.max_error:.3g} at '}"
-                         + ("" if second.reason else f"{second.where} (bound {second.bound:.3g})"))
+                         f"right): {second.detail()}")
 
 
 def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarray) -> float:

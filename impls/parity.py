@@ -28,6 +28,7 @@ from impls.checker import (
     problem,
     refusal,
     runner,
+    type_mismatch,
 )
 from impls.fill import fill
 from impls.module import Conv2d
@@ -95,15 +96,14 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
             # Each module gets its own copy: an in-place change must not reach the other.
             got_tensor = ours(data.input.clone())
             want = theirs(data.input.clone()).double().numpy()
-            wrong_type = (got_tensor.dtype, got_tensor.device.type) != (dtype, "cpu")
-            got_type = f"{got_tensor.dtype} on {got_tensor.device.type}"
-            if not wrong_type:  # a meta or CUDA result cannot be compared: it is the failure
+            wrong_type = type_mismatch(got_tensor, dtype, "cpu")
+            if not wrong_type:
                 got = got_tensor.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
         return result
     if wrong_type:
-        result.status, result.reason = FAILED, f"output is {got_type}, expected {dtype} on cpu"
+        result.status, result.reason = FAILED, wrong_type
         return result
     if got.shape != want.shape:
         result.status, result.reason = FAILED, f"output shape {got.shape}, expected {want.shape}"

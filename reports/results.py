@@ -48,14 +48,14 @@ class ResultSet:
 
 def load(paths: list[Path]) -> ResultSet:
     rows, machines, runs = {}, {}, []
-    for path in paths:
-        results = ResultsFile(path)
+    files = [ResultsFile(path) for path in paths]
+    for path, results in zip(paths, files):
         rows.update({r["key"]: {**dict.fromkeys(ROW_FIELDS), **r, "file": str(path)}
                      for r in results.rows()})
         machines.update({m["id"]: m for m in results.machines()})
         runs += results.of_kind("run")
     return ResultSet(list(paths), list(rows.values()), machines, runs,
-                     extra={"plans": records.plans([ResultsFile(p) for p in paths])})
+                     extra={"plans": records.plans(files)})
 
 
 def default_files(folder: Path = SWEEP_DIR) -> list[Path]:

@@ -211,7 +211,6 @@ def default_base(repo: Path) -> str:
 
 
 def _meta(repo: Path, opts: Options, budget: float) -> dict:
-
     dirty = bool(git("status", "--porcelain", "--untracked-files=no", cwd=repo))
     return {"commit": git("rev-parse", "HEAD", cwd=repo), "dirty": dirty,
             "quick": opts.quick, "budget_s": budget, "device": opts.device,
