@@ -68,6 +68,8 @@ LAYERS = {"3x3": _layer(32, 256, 14, 256, 3, 1, 1), "stem": _layer(32, 3, 224, 6
 #: constexprs the launcher passes, pointers that are fp32 whatever the dtype).
 KERNELS = {
     "fwd": ("_triton_kernels", "conv2d_fwd_kernel", "GPU_CONFIGS", ("R", "S", "FLAT_K"), ()),
+    "fwd16": ("_triton_kernels", "conv2d_fwd_kernel", "GPU_CONFIGS_16BIT", ("R", "S", "FLAT_K"),
+              ()),
     "dgrad": ("_triton_backward", "conv2d_dgrad_kernel", "DGRAD_GPU_CONFIGS",
               ("R", "S", "FLAT_K"), ()),
     "wgrad": ("_triton_backward", "conv2d_wgrad_kernel", "WGRAD_GPU_CONFIGS", ("R", "S"),
@@ -76,7 +78,8 @@ KERNELS = {
     "reduce": ("_triton_backward", "wgrad_reduce_kernel", None, (), ("ws_ptr",)),
 }
 #: FLAT_K as each launcher decides it: by C/g in the forward, by K/g in the input gradient.
-FLAT_K = {"fwd": lambda ints: ints["CG"] < 32, "dgrad": lambda ints: ints["KG"] < 32}
+FLAT_K = {"fwd": lambda ints: ints["CG"] < 32, "fwd16": lambda ints: ints["CG"] < 32,
+          "dgrad": lambda ints: ints["KG"] < 32}
 
 #: DEFAULT MATRIX, trimmed to keep this test near a minute on two idle cores (each job is a
 #: full TTIR -> cubin compile: about 1.2 s of CPU, 3x that for strict fp32). Per part:
@@ -87,12 +90,16 @@ FLAT_K = {"fwd": lambda ints: ints["CG"] < 32, "dgrad": lambda ints: ints["KG"] 
 #:     the wgmma path the half types autotune over, and the rest of each kernel's code;
 #:   * the first config in strict fp32 and in fp16, per arch: no tensor cores in strict
 #:     fp32 (a TF32 leak would break exact mode), tensor cores in fp16;
-#:   * the fixed-tile bias and reduce passes, once per arch.
-#: CONVBENCH_AOT=full compiles every kernel x config x arch x dtype x layer instead (384 jobs,
+#:   * the fixed-tile bias and reduce passes, once per arch;
+#:   * the forward's tiles for 2-byte types only (GPU_CONFIGS_16BIT, pruned for float32):
+#:     bf16 in place of fp32 with TF32, and no strict fp32 or fp16 first-config job.
+#: CONVBENCH_AOT=full compiles every kernel x config x arch x dtype x layer instead (408 jobs,
 #: all of which compile and fit with these configs).
-MAIN_LAYER = {"fwd": "3x3", "dgrad": "3x3", "wgrad": "3x3"}
-SECOND_LAYER = {"fwd": "stem", "dgrad": "dw", "wgrad": "stem"}
+MAIN_LAYER = {"fwd": "3x3", "fwd16": "3x3", "dgrad": "3x3", "wgrad": "3x3"}
+SECOND_LAYER = {"fwd": "stem", "fwd16": "stem", "dgrad": "dw", "wgrad": "stem"}
 DTYPES = (("fp32", "tf32"), ("bf16", "ieee"), ("fp32", "ieee"), ("fp16", "ieee"))
+#: The dtypes a kernel's configurations are for, where not all of DTYPES.
+HALF_TYPES_ONLY = {"fwd16"}
 
 
 def jobs(full: bool | None = None) -> list[dict]:
@@ -109,10 +116,14 @@ def jobs(full: bool | None = None) -> list[dict]:
 
     for arch in SHARED_LIMIT:
         for kernel in MAIN_LAYER:
+            half_only = kernel in HALF_TYPES_ONLY
+            fit = ("bf16", "ieee") if half_only else ("fp32", "tf32")
             for i, config in enumerate(configs[kernel]):
                 for dtype, precision in DTYPES:
-                    wanted = (full or (dtype, precision) == ("fp32", "tf32")
-                              or (i == 0 and dtype in ("fp32", "fp16")))
+                    if half_only and dtype == "fp32":
+                        continue
+                    wanted = (full or (dtype, precision) == fit
+                              or (i == 0 and dtype in ("fp32", "fp16") and not half_only))
                     if wanted:
                         add(kernel, arch, dtype, precision, MAIN_LAYER[kernel], config)
                     if full or (dtype == "bf16" and arch == 90):

@@ -338,3 +338,32 @@ def test_rotation_gives_each_problem_one_config_and_the_suite_all_of_them(monkey
     assert tuner.do_bench(lambda: 1 / 0, quantiles=(0.5, 0.2, 0.8)) == [0.0] * 3  # no run
     monkeypatch.setattr(kernels, "ROTATE", False)
     assert kernels.autotuned(kernels.conv2d_fwd_kernel, configs, key).early_config_prune is None
+
+
+def test_tiles_for_half_types_are_pruned_for_float32(monkeypatch):
+    """GPU_CONFIGS_16BIT would not fit shared memory in float32: the forward's pruning hook
+    keeps them out of float32 problems, with and without the suite's rotation, and offers
+    them to float16 and bfloat16 ones."""
+    from impls.builtin import _triton_kernels as kernels
+
+    plain = kernels._triton_configs(kernels.GPU_CONFIGS)
+    wide = kernels._triton_configs(kernels.GPU_CONFIGS_16BIT)
+    prune = kernels.half_types_only(wide)
+
+    def x(dtype):
+        return {"x_ptr": torch.empty(0, dtype=dtype)}
+
+    assert prune(plain + wide, x(torch.float32)) == plain
+    assert prune(plain + wide, x(torch.bfloat16)) == plain + wide
+    assert prune(plain + wide, x(torch.float16)) == plain + wide
+    monkeypatch.setattr(kernels, "ROTATE", True)
+    key = ["M"]
+    tuner = kernels.autotuned(kernels.conv2d_fwd_kernel, plain + wide, key, prune=prune)
+    wide_ids = {id(c) for c in wide}
+
+    def picks(dtype):
+        return {id(tuner.early_config_prune(tuner.configs, {**x(dtype), "M": m})[0])
+                for m in range(200)}
+
+    assert not picks(torch.float32) & wide_ids
+    assert picks(torch.bfloat16) >= wide_ids

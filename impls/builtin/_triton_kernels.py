@@ -65,6 +65,20 @@ GPU_CONFIGS = (
     (64, 32, 32, 2, 4),     # K/g <= 32 (depthwise, grouped): little N waste
 )
 
+#: Tiles for 2-byte dtypes only (fp16, bf16), added to the forward's autotuning for them:
+#: BLOCK_K 64 makes each row's load a whole 128-byte line and is the K step Hopper's wgmma
+#: wants for 16-bit operands (the tiles of Triton's own H100 matmul configurations). In
+#: float32 they would need up to 288 KB of shared memory, so they are pruned for it
+#: (``half_types_only``); tests/test_triton_aot.py checks them in the half types.
+#: Added after the H100 run of 2026-11-26, where bfloat16 was at 0.62-0.76x of cuDNN on the
+#: 3x3 layers and further behind on 1x1 ones; not yet timed on a GPU: .ci/gpu_probe.py
+#: prints every configuration's time per layer, which says whether they earn their place.
+GPU_CONFIGS_16BIT = (
+    (128, 128, 64, 8, 3),   # K/g >= 128
+    (128, 256, 64, 8, 3),   # K/g >= 256 with large M
+    (128, 64, 64, 4, 4),    # K/g = 64 (ResNet stage 1, its 1x1 layers)
+)
+
 #: The interpreter cannot time anything, so autotuning there is meaningless (and slow): it
 #: gets one tile. Its cost is per program step (~40 interpreted ops, int32-overflow-checked),
 #: nearly independent of tile size, so the tile is as large as small test shapes allow while
@@ -93,13 +107,35 @@ def rotation(key: list[str]):
     return pick
 
 
-def autotuned(kernel, configs: list[triton.Config], key: list[str]):
-    """``triton.autotune(configs, key)(kernel)``; under ROTATE, one configuration per problem
-    and nothing timed (Triton 3.6 still times a lone pruned configuration: not with this)."""
+def half_types_only(sized_for_2_bytes: list[triton.Config]):
+    """The pruning hook that keeps ``sized_for_2_bytes`` out of problems whose input has
+    wider elements (float32: they would not fit shared memory)."""
+    narrow = {id(c) for c in sized_for_2_bytes}
+
+    def prune(configs, named_args, **kwargs):
+        if named_args["x_ptr"].element_size() <= 2:
+            return configs
+        return [c for c in configs if id(c) not in narrow]
+
+    return prune
+
+
+def autotuned(kernel, configs: list[triton.Config], key: list[str], prune=None):
+    """``triton.autotune(configs, key)(kernel)``, with ``prune`` (configs, named_args,
+    **kwargs) -> configs as its pruning hook; under ROTATE, one configuration per problem
+    out of those ``prune`` keeps, and nothing timed (Triton 3.6 still times a lone pruned
+    configuration: not with this)."""
     if not ROTATE or len(configs) == 1:
-        return triton.autotune(configs=configs, key=key)(kernel)
+        hook = {} if prune is None else {"prune_configs_by": {"early_config_prune": prune}}
+        return triton.autotune(configs=configs, key=key, **hook)(kernel)
+    pick = rotation(key)
+
+    def rotate(configs, named_args, **kwargs):
+        kept = configs if prune is None else prune(configs, named_args, **kwargs)
+        return pick(kept, named_args, **kwargs)
+
     return triton.autotune(configs=configs, key=key,
-                           prune_configs_by={"early_config_prune": rotation(key)},
+                           prune_configs_by={"early_config_prune": rotate},
                            do_bench=lambda kernel_call, quantiles: [0.0] * len(quantiles),
                            )(kernel)
 
@@ -193,6 +229,9 @@ def conv2d_fwd_kernel(
 
 #: What the launcher calls. The key is the problem shape (the autotuner adds the tensors'
 #: dtypes itself); FLAT_K and INPUT_PRECISION are constexprs, so each value compiles apart.
+_FWD_16BIT = [] if INTERPRET else _triton_configs(GPU_CONFIGS_16BIT)
 conv2d_fwd = autotuned(
-    conv2d_fwd_kernel, _triton_configs(INTERPRETER_CONFIGS if INTERPRET else GPU_CONFIGS),
-    key=["M", "CG", "KG", "H", "W", "R", "S", "stride_h", "stride_w", "dil_h", "dil_w"])
+    conv2d_fwd_kernel,
+    _triton_configs(INTERPRETER_CONFIGS if INTERPRET else GPU_CONFIGS) + _FWD_16BIT,
+    key=["M", "CG", "KG", "H", "W", "R", "S", "stride_h", "stride_w", "dil_h", "dil_w"],
+    prune=half_types_only(_FWD_16BIT) if _FWD_16BIT else None)

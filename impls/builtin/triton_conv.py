@@ -33,6 +33,7 @@ import os
 import torch
 from torch.autograd.function import once_differentiable
 
+from impls.builtin._triton_launch import launch
 from impls.frontend import output_size
 from impls.registry import register_backend
 
@@ -126,15 +127,6 @@ def check_dtype(dtype: torch.dtype) -> None:
     if INTERPRET and dtype == torch.bfloat16:
         # The interpreter does not raise on a bf16 dot: it returns garbage. Refuse instead.
         raise NotImplementedError("the Triton interpreter has no bfloat16 dot")
-
-
-def launch(kernel, grid, device: torch.device, *args, **meta) -> None:
-    """Launch on the tensors' device: Triton launches on the current one."""
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            kernel[grid](*args, **meta)
-    else:
-        kernel[grid](*args, **meta)
 
 
 def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,

@@ -1,0 +1,98 @@
+"""What a triton conv call's time is made of on a GPU: ``python3 .ci/gpu_probe.py OUT_DIR``.
+
+Why: the H100 run of 2026-11-26 (reports/results/gpu/README.md) left two gaps to cuDNN
+unattributed: 65-90 us of host time per call, and 1x1 layers far behind in device time.
+One short call (about a minute, most of it autotuning) separates what each is made of, for
+a few ResNet-50 layers in bfloat16 at batch 32, each timed per synchronised call (wall)
+and replayed from a CUDA graph (device):
+- torch and triton on NCHW and on channels_last operands (triton copies NCHW operands to
+  channels_last every call: the difference is those copies);
+- triton with its kernel replay on (impls/builtin/_triton_launch.py, off by default until
+  measured): the difference is Triton's per-call Python;
+- the input copy alone;
+- the forward kernel's autotuning: every configuration's time and the one it picked.
+
+Run by ``bash .ci/gpu probe``; writes ``OUT_DIR/probe.md``. Not a benchmark of record (the
+sweep is): a diagnosis, in one process, without the sweep's supervision.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks import timer
+from benchmarks.shapes import shape_set
+from impls.builtin import _triton_launch, triton_conv
+
+LAYERS = ("res2a_branch2b", "res4a_branch2b", "res2b_branch2a", "res3b_branch2a")
+DTYPE, BATCH, BUDGET_S = torch.bfloat16, 32, 0.3
+
+
+def times(fn) -> tuple[float, float]:
+    """(wall, device) median microseconds of one call."""
+    fn()
+    torch.cuda.synchronize()
+    wall = statistics.median(timer.time_rounds(fn, "cuda", BUDGET_S))
+    device = statistics.median(timer.time_graph(fn, "cuda", BUDGET_S))
+    return wall * 1e6, device * 1e6
+
+
+def probe(spec) -> list[str]:
+    """The table rows of one layer."""
+    args = (spec.stride, spec.padding, spec.dilation, spec.groups)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(spec.input_shape, generator=gen).to("cuda", DTYPE)
+    w = torch.randn(spec.weight_shape, generator=gen).to("cuda", DTYPE)
+    cl = [t.contiguous(memory_format=torch.channels_last) for t in (x, w)]
+    kernels = triton_conv._kernels()
+    triton_conv.triton_conv2d(x, w, None, *args)  # autotunes this layer
+    tuned = getattr(kernels.conv2d_fwd, "configs_timings", None) or {}
+    best = kernels.conv2d_fwd.best_config
+    rows = []
+
+    def row(what, fn):
+        wall, device = times(fn)
+        rows.append(f"| {spec.name} | {what} | {wall:.1f} | {device:.1f} | {wall - device:.1f} |")
+
+    row("torch NCHW", lambda: F.conv2d(x, w, None, *args))
+    row("torch channels_last", lambda: F.conv2d(*cl, None, *args))
+    for replay in (False, True):
+        _triton_launch.REPLAY = replay
+        label = "triton replay" if replay else "triton"
+        row(f"{label} NCHW", lambda: triton_conv.triton_conv2d(x, w, None, *args))
+        row(f"{label} channels_last", lambda: triton_conv.triton_conv2d(*cl, None, *args))
+    _triton_launch.REPLAY = False
+    row("input copy to channels_last", lambda: x.contiguous(memory_format=torch.channels_last))
+    rows.append(f"| {spec.name} | autotuning picked | {best} | | |")
+    for config, ms in sorted(tuned.items(), key=lambda item: _first(item[1])):
+        rows.append(f"| {spec.name} | config {config} | | {_first(ms) * 1e3:.1f} | |")
+    return rows
+
+
+def _first(ms) -> float:
+    return ms[0] if isinstance(ms, (list, tuple)) else ms
+
+
+def main(out_dir: str) -> int:
+    if not torch.cuda.is_available():
+        print("gpu_probe: no CUDA device", file=sys.stderr)
+        return 2
+    specs = {e.spec.name.split(":")[-1].split("*")[0]: e.spec
+             for e in shape_set("resnet50", batch=BATCH)}
+    lines = [f"# triton call anatomy: {torch.cuda.get_device_name()}, {DTYPE}, batch {BATCH}",
+             "", "| layer | what | wall µs | device µs | host µs |",
+             "| --- | --- | --- | --- | --- |"]
+    for name in LAYERS:
+        lines += probe(specs[name])
+        print("\n".join(lines[-12:]), flush=True)
+    Path(out_dir, "probe.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "."))

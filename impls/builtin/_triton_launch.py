@@ -1,0 +1,103 @@
+"""How the ``triton`` backend launches its kernels, and its per-problem replay of them.
+
+Why a module of its own: a short GPU call is mostly launch. The H100 run of 2026-11-26
+(reports/results/gpu/README.md) measured a triton conv call at 65-90 us of host time beyond
+its kernels, torch's at about 10 us; at batch 32 most ResNet-50 layers run 30-80 us on the
+device, so the launch halves the per-call speed. Our own Python is about 13 us of that on
+the 2-core machine (measured with the launch stubbed out); the rest is Triton's per-call
+path: the autotuner builds its key from every argument, then ``JITFunction.run`` binds ~40
+arguments, specialises each and looks its kernel up, on every call.
+
+Replay (``CONVBENCH_TRITON_FAST_LAUNCH=1``, read at import, CUDA only): the first call of a
+problem goes through that path (and so through autotuning) and keeps the compiled kernel it
+launched, with the configuration's grid; later calls of the same problem launch that
+kernel directly (``CompiledKernel[grid](*args)``, the call ``JITFunction.run`` ends in, in
+Triton 3.6 as in the current release). Same problem means the same kernel, device, integer
+arguments (sizes and strides: stricter than Triton's own specialisation on them), constexpr
+values, and per tensor its dtype and whether its address is 16-byte aligned (what Triton
+specialises a pointer on). So a replay launches exactly what the full path would launch.
+
+What is left to do (issue #3): replay is off by default because it has not run on a GPU
+yet. tests/test_triton_launch.py checks it against the full path, bit for bit, under
+``--device cuda``; once a GPU run has passed that and measured the gain, it becomes the
+default. What it must not do: replay for a problem that differs in anything Triton
+specialises on, or keep kernels without bound (MAX_KEPT, oldest out first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import torch
+
+#: Replay kept kernels; read once, like TRITON_INTERPRET (the interpreter has nothing to keep).
+REPLAY = (os.environ.get("CONVBENCH_TRITON_FAST_LAUNCH") == "1"
+          and os.environ.get("TRITON_INTERPRET") != "1")
+#: Problems whose kernels are kept (each entry is a few hundred bytes; the kernels
+#: themselves stay in Triton's own cache either way).
+MAX_KEPT = 4096
+
+_kept: OrderedDict[tuple, tuple] = OrderedDict()  # problem key -> (runner, constexpr tail)
+
+
+def launch(kernel, grid, device: torch.device, *args, **meta) -> None:
+    """``kernel[grid](*args, **meta)`` on ``device`` (Triton launches on the current one),
+    replayed from the kept kernel when REPLAY is on and this problem was launched before.
+    ``args`` are the kernel's leading parameters, all positional; ``meta`` its constexprs
+    (an autotuned kernel's configuration adds the rest)."""
+    if device.type != "cuda":
+        kernel[grid](*args, **meta)
+        return
+    with torch.cuda.device(device):
+        if REPLAY:
+            replay_or_launch(kernel, grid, device, args, meta)
+        else:
+            kernel[grid](*args, **meta)
+
+
+def replay_or_launch(kernel, grid, device: torch.device, args, meta) -> bool:
+    """Launch this problem's kept kernel (True), or launch through Triton and keep what it
+    compiled (False)."""
+    key = problem_key(kernel, device, args, meta)
+    kept = _kept.get(key)
+    if kept is not None:
+        _kept.move_to_end(key)
+        runner, tail = kept
+        runner(*args, *tail)
+        return True
+    compiled = kernel[grid](*args, **meta)
+    _kept[key] = replayer(kernel, compiled, grid, args, meta)
+    while len(_kept) > MAX_KEPT:
+        _kept.popitem(last=False)
+    return False
+
+
+def problem_key(kernel, device: torch.device, args, meta) -> tuple:
+    """Everything the launched kernel depends on (see the module doc)."""
+    parts: list = [id(kernel), device.index]
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            parts.append((arg.dtype, arg.data_ptr() % 16 == 0))
+        else:
+            parts.append((type(arg), arg))
+    parts.extend(sorted(meta.items()))
+    return tuple(parts)
+
+
+def replayer(kernel, compiled, grid, args, meta) -> tuple:
+    """(runner, constexpr values after ``args``) that launch ``compiled`` as the call that
+    compiled it did: every parameter in signature order (Triton's launcher skips the
+    constexprs), on the grid of the configuration the autotuner picked for it."""
+    config = getattr(kernel, "best_config", None)  # an Autotuner's pick for this call
+    names = kernel.arg_names  # a JITFunction's parameters; an Autotuner has its kernel's
+    values = {**dict(zip(names, args)), **meta,
+              **(config.all_kwargs() if config is not None else {})}
+    size = tuple(grid(values) if callable(grid) else grid)
+    runner = compiled[size + (1,) * (3 - len(size))]
+    return runner, tuple(values[name] for name in names[len(args):])
+
+
+def forget() -> None:
+    """Drop every kept kernel (tests)."""
+    _kept.clear()
