@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import numbers
 from collections.abc import Sequence
 
@@ -73,9 +72,16 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return out.squeeze(0) if call.unbatched else out
 
 
-@functools.cache
+_EAGER: list = []  # conv2d wrapped by torch.compiler.disable, made on first use
+
+
 def _eager_conv2d():
-    return torch.compiler.disable(conv2d)
+    """conv2d as a graph break. Made lazily: torch.compiler.disable imports Dynamo, too slow
+    for ``import impls``. Kept in a plain list, not functools.cache: Dynamo traces this call
+    and warns that it ignores a cache wrapper."""
+    if not _EAGER:
+        _EAGER.append(torch.compiler.disable(conv2d))
+    return _EAGER[0]
 
 
 def _autocast(input, weight, bias):
