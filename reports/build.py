@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of checking here")
     p.add_argument("--no-correctness", action="store_true", help="leave the check out")
     p.add_argument("--correctness-budget", type=float, default=correctness.BUDGET_S,
-                   help="seconds for checking here every backend the results name "
+                   help="seconds for checking here every backend the results name, beyond "
+                        "each one's first comparison per dtype, which always runs "
                         "(default %(default)s)")
 
 
