@@ -10,6 +10,9 @@ On CUDA, forward with warm caches, the same calls are also replayed from a CUDA 
 (timer.time_graph): the device's own time, without the Python and launch overhead that a
 wall-clock round of short GPU calls can be made of (``graph_median_s`` beside ``median_s``).
 
+Operands: seeded random input and weight, NCHW, or both channels_last (NHWC) under
+``--memory-format channels_last`` (layout copies a backend makes are then its own).
+
 What is timed, per direction (bias is left out in all three):
 - forward: the backend's own function with the arguments the front end hands it
   (impls.frontend.normalize), so argument checking is not timed.
@@ -42,10 +45,15 @@ WARMUP_CALLS = 2
 WARMUP_SHARE = 0.1
 
 
-def _inputs(spec: ConvSpec, dtype: torch.dtype, device: str):
+def _inputs(spec: ConvSpec, dtype: torch.dtype, device: str,
+            memory_format: str = "contiguous"):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(spec.input_shape, generator=g).to(device=device, dtype=dtype)
-    w = torch.randn(spec.weight_shape, generator=g).to(device=device, dtype=dtype)
+    layout = (torch.channels_last if memory_format == "channels_last"
+              else torch.contiguous_format)
+    x = torch.randn(spec.input_shape, generator=g).to(device=device, dtype=dtype,
+                                                       memory_format=layout)
+    w = torch.randn(spec.weight_shape, generator=g).to(device=device, dtype=dtype,
+                                                        memory_format=layout)
     return x, w
 
 
@@ -66,13 +74,14 @@ def refusal(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: st
 
 
 def conv_call(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: str,
-              direction: str = "forward", check: bool = True):
+              direction: str = "forward", check: bool = True,
+              memory_format: str = "contiguous"):
     """A zero-argument call that runs ``direction`` of the backend on seeded random inputs
     for ``spec`` (see the module docstring for what it covers). A backward direction runs
     the forward once here, so call this only once the budget guard has allowed it.
     ``check``: the first forward call's result must be F.conv2d's kind (off for the budget
     guard's cropped probes: a wrong result is reported on the case's own problem)."""
-    x, w = _inputs(spec, dtype, device)
+    x, w = _inputs(spec, dtype, device, memory_format)
     if direction != "forward":
         return gradient_call(entry, x, w, None, direction, **spec.conv_kwargs())
     c = normalize(x, w, None, **spec.conv_kwargs())
@@ -164,7 +173,8 @@ def guarded_call(case, sweep, row, entry):
     if guess.seconds * calls > limit:
         pytest.skip(f"budget guard: predicted {guess.seconds:.3g} s per call ({guess.how}); "
                     f"{calls} calls exceed --limit {limit:g} s")
-    call = call or conv_call(entry, spec, sweep.dtype, device, case.direction)
+    call = call or conv_call(entry, spec, sweep.dtype, device, case.direction,
+                             memory_format=case.memory_format)
     first = timer.time_once(call, device)  # the prediction may be a crop's: check the real one
     if first * calls > limit:
         pytest.skip(f"budget guard: the first full call took {first:.3g} s; {calls} calls "
@@ -178,7 +188,8 @@ def predict_call(case, sweep, entry, ceiling: float):
     spec, device = case.entry.spec, case.device
 
     def make(s: ConvSpec):
-        return conv_call(entry, s, sweep.dtype, device, case.direction, check=s == spec)
+        return conv_call(entry, s, sweep.dtype, device, case.direction, check=s == spec,
+                         memory_format=case.memory_format)
 
     if device.startswith("cuda"):
         # Triton's autotuning, cuDNN's algorithm search and CUDA's lazy loading happen in

@@ -75,7 +75,7 @@ class Sweep:
         cases = sweep_plan.plan(opt("--shape-set"), opt("--backend"), batch=opt("--batch"),
                                 dtype=self.dtype_name, device=self.device,
                                 directions=opt("--direction"), cache=opt("--cache"),
-                                tf32=opt("--tf32"))
+                                tf32=opt("--tf32"), memory_format=opt("--memory-format"))
         shard = sweep_plan.parse_shard(opt("--shard")) if opt("--shard") else None
         self.cases = sweep_plan.shard(cases, *shard) if shard else cases
         self.results = records.ResultsFile(opt("--results") or sweep_plan.results_path(
@@ -128,7 +128,7 @@ class Sweep:
 
 #: The options a run record keeps (pytest's attribute names).
 RUN_OPTIONS = ("shape_set", "backend", "batch", "dtype", "device", "direction", "cache",
-               "shard", "budget", "limit", "min_rounds", "threads", "tf32")
+               "memory_format", "shard", "budget", "limit", "min_rounds", "threads", "tf32")
 
 
 def _version(dist: str) -> str | None:

@@ -33,8 +33,8 @@ _KEYS = {"case": "key", "benchmark": "key", "machine": "id"}
 #: row (a skipped case has no time) is null, never absent.
 ROW_FIELDS = {
     "record": '"case"',
-    "key": "backend|shape_set|descriptor|dtype|device|direction|cache[|tf32]: what resume "
-           "matches",
+    "key": "backend|shape_set|descriptor|dtype|device|direction|cache[|tf32][|channels_last]: "
+           "what resume matches",
     "backend": "registry name, or package.module:function for a user's callable",
     "shape_set": "benchmarks.shapes set (or sweep subset, e.g. grid-small) the shape is from",
     "index": "position of the shape in its set",
@@ -47,6 +47,8 @@ ROW_FIELDS = {
     "tf32": "float32 run with TF32 allowed in cuBLAS and cuDNN (--tf32); false: strict",
     "direction": "forward, backward-data (dL/dinput alone) or backward-weights (dL/dweight)",
     "cache": "warm, or cold (caches flushed before every call)",
+    "memory_format": "contiguous (NCHW) or channels_last (NHWC): the input's and weight's "
+                     "layout (--memory-format)",
     "status": " | ".join(STATUSES),
     "reason": "why skipped/failed/timeout/crashed; for ok, a noise warning or empty",
     "median_s": "median seconds per call (pytest-benchmark's stats)",
@@ -155,7 +157,8 @@ VARIANT_FIELDS = {"batch": lambda r: r.get("batch"),
                   "device": lambda r: r.get("device") or "cpu",
                   "dtype": lambda r: r.get("dtype") or "float32",
                   "tf32": lambda r: bool(r.get("tf32")),
-                  "cache": lambda r: r.get("cache") or "warm"}
+                  "cache": lambda r: r.get("cache") or "warm",
+                  "memory_format": lambda r: r.get("memory_format") or "contiguous"}
 
 
 def varying(rows) -> set[str]:
@@ -165,9 +168,10 @@ def varying(rows) -> set[str]:
 
 
 def variant(row: dict, fields: set[str]) -> str:
-    """The row's batch, device, precision and cache mode, each only where ``fields`` (what
-    varies in the summary at hand) names it, so a one-precision summary shows backends'
-    names alone: "", "float64", "cuda float32 TF32", "batch 8 cold cache"."""
+    """The row's batch, device, precision, cache mode and memory format, each only where
+    ``fields`` (what varies in the summary at hand) names it, so a one-precision summary
+    shows backends' names alone: "", "float64", "cuda float32 TF32", "batch 8 cold cache",
+    "channels_last"."""
     get = {f: VARIANT_FIELDS[f](row) for f in VARIANT_FIELDS}
     parts = [f"batch {get['batch']}"] if "batch" in fields else []
     if "device" in fields:
@@ -176,6 +180,8 @@ def variant(row: dict, fields: set[str]) -> str:
         parts.append(get["dtype"] + (" TF32" if get["tf32"] else ""))
     if "cache" in fields:
         parts.append(f"{get['cache']} cache")
+    if "memory_format" in fields:
+        parts.append(get["memory_format"])
     return " ".join(parts)
 
 

@@ -110,7 +110,7 @@ def cli(args: argparse.Namespace) -> int:
         cases = sweep_plan.plan(args.shape_set, args.backend,
                                 batch=args.batch, dtype=args.dtype, device=args.device,
                                 directions=_directions(args.direction), cache=args.cache,
-                                tf32=args.tf32)
+                                tf32=args.tf32, memory_format=args.memory_format)
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -207,6 +207,7 @@ def _child_command(args, results: Path, since: int = 0) -> list[str]:
            "-p", "no:xdist", "-q", "--results", str(results), "--rows-since", str(since),
            "--batch", str(args.batch),
            "--dtype", args.dtype, "--device", args.device, "--cache", args.cache,
+           "--memory-format", args.memory_format,
            "--budget", str(args.budget), "--limit", str(args.limit),
            "--min-rounds", str(args.min_rounds), "--benchmark-group-by", "group",
            "--benchmark-columns", "median,iqr,min,rounds,iterations"]

@@ -61,6 +61,10 @@ DIRECTIONS = ("forward", *BACKWARD_DIRECTIONS)
 BARE_DIRECTIONS = {"resnet50": DIRECTIONS, "large-kernel": ("forward",),
                    "grid-small": ("forward",)}
 CACHE_MODES = ("warm", "cold")
+#: The memory format of the input and weight a case hands the backend (torch's names):
+#: NCHW, or NHWC (channels_last), which tensor-core kernels (cuDNN's, the triton backend's)
+#: compute in, so NCHW times include their layout copies. benchdnn's --stag/--wtag.
+MEMORY_FORMATS = ("contiguous", "channels_last")
 #: Seconds of timed rounds per case; at least MIN_ROUNDS rounds whatever a call costs.
 BUDGET_S, MIN_ROUNDS = 0.5, 3
 #: The budget guard: a case whose warm-up + MIN_ROUNDS calls are predicted to take longer
@@ -73,8 +77,9 @@ RESULTS_DIR = Path("reports") / "sweeps"
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: a backend on one shape, in one dtype, device, direction, cache mode
-    and float32 precision (``tf32``: cuBLAS/cuDNN may run float32 as TF32)."""
+    """One measurement: a backend on one shape, in one dtype, device, direction, cache mode,
+    float32 precision (``tf32``: cuBLAS/cuDNN may run float32 as TF32) and memory format of
+    its operands."""
 
     backend: str
     shape_set: str
@@ -85,6 +90,7 @@ class Case:
     direction: str = "forward"
     cache: str = "warm"
     tf32: bool = False
+    memory_format: str = "contiguous"
 
     @property
     def shape_key(self) -> tuple[str, str]:
@@ -93,12 +99,13 @@ class Case:
     @property
     def key(self) -> str:
         """What resume and merge match rows on: everything that makes it another number.
-        TF32 is another number too; it adds a field only when on, so strict keys read as
-        before (rows written before the field are given it from their machine record:
-        benchmarks.records)."""
+        TF32 and channels_last are other numbers too; each adds a field only when on, so
+        other keys read as before (rows written before the tf32 field are given it from
+        their machine record: benchmarks.records)."""
         tf32 = ("tf32",) if self.tf32 else ()
+        layout = (self.memory_format,) if self.memory_format != "contiguous" else ()
         return "|".join((self.backend, self.shape_set, self.entry.descriptor, self.dtype,
-                         self.device, self.direction, self.cache, *tf32))
+                         self.device, self.direction, self.cache, *tf32, *layout))
 
     @property
     def id(self) -> str:
@@ -122,6 +129,7 @@ class Case:
                 "index": self.index, "name": e.spec.name, "descriptor": e.descriptor,
                 "count": e.count, "batch": e.spec.mb, "dtype": self.dtype, "device": self.device,
                 "direction": self.direction, "cache": self.cache, "tf32": self.tf32,
+                "memory_format": self.memory_format,
                 "flops": e.flops, "bytes": e.spec.bytes(DTYPES[self.dtype])}
 
 
@@ -131,7 +139,7 @@ def _slug(text: str) -> str:
 
 def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = "float32",
          device: str = "cpu", directions=None, cache: str = "warm",
-         tf32: bool = False) -> list[Case]:
+         tf32: bool = False, memory_format: str = "contiguous") -> list[Case]:
     """Every case, shape-major (then direction, then backend). ``shape_sets`` and
     ``directions`` both None: the bare sweep (DEFAULT_SETS, each in its BARE_DIRECTIONS);
     otherwise the sets given (default DEFAULT_SETS) each in every direction given (one name
@@ -146,12 +154,15 @@ def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = 
                          f"dtype {dtype} has none")
     if cache not in CACHE_MODES:
         raise ValueError(f"cache {cache!r}: one of {', '.join(CACHE_MODES)}")
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format {memory_format!r}: one of {', '.join(MEMORY_FORMATS)}")
     names = [b.name for b in impls.backends()] if not backends else list(backends)
     names = [impls.get_backend(n).name for n in dict.fromkeys(names)]  # unknown: ValueError
     cases = []
     for set_name, set_directions in per_set.items():
         for index, entry in enumerate(shape_set(set_name, batch)):
-            cases += [Case(name, set_name, index, entry, dtype, device, direction, cache, tf32)
+            cases += [Case(name, set_name, index, entry, dtype, device, direction, cache, tf32,
+                           memory_format)
                       for direction in set_directions for name in names]
     return cases
 
@@ -272,6 +283,9 @@ OPTIONS = (
     ("--device", dict(type=device_arg, default="cpu", help="cpu, cuda, cuda:1 ...")),
     ("--cache", dict(default="warm", choices=CACHE_MODES,
                      help="cold: flush the caches before every timed call")),
+    ("--memory-format", dict(default="contiguous", choices=MEMORY_FORMATS,
+                             help="layout of the input and weight handed to the backend: "
+                                  "contiguous (NCHW, default) or channels_last (NHWC)")),
     ("--shard", dict(default=None, metavar="I/N",
                      help="run shard I of N (1-based), split by shape")),
     ("--budget", dict(type=positive_seconds, default=BUDGET_S,

@@ -80,6 +80,7 @@ class Target:
     device: str = "cpu"
     dtype: str = "float32"
     tf32: bool = False
+    memory_format: str = "contiguous"  # of the operands (sweep --memory-format)
 
     @property
     def precision(self) -> str:
@@ -127,9 +128,9 @@ def runs(targets=TARGETS, device: str = "cpu") -> list[dict]:
     needs). Unregistered names are left out."""
     out = {}
     for t in (t for t in targets if t.device == device):
-        run = out.setdefault((t.dtype, t.tf32, t.batch), {
+        run = out.setdefault((t.dtype, t.tf32, t.batch, t.memory_format), {
             "batch": t.batch, "device": t.device, "dtype": t.dtype, "tf32": t.tf32,
-            "shape_sets": [], "backends": []})
+            "memory_format": t.memory_format, "shape_sets": [], "backends": []})
         run["shape_sets"] += [s for s in t.shape_sets if s not in run["shape_sets"]]
         if run["backends"] is not None:
             wanted = [t.backend, t.baseline]
@@ -155,6 +156,8 @@ def registered(name: str) -> bool:
 def sweep_argv(run: dict, results: Path, budget: float, limit: float, fresh: bool) -> list:
     argv = ["sweep", "--batch", str(run["batch"]), "--direction", "forward",
             "--device", run["device"], "--dtype", run["dtype"], *(["--tf32"] * run["tf32"]),
+            *(["--memory-format", run["memory_format"]]
+              if run["memory_format"] != "contiguous" else []),
             "--results", str(results), "--budget", str(budget), "--limit", str(limit)]
     for name in run["shape_sets"]:
         argv += ["--shape-set", name]

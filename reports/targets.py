@@ -13,10 +13,10 @@ do: measure, or hide a gap: a shape without a timed backend or baseline is named
 status and reason, a backend with no rows at all is reported as not registered, and a
 target then counts as not met. Ratios from a busy machine are marked, not dropped.
 
-A target is read only from rows of its own device, dtype and TF32 setting. Targets of one
-backend, baseline, shape set and batch in several precisions (the GPU's: triton against
-cuDNN in float32, TF32 and bfloat16) also get a per-layer table: every layer of the set,
-one column of ratios per precision, as the README states them.
+A target is read only from rows of its own device, dtype, TF32 setting and memory format.
+Targets of one backend, baseline, shape set and batch in several precisions (the GPU's:
+triton against cuDNN in float32, TF32 and bfloat16) also get a per-layer table: every layer
+of the set, one column of ratios per precision, as the README states them.
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ _CMP = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
 _PRECISIONS = ("float64", "float32", "TF32", "float16", "bfloat16")
 
 
-def _where(row: dict) -> tuple[str, str, bool]:
-    """A row's (device, dtype, TF32), as a Target names them ("cuda:1" is "cuda")."""
+def _where(row: dict) -> tuple[str, str, bool, str]:
+    """A row's (device, dtype, TF32, memory format), as a Target names them ("cuda:1" is
+    "cuda")."""
     return ((row.get("device") or "cpu").split(":")[0], row.get("dtype") or "float32",
-            bool(row.get("tf32")))
+            bool(row.get("tf32")), row.get("memory_format") or "contiguous")
 
 
-def _where_of(target: Target) -> tuple[str, str, bool]:
-    return target.device, target.dtype, target.tf32
+def _where_of(target: Target) -> tuple[str, str, bool, str]:
+    return target.device, target.dtype, target.tf32, target.memory_format
 
 
 def _by_shape(target: Target, rows: list[dict]) -> dict:
@@ -275,7 +276,7 @@ def _layer_tables(targets, rows):
 def _mine(result_set: ResultSet) -> list[Target]:
     """The targets of the devices and precisions these rows were measured in (the CPU's
     float32 ones if there are no rows)."""
-    here = {_where(r) for r in result_set.rows} or {("cpu", "float32", False)}
+    here = {_where(r) for r in result_set.rows} or {("cpu", "float32", False, "contiguous")}
     return [t for t in TARGETS if _where_of(t) in here]
 
 

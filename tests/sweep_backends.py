@@ -109,3 +109,12 @@ class _SlowBackward(torch.autograd.Function):
 
 def slow_backward(input, weight, bias, stride, padding, dilation, groups):
     return _SlowBackward.apply(input, weight, stride, padding, dilation, groups)
+
+
+def channels_last_only(input, weight, bias, stride, padding, dilation, groups):
+    """Computes only on NHWC operands (a kernel that indexes them as such), and says which
+    layout it was handed when it is another."""
+    for name, t in (("input", input), ("weight", weight)):
+        if not t.is_contiguous(memory_format=torch.channels_last):
+            raise RuntimeError(f"{name} is not channels_last: strides {t.stride()}")
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)

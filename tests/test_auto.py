@@ -66,6 +66,14 @@ def test_picks_the_measured_winner(results):
     assert "measured on this shape" in why and "unfold 1 ms" in why
 
 
+def test_rows_of_channels_last_operands_do_not_decide(results):
+    """auto ranks backends on NCHW operands: a channels_last row (sweep --memory-format) of
+    the same shape is another number and stays out of the ranking."""
+    results([row("torch", SMALL_3X3, 2e-3), row("unfold", SMALL_3X3, 3e-3),
+             row("unfold", SMALL_3X3, 1e-4, memory_format="channels_last")])
+    assert choose(SMALL_3X3)[0] == "torch"
+
+
 def test_unseen_shape_takes_the_nearest_measured_one(results):
     results([row("unfold", SMALL_3X3, 1e-3), row("torch", SMALL_3X3, 2e-3),
              row("fft", BIG_31X31, 1e-2), row("torch", BIG_31X31, 5e-2)])

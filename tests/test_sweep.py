@@ -152,6 +152,28 @@ def test_tf32_is_another_number_with_its_own_keys_and_file():
         sweep_plan.plan(("resnet50",), ["torch"], dtype="bfloat16", tf32=True)
 
 
+def test_memory_format_is_another_number_with_its_own_keys_in_the_same_file(tmp_path):
+    """--memory-format channels_last hands the backend NHWC input and weight, in forward
+    and backward; its rows are keyed apart from NCHW ones (a resume of one must not count
+    the other as done), so both can share a file and the summary tells them apart."""
+    (tmp_path / "tiny").write_text(TINY)
+    nchw = _sweep(tmp_path, "--backend", "sweep_backends:channels_last_only")
+    assert nchw.returncode == 1, nchw.stdout + nchw.stderr
+    nhwc = _sweep(tmp_path, "--backend", "sweep_backends:channels_last_only",
+                  "--memory-format", "channels_last")
+    assert nhwc.returncode == 0, nhwc.stdout + nhwc.stderr
+    rows = list(records.ResultsFile(tmp_path / "out.jsonl").rows())
+    assert len(rows) == 6 and len({r["key"] for r in rows}) == 6
+    for r in rows:
+        channels_last = r["memory_format"] == "channels_last"
+        assert r["key"].endswith("|channels_last") == channels_last
+        assert r["status"] == ("ok" if channels_last else "failed"), r
+    assert "is not channels_last: strides" in rows[0]["reason"]
+    assert sweep_plan.plan(("resnet50",), ["torch"])[0].key.endswith("|warm")  # unchanged
+    with pytest.raises(ValueError, match="memory_format 'nhwc'"):
+        sweep_plan.plan(("resnet50",), ["torch"], memory_format="nhwc")
+
+
 def test_a_cuda_sweep_without_cuda_is_refused_before_anything_runs(monkeypatch, tmp_path,
                                                                    capsys):
     from benchmarks import sweep

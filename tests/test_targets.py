@@ -20,13 +20,16 @@ def _target(title):
 
 
 def _row(set_name, entry, backend, median_s=None, status="ok", reason="",
-         direction="forward", dtype="float32", device="cpu", tf32=False):
+         direction="forward", dtype="float32", device="cpu", tf32=False,
+         memory_format="contiguous"):
     key = "|".join((backend, set_name, entry.descriptor, dtype, device, direction, "warm",
-                    *(["tf32"] if tf32 else [])))
+                    *(["tf32"] if tf32 else []),
+                    *([memory_format] if memory_format != "contiguous" else [])))
     return records.case_row(key=key, backend=backend, shape_set=set_name,
                             descriptor=entry.descriptor, name=entry.spec.name,
                             direction=direction, cache="warm", dtype=dtype, device=device,
-                            tf32=tf32, batch=entry.spec.mb, status=status, reason=reason,
+                            tf32=tf32, memory_format=memory_format, batch=entry.spec.mb,
+                            status=status, reason=reason,
                             median_s=median_s if status == "ok" else None)
 
 
@@ -59,6 +62,17 @@ def test_met_target_lists_every_shape_with_its_ratio(tmp_path):
     cells = targets.table([result])[0]
     assert "res2a_branch2b 0.70x" in cells[1] and "res5a_branch2b 1.00x" in cells[1]
     assert "worst 0.70x" in cells[2] and cells[4] == "yes"
+
+
+def test_channels_last_rows_are_not_the_nchw_targets(tmp_path):
+    """Rows timed on channels_last operands (sweep --memory-format) in the same file are
+    another number: a target of NCHW operands reads only its own."""
+    rows = []
+    for e in _layers_3x3(1):
+        rows += [_row("resnet50", e, "torch", 1e-3), _row("resnet50", e, "unfold", 2e-3),
+                 _row("resnet50", e, "unfold", 1e-4, memory_format="channels_last")]
+    result = _evaluate(tmp_path, "unfold, batch 1", rows)
+    assert result["met"] == "no" and result["worst"] == pytest.approx(0.5)
 
 
 def test_missed_target_says_no(tmp_path):

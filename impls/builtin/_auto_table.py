@@ -8,8 +8,9 @@ A table is JSON: ``{"schema": SCHEMA, "sources", "machines", "entries": [...]}``
 one measured problem: its normalised arguments (``input``, ``weight`` shapes, ``stride``,
 ``padding``, ``dilation``, ``groups``), the benchdnn ``descriptor``, ``dtype``, ``device``
 type, and ``ranking``: [[backend, median seconds], ...], fastest first, from the rows with
-status ok, direction forward and a warm cache (``auto`` itself left out). :func:`build`
-makes one from sweep result files; :func:`load` reads tables and result files alike.
+status ok, direction forward, a warm cache and NCHW operands (``auto`` itself left out).
+:func:`build` makes one from sweep result files; :func:`load` reads tables and result files
+alike.
 
 Lookup (:meth:`Table.nearest`): the entry of the same problem, dtype and device type; else
 the nearest measured problem of the same device type, by the weighted distance of FEATURES
@@ -108,7 +109,8 @@ def build(rows: list[dict]) -> list[Entry]:
     descriptors = {}
     for row in rows:
         if (row["status"] != "ok" or row.get("direction", "forward") != "forward"
-                or row.get("cache", "warm") != "warm" or row["backend"] == "auto"):
+                or row.get("cache", "warm") != "warm" or row["backend"] == "auto"
+                or (row.get("memory_format") or "contiguous") != "contiguous"):
             continue
         spec = ConvSpec.parse(row["descriptor"])
         key = (problem_of(spec), row["dtype"], row["device"].split(":")[0])
