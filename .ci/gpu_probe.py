@@ -2,9 +2,11 @@
 
 Why: the H100 run of 2026-11-26 (reports/results/gpu/README.md) left two gaps to cuDNN
 unattributed: 65-90 us of host time per call, and 1x1 layers far behind in device time.
-One short call (about a minute, most of it autotuning) separates what each is made of, for
-a few ResNet-50 layers in bfloat16 at batch 32, each timed per synchronised call (wall)
-and replayed from a CUDA graph (device):
+One short call (about two minutes on a fresh machine, most of it compiling and autotuning
+11 configurations per layer) separates what each is made of, for a few ResNet-50 layers in
+bfloat16 at batch 32, each timed per synchronised call (wall), in back-to-back calls with
+one synchronise per 50 (launch throughput: host and device overlap), and replayed from a
+CUDA graph (device):
 - torch and triton on NCHW and on channels_last operands (triton copies NCHW operands to
   channels_last every call: the difference is those copies);
 - triton with its kernel replay on (impls/builtin/_triton_launch.py, off by default until
@@ -12,8 +14,10 @@ and replayed from a CUDA graph (device):
 - the input copy alone;
 - the forward kernel's autotuning: every configuration's time and the one it picked.
 
-Run by ``bash .ci/gpu probe``; writes ``OUT_DIR/probe.md``. Not a benchmark of record (the
-sweep is): a diagnosis, in one process, without the sweep's supervision.
+Run by ``bash .ci/gpu probe``; writes ``OUT_DIR/probe.md`` after every layer (a cut-off
+run keeps what it measured), and a row that fails says why instead of ending the run. Not a
+benchmark of record (the sweep is): a diagnosis, in one process, without the sweep's
+supervision.
 """
 
 from __future__ import annotations
@@ -30,16 +34,19 @@ from benchmarks.shapes import shape_set
 from impls.builtin import _triton_launch, triton_conv
 
 LAYERS = ("res2a_branch2b", "res4a_branch2b", "res2b_branch2a", "res3b_branch2a")
-DTYPE, BATCH, BUDGET_S = torch.bfloat16, 32, 0.3
+DTYPE, BATCH, BUDGET_S, BACK_TO_BACK = torch.bfloat16, 32, 0.3, 50
+HEADER = ["| layer | what | wall µs | back-to-back µs | device µs | wall - device µs |",
+          "| --- | --- | --- | --- | --- | --- |"]
 
 
-def times(fn) -> tuple[float, float]:
-    """(wall, device) median microseconds of one call."""
+def times(fn) -> tuple[float, float, float]:
+    """Median microseconds of one call: synchronised alone, back to back, from a graph."""
     fn()
     torch.cuda.synchronize()
     wall = statistics.median(timer.time_rounds(fn, "cuda", BUDGET_S))
+    burst = statistics.median(timer.time_rounds(fn, "cuda", BUDGET_S, BACK_TO_BACK))
     device = statistics.median(timer.time_graph(fn, "cuda", BUDGET_S))
-    return wall * 1e6, device * 1e6
+    return wall * 1e6, burst / BACK_TO_BACK * 1e6, device * 1e6
 
 
 def probe(spec) -> list[str]:
@@ -56,8 +63,13 @@ def probe(spec) -> list[str]:
     rows = []
 
     def row(what, fn):
-        wall, device = times(fn)
-        rows.append(f"| {spec.name} | {what} | {wall:.1f} | {device:.1f} | {wall - device:.1f} |")
+        try:
+            wall, burst, device = times(fn)
+        except Exception as exc:  # say why, and go on with the next row
+            rows.append(f"| {spec.name} | {what} | {type(exc).__name__}: {exc} | | | |")
+            return
+        rows.append(f"| {spec.name} | {what} | {wall:.1f} | {burst:.1f} | {device:.1f} | "
+                    f"{wall - device:.1f} |")
 
     row("torch NCHW", lambda: F.conv2d(x, w, None, *args))
     row("torch channels_last", lambda: F.conv2d(*cl, None, *args))
@@ -68,9 +80,9 @@ def probe(spec) -> list[str]:
         row(f"{label} channels_last", lambda: triton_conv.triton_conv2d(*cl, None, *args))
     _triton_launch.REPLAY = False
     row("input copy to channels_last", lambda: x.contiguous(memory_format=torch.channels_last))
-    rows.append(f"| {spec.name} | autotuning picked | {best} | | |")
+    rows.append(f"| {spec.name} | autotuning picked | {best} | | | |")
     for config, ms in sorted(tuned.items(), key=lambda item: _first(item[1])):
-        rows.append(f"| {spec.name} | config {config} | | {_first(ms) * 1e3:.1f} | |")
+        rows.append(f"| {spec.name} | config {config} | | | {_first(ms) * 1e3:.1f} | |")
     return rows
 
 
@@ -85,12 +97,12 @@ def main(out_dir: str) -> int:
     specs = {e.spec.name.split(":")[-1].split("*")[0]: e.spec
              for e in shape_set("resnet50", batch=BATCH)}
     lines = [f"# triton call anatomy: {torch.cuda.get_device_name()}, {DTYPE}, batch {BATCH}",
-             "", "| layer | what | wall µs | device µs | host µs |",
-             "| --- | --- | --- | --- | --- |"]
+             "", *HEADER]
     for name in LAYERS:
-        lines += probe(specs[name])
-        print("\n".join(lines[-12:]), flush=True)
-    Path(out_dir, "probe.md").write_text("\n".join(lines) + "\n")
+        rows = probe(specs[name])
+        print("\n".join(rows), flush=True)
+        lines += rows
+        Path(out_dir, "probe.md").write_text("\n".join(lines) + "\n")
     return 0
 
 

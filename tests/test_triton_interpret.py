@@ -367,3 +367,46 @@ def test_tiles_for_half_types_are_pruned_for_float32(monkeypatch):
 
     assert not picks(torch.float32) & wide_ids
     assert picks(torch.bfloat16) >= wide_ids
+
+
+def test_forward_mode_ad_is_refused_not_dropped():
+    """Without reverse-mode gradients the kernel launches directly, but inside forward-mode
+    AD it still goes through the autograd Function, which refuses tangents it has no jvp
+    for: a dual input must never come back as a plain result."""
+    _skip_unless_runs()
+    import torch.autograd.forward_ad as fwAD
+
+    x = torch.randn(1, 4, 6, 6, device=DEVICE)
+    w = torch.randn(5, 4, 3, 3, device=DEVICE)
+    with fwAD.dual_level(), pytest.raises(RuntimeError, match="jvp"):
+        triton_conv.triton_conv2d(fwAD.make_dual(x, torch.randn_like(x)), w, None,
+                                  (1, 1), (1, 1), (1, 1), 1)
+
+
+def test_the_gpu_forward_prunes_half_type_tiles_for_float32():
+    """The wiring the interpreter cannot show (it has one tile and no pruning): in a fresh
+    process with the GPU kernels, the forward's autotuner offers GPU_CONFIGS_16BIT to
+    bfloat16 inputs and keeps them from float32 ones."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import torch\n"
+        "from impls.builtin import _triton_kernels as k\n"
+        "fwd = k.conv2d_fwd\n"
+        "def offered(dtype):\n"
+        "    named = dict.fromkeys(fwd.arg_names)\n"
+        "    named['x_ptr'] = torch.empty(0, dtype=dtype)\n"
+        "    return len(fwd.early_config_prune(fwd.configs, named))\n"
+        "print(repr((offered(torch.float32), offered(torch.bfloat16), len(fwd.configs),"
+        " len(k.GPU_CONFIGS), len(k.GPU_CONFIGS_16BIT))))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRITON_INTERPRET", "CONVBENCH_TRITON_CONFIGS")}
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    fp32, bf16, total, plain, wide = eval(run.stdout.strip().splitlines()[-1])
+    assert wide and total == plain + wide
+    assert fp32 == plain and bf16 == total

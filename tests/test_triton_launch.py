@@ -36,16 +36,18 @@ class Compiled:
 
 
 class Kernel:
-    """Stands in for an autotuned kernel: its parameters, and the configuration it picks."""
+    """Stands in for an autotuned kernel: its parameters, and the configuration it picks
+    per call (as Autotuner.run sets best_config): BLOCK_M 64 below M = 250, else 128."""
 
     arg_names = ["x_ptr", "M", "N", "BLOCK", "FLAG", "BLOCK_M"]
 
     def __init__(self):
         self.log = []
-        self.best_config = triton.Config({"BLOCK_M": 64}, num_warps=4, num_stages=2)
+        self.best_config = None
 
     def __getitem__(self, grid):
         def run(*args, **meta):
+            self.best_config = triton.Config({"BLOCK_M": 64 if args[1] < 250 else 128})
             self.log.append(("launch", grid, args, meta))
             return Compiled(self.log)
         return run
@@ -77,15 +79,29 @@ def test_a_problem_launches_through_triton_once_then_replays_its_kernel():
     # Every parameter in signature order, the constexprs and the configuration's included,
     # on the configuration's grid padded to three axes.
     assert kernel.log[1] == ("replay", (4, 2, 1), (second, 200, 3, 16, True, 64))
+    # Another problem picks another configuration: its replay has that one's grid and value.
+    _triton_launch.replay_or_launch(kernel, grid, CPU, (first, 300, 3), {"BLOCK": 16,
+                                                                         "FLAG": True})
+    _triton_launch.replay_or_launch(kernel, grid, CPU, (first, 200, 3), {"BLOCK": 16,
+                                                                         "FLAG": True})
+    _triton_launch.replay_or_launch(kernel, grid, CPU, (second, 300, 3), {"BLOCK": 16,
+                                                                          "FLAG": True})
+    assert kernel.log[3:] == [("replay", (4, 2, 1), (first, 200, 3, 16, True, 64)),
+                              ("replay", (3, 2, 1), (second, 300, 3, 16, True, 128))]
 
 
 @pytest.mark.parametrize("change", ["dtype", "alignment", "integer", "integer type",
-                                    "constexpr"])
+                                    "constexpr", "grid argument", "fixed grid"])
 def test_anything_triton_specialises_on_is_another_problem(change):
     kernel = Kernel()
-    args, meta = (torch.zeros(8), 200, 3), {"BLOCK": 16, "FLAG": True}
-    _triton_launch.replay_or_launch(kernel, grid, CPU, args, meta)
-    if change == "dtype":
+    args, meta, grid_args, size = (torch.zeros(8), 200, 3), {"BLOCK": 16, "FLAG": True}, (1,), grid
+    _triton_launch.replay_or_launch(kernel, grid, CPU, args, meta, grid_args)
+    if change == "grid argument":
+        grid_args = (2,)
+    elif change == "fixed grid":
+        _triton_launch.replay_or_launch(kernel, (4, 1), CPU, args, meta, grid_args)
+        size = (5, 1)
+    elif change == "dtype":
         args = (torch.zeros(8, dtype=torch.float16), 200, 3)
     elif change == "alignment":
         args = (torch.zeros(9)[1:], 200, 3)  # 4 bytes past a 16-byte boundary
@@ -93,10 +109,10 @@ def test_anything_triton_specialises_on_is_another_problem(change):
         args = (torch.zeros(8), 201, 3)
     elif change == "integer type":
         args = (torch.zeros(8), 200.0, 3)
-    else:
+    elif change == "constexpr":
         meta = {"BLOCK": 32, "FLAG": True}
-    assert not _triton_launch.replay_or_launch(kernel, grid, CPU, args, meta)
-    assert [entry[0] for entry in kernel.log] == ["launch", "launch"]
+    assert not _triton_launch.replay_or_launch(kernel, size, CPU, args, meta, grid_args)
+    assert {entry[0] for entry in kernel.log} == {"launch"}
 
 
 def test_kept_kernels_are_bounded(monkeypatch):
@@ -120,9 +136,9 @@ def test_every_launch_site_passes_what_a_replay_repeats(monkeypatch):
     seen = []
     real = _triton_launch.launch
 
-    def recording(kernel, grid, device, *args, **meta):
+    def recording(kernel, grid, device, *args, grid_args=(), **meta):
         seen.append((kernel, args, meta))
-        real(kernel, grid, device, *args, **meta)
+        real(kernel, grid, device, *args, grid_args=grid_args, **meta)
 
     monkeypatch.setattr(triton_conv, "launch", recording)
     x = torch.randn(1, 4, 6, 6, device=device, requires_grad=True)
@@ -164,6 +180,11 @@ def test_replays_equal_launches_through_triton_bit_for_bit(monkeypatch, shape, d
         return [out.detach(), xs.grad, ws.grad, bs.grad]
 
     expected = run()  # through Triton (and its autotuner) every time
+    # Every new float buffer starts as NaN: a replay that writes nothing (or too little)
+    # cannot pass on the values a freed buffer of the previous round left in its memory.
+    for name in ("empty", "empty_like"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _real=real, **k: _nan(_real(*a, **k)))
     monkeypatch.setattr(_triton_launch, "REPLAY", True)
     replays = []
     keep = _triton_launch.replay_or_launch
@@ -173,3 +194,7 @@ def test_replays_equal_launches_through_triton_bit_for_bit(monkeypatch, shape, d
         for got, want in zip(run(), expected):
             assert torch.equal(got, want)
     assert replays.count(False) == 5 and replays.count(True) == 10
+
+
+def _nan(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.fill_(float("nan")) if tensor.is_floating_point() else tensor

@@ -113,7 +113,7 @@ def half_types_only(sized_for_2_bytes: list[triton.Config]):
     narrow = {id(c) for c in sized_for_2_bytes}
 
     def prune(configs, named_args, **kwargs):
-        if named_args["x_ptr"].element_size() <= 2:
+        if {**named_args, **kwargs}["x_ptr"].element_size() <= 2:
             return configs
         return [c for c in configs if id(c) not in narrow]
 

@@ -14,8 +14,12 @@ launched, with the configuration's grid; later calls of the same problem launch 
 kernel directly (``CompiledKernel[grid](*args)``, the call ``JITFunction.run`` ends in, in
 Triton 3.6 as in the current release). Same problem means the same kernel, device, integer
 arguments (sizes and strides: stricter than Triton's own specialisation on them), constexpr
-values, and per tensor its dtype and whether its address is 16-byte aligned (what Triton
-specialises a pointer on). So a replay launches exactly what the full path would launch.
+values, per tensor its dtype and whether its address is 16-byte aligned (what Triton
+specialises a pointer on), and what the grid depends on beyond those (``grid_args``; a
+fixed grid itself). So a replay launches the kernel and grid the full path would launch.
+It skips what that path would also run and this backend does not use: Triton's launch-time
+pre-run hooks and a configuration's ``pre_hook`` (a configuration with one is not kept),
+and changes to Triton's debug and instrumentation knobs made after the first call.
 
 What is left to do (issue #3): replay is off by default because it has not run on a GPU
 yet. tests/test_triton_launch.py checks it against the full path, bit for bit, under
@@ -41,25 +45,26 @@ MAX_KEPT = 4096
 _kept: OrderedDict[tuple, tuple] = OrderedDict()  # problem key -> (runner, constexpr tail)
 
 
-def launch(kernel, grid, device: torch.device, *args, **meta) -> None:
+def launch(kernel, grid, device: torch.device, *args, grid_args=(), **meta) -> None:
     """``kernel[grid](*args, **meta)`` on ``device`` (Triton launches on the current one),
     replayed from the kept kernel when REPLAY is on and this problem was launched before.
     ``args`` are the kernel's leading parameters, all positional; ``meta`` its constexprs
-    (an autotuned kernel's configuration adds the rest)."""
+    (an autotuned kernel's configuration adds the rest); ``grid_args`` the values a grid
+    function reads that are not among ``args`` (the groups, a split count)."""
     if device.type != "cuda":
         kernel[grid](*args, **meta)
         return
     with torch.cuda.device(device):
         if REPLAY:
-            replay_or_launch(kernel, grid, device, args, meta)
+            replay_or_launch(kernel, grid, device, args, meta, grid_args)
         else:
             kernel[grid](*args, **meta)
 
 
-def replay_or_launch(kernel, grid, device: torch.device, args, meta) -> bool:
+def replay_or_launch(kernel, grid, device: torch.device, args, meta, grid_args=()) -> bool:
     """Launch this problem's kept kernel (True), or launch through Triton and keep what it
-    compiled (False)."""
-    key = problem_key(kernel, device, args, meta)
+    compiled when that can be replayed (False)."""
+    key = problem_key(kernel, grid, device, args, meta, grid_args)
     kept = _kept.get(key)
     if kept is not None:
         _kept.move_to_end(key)
@@ -67,15 +72,20 @@ def replay_or_launch(kernel, grid, device: torch.device, args, meta) -> bool:
         runner(*args, *tail)
         return True
     compiled = kernel[grid](*args, **meta)
+    config = getattr(kernel, "best_config", None)  # an Autotuner's pick for this call
+    if compiled is None or getattr(config, "pre_hook", None) is not None:
+        return False  # a Triton cache hook returned no kernel; a hook a replay would skip
     _kept[key] = replayer(kernel, compiled, grid, args, meta)
     while len(_kept) > MAX_KEPT:
         _kept.popitem(last=False)
     return False
 
 
-def problem_key(kernel, device: torch.device, args, meta) -> tuple:
-    """Everything the launched kernel depends on (see the module doc)."""
-    parts: list = [id(kernel), device.index]
+def problem_key(kernel, grid, device: torch.device, args, meta, grid_args=()) -> tuple:
+    """Everything the launched kernel and its grid depend on (see the module doc). The
+    kernels are module-level objects that live as long as the process, so their id is
+    theirs alone."""
+    parts: list = [id(kernel), device.index, grid_args, None if callable(grid) else grid]
     for arg in args:
         if isinstance(arg, torch.Tensor):
             parts.append((arg.dtype, arg.data_ptr() % 16 == 0))

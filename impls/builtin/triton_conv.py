@@ -31,6 +31,7 @@ import math
 import os
 
 import torch
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from impls.builtin._triton_launch import launch
@@ -120,9 +121,12 @@ def fp32_input_precision() -> str:
 def triton_conv2d(input, weight, bias, stride, padding, dilation, groups):
     """conv2d by the Triton kernels on already-normalised arguments, differentiable in
     input, weight and bias (the gradients are Triton kernels too). Without a gradient to
-    record it launches directly: autograd's Function costs ~6 us a call for nothing then."""
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (input, weight, bias)):
+    record it launches directly: autograd's Function costs ~6 us a call for nothing then.
+    Not inside forward-mode AD, whose tangents the Function refuses (no jvp) rather than
+    drop."""
+    if (torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                        for t in (input, weight, bias))
+            or getattr(forward_ad, "_current_level", -1) >= 0):
         return TritonConv2dFunction.apply(input, weight, bias, stride, padding, dilation,
                                           groups)
     return conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
@@ -167,7 +171,7 @@ def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,
            x, wt, b, out, m, h, w, p, q, cg, kg, *x.stride(), *wt.stride(), *out.stride(),
            *stride, *padding, *dilation,
            R=r, S=s, HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision(input.dtype),
-           FLAT_K=flat, GROUP_M=kernels.GROUP_M)
+           FLAT_K=flat, GROUP_M=kernels.GROUP_M, grid_args=(groups,))
     return out
 
 
@@ -243,7 +247,7 @@ def conv2d_backward_data(grad_out, weight, input_shape, stride, padding, dilatio
            *dy.stride(), *wt.stride(), *grad_input.stride(), *stride, *padding, *dilation,
            sh // math.gcd(sh, dh), sw // math.gcd(sw, dw),
            R=r, S=s, INPUT_PRECISION=input_precision(dy.dtype), FLAT_K=flat,
-           GROUP_M=_kernels().GROUP_M)
+           GROUP_M=_kernels().GROUP_M, grid_args=(groups,))
     return grad_input
 
 
@@ -283,7 +287,8 @@ def conv2d_backward_weight(grad_out, input, weight, stride, padding, dilation, g
         launch(bwd.conv2d_wgrad, grid, device,
                x, dy, ws, npq, chunk, h, w, p, q, cg, kg, cols, ws_cols, k * ws_cols,
                *x.stride(), *dy.stride(), *stride, *padding, *dilation,
-               R=r, S=s, INPUT_PRECISION=input_precision(dtype), GROUP_M=_kernels().GROUP_M)
+               R=r, S=s, INPUT_PRECISION=input_precision(dtype), GROUP_M=_kernels().GROUP_M,
+               grid_args=(groups, split))
     if bias_grad:
         launch(bwd.bias_partial_kernel, (-(-k // bwd.BIAS_BLOCK_C), split), device,
                dy, ws, npq, chunk, k, p, q, *dy.stride(), cols, ws_cols, k * ws_cols,
