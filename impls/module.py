@@ -23,7 +23,23 @@ class Conv2d(nn.Conv2d):
                  dtype=None, *, backend: str = "torch"):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype)
-        self.backend = get_backend(backend).name
+        entry = get_backend(backend)
+        self.backend = entry.name
+        missing = sorted(self._features() - entry.features)
+        if missing:  # every forward would refuse: say so where the layer is made
+            raise NotImplementedError(f"{entry.name} does not support {', '.join(missing)}, "
+                                      "which this layer's arguments use")
+
+    def _features(self) -> set[str]:
+        """The features of impls.registry.FEATURES every forward of this layer uses (the
+        frontend's ``features()`` for its calls; autograd depends on the call)."""
+        zeros_padding = self.padding_mode == "zeros" and (
+            self.padding == "same" and any(k > 1 for k in self.kernel_size)
+            or self.padding not in ("same", "valid") and any(self.padding))
+        used = {"stride": any(s != 1 for s in self.stride), "padding": zeros_padding,
+                "dilation": any(d != 1 for d in self.dilation), "groups": self.groups != 1,
+                "bias": self.bias is not None}
+        return {name for name, yes in used.items() if yes}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, backend={self.backend!r}"

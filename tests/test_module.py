@@ -49,6 +49,22 @@ def test_constructor_arguments_are_nn_conv2ds():
         impls.Conv2d(3, 8, 3, padding_mode="mirror")
 
 
+def test_a_layer_its_backend_can_never_run_is_refused_when_made():
+    """Winograd here has no stride: a strided layer would refuse every forward, so it is
+    refused at construction, with the error type and reason each forward would give.
+    What it does use is accepted, and reflect padding is not the convolution's padding."""
+    with pytest.raises(NotImplementedError, match="winograd-f4 does not support stride"):
+        impls.Conv2d(8, 8, 3, stride=2, padding=1, backend="winograd-f4")
+    impls.Conv2d(8, 8, 3, padding=1, backend="winograd-f4")
+    impls.Conv2d(8, 8, 3, padding="same", backend="winograd-f4")
+    plain = impls.Conv2d(8, 8, 3, stride=2, bias=False, backend="torch")
+    assert plain._features() == {"stride"}
+    assert impls.Conv2d(8, 8, 3, padding=2, padding_mode="reflect", dilation=2,
+                        backend="torch")._features() == {"dilation", "bias"}
+    assert impls.Conv2d(8, 8, 1, padding="same", groups=2,
+                        backend="torch")._features() == {"groups", "bias"}
+
+
 def test_module_trains_with_autograd_backends(backend):
     entry = impls.get_backend(backend)
     skip = entry.unsupported(dtype=torch.float64, features={"autograd", "padding", "bias"})
