@@ -308,3 +308,26 @@ def test_a_baseline_from_another_kind_of_machine_is_named():
     assert _other_kind({**here, "host": "a"}, here) == ""
     assert _other_kind({**here, "torch_threads": 2}, here) == \
         "torch_threads 2 there, 1 here"
+
+
+def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudgeable():
+    """Against a stored file, the injected slowdown may meet a host in another state (torch
+    itself moved): the gate then says "not comparable", which the self-test reports as
+    such instead of failing CI; against the baseline it records itself, it must flag."""
+    from benchmarks.gate import cli
+    from benchmarks.gate.cases import GateCase
+
+    def rows(verdict, note=""):
+        victim = GateCase(cli.SELF_TEST_VICTIM, "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
+        other = GateCase("torch", "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
+        return [verdicts.Row(victim, verdict, note=note),
+                verdicts.Row(other, stats.UNCHANGED)]
+
+    drifted = rows(stats.UNSURE, "not comparable: torch itself is +28% on this shape")
+    assert cli._self_check("stored", drifted, True, drift_allowed=True)
+    assert not cli._self_check("recorded now", drifted, True, drift_allowed=False)
+    assert not cli._self_check("stored", rows(stats.UNSURE, "too short"), True,
+                               drift_allowed=True)
+    assert cli._self_check("recorded now", rows(stats.SLOWER), True, drift_allowed=False)
+    assert not cli._self_check("unchanged", rows(stats.SLOWER), False, drift_allowed=False)
+    assert cli._self_check("unchanged", rows(stats.UNCHANGED), False, drift_allowed=False)

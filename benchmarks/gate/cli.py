@@ -5,7 +5,8 @@
     gate --baseline FILE       the working tree against stored samples (CI: no BASE to build)
     gate --save FILE           also store the working tree's samples as a baseline
     gate --record FILE         only measure the working tree and store it as a baseline
-    gate --self-test           the gate must pass unchanged code and fail a 1.5x slowdown
+    gate --self-test           the gate must pass unchanged code and fail a 1.5x slowdown,
+                               interleaved and against a baseline it records first
 
 Exit status: 0 no benchmark slower beyond its band, 1 some benchmark slower (or failing on
 the working tree where base ran it), 2 bad usage or a tree that cannot be measured.
@@ -17,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -275,19 +277,42 @@ def _row_json(row: verdicts.Row) -> dict:
 
 def self_test(opts: Options) -> int:
     """Unchanged code must pass; a 1.5x slowdown of one backend must fail on that backend
-    (and only there). Compared tree against itself, and against the baseline if given."""
+    (and only there): the tree against itself, interleaved, and against a baseline recorded
+    in this run (the stored-baseline path, in today's machine state).
+
+    With ``--baseline FILE`` also against FILE, where the slowdown must fail unless the gate
+    finds the machine in another state than FILE's (torch itself moved on that shape, so
+    the gate rightly calls the comparison inconclusive): that is said, not counted wrong.
+    A stored file's samples are from another day; a self-test that failed whenever the
+    host's state changed would fail CI on the machine, not on the gate."""
     victim = f"{SELF_TEST_VICTIM}={SELF_TEST_FACTOR}"
-    checks = [("unchanged code passes", replace(opts, inject="", baseline=None), False),
-              (f"{victim} fails", replace(opts, inject=victim, baseline=None), True)]
-    if opts.baseline:
-        checks.append((f"{victim} fails against the baseline", replace(opts, inject=victim),
-                       True))
-    ok = True
-    for name, case_opts, should_fail in checks:
-        rows, _ = run(replace(case_opts, save=None), same_tree=True)
-        flagged = {r.case.backend for r in rows if r.verdict in verdicts.FAILING}
-        passed = flagged == ({SELF_TEST_VICTIM} if should_fail else set())
-        ok &= passed
-        console.print(f"self-test: {name}: {'ok' if passed else 'WRONG'} "
-                      f"(flagged: {', '.join(sorted(flagged)) or 'nothing'})")
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "baseline.json"
+        record(replace(opts, inject="", baseline=None, save=fresh))
+        checks = [("unchanged code passes", replace(opts, inject="", baseline=None), False),
+                  (f"{victim} fails", replace(opts, inject=victim, baseline=None), True),
+                  (f"{victim} fails against a baseline recorded now",
+                   replace(opts, inject=victim, baseline=fresh), True)]
+        if opts.baseline:
+            checks.append((f"{victim} fails against {opts.baseline}",
+                           replace(opts, inject=victim), True))
+        ok = True
+        for name, case_opts, should_fail in checks:
+            rows, _ = run(replace(case_opts, save=None), same_tree=True)
+            stored = opts.baseline is not None and case_opts.baseline == opts.baseline
+            ok &= _self_check(name, rows, should_fail, drift_allowed=stored)
     return 0 if ok else 1
+
+
+def _self_check(name: str, rows, should_fail: bool, drift_allowed: bool) -> bool:
+    """Print one self-test check's outcome; whether it is right."""
+    flagged = {r.case.backend for r in rows if r.verdict in verdicts.FAILING}
+    passed = flagged == ({SELF_TEST_VICTIM} if should_fail else set())
+    victim = next((r for r in rows if r.case.backend == SELF_TEST_VICTIM), None)
+    if (not passed and drift_allowed and not flagged and victim is not None
+            and victim.note.startswith("not comparable")):
+        console.print(f"self-test: {name}: cannot judge ({victim.note})")
+        return True
+    console.print(f"self-test: {name}: {'ok' if passed else 'WRONG'} "
+                  f"(flagged: {', '.join(sorted(flagged)) or 'nothing'})")
+    return passed
