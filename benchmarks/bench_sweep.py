@@ -36,7 +36,7 @@ from pytest_benchmark.stats import Stats
 import impls
 from benchmarks import memory, records, timer
 from impls.backward import gradient_call
-from impls.frontend import check_output, normalize
+from impls.frontend import check_output, normalize, used_features
 from impls.spec import ConvSpec
 
 #: Calls before the timed rounds, at least (the guard counts them too).
@@ -62,10 +62,10 @@ def refusal(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: st
     """Why the backend refuses this call ("" when it does not): a feature it lacks (groups,
     dilation, autograd for a backward direction, ...) or a problem outside its method
     (``accepts``: Winograd takes 3x3 stride 1 only). Builds no input: cheap."""
-    used = {"stride": spec.stride != (1, 1), "padding": spec.padding != (0, 0),
-            "dilation": spec.dilation != (1, 1), "groups": spec.groups != 1,
-            "autograd": direction != "forward"}  # bias: never passed
-    features = [name for name, yes in used.items() if yes]
+    features = used_features(spec.stride, spec.padding, spec.dilation, spec.groups,
+                             bias=False)  # bias: never passed
+    if direction != "forward":
+        features.add("autograd")
     return (entry.unsupported(device=device, dtype=dtype, features=features)
             or entry.refuses(spec.input_shape, spec.weight_shape, spec.stride, spec.padding,
                              spec.dilation, spec.groups)

@@ -204,22 +204,22 @@ class NormalizedCall:
 
     def features(self) -> set[str]:
         """The features of :data:`impls.registry.FEATURES` this call uses."""
-        used = set()
-        if self.stride != (1, 1):
-            used.add("stride")
-        if self.padding != (0, 0):
-            used.add("padding")
-        if self.dilation != (1, 1):
-            used.add("dilation")
-        if self.groups != 1:
-            used.add("groups")
-        if self.bias is not None:
-            used.add("bias")
+        used = used_features(self.stride, self.padding, self.dilation, self.groups,
+                             self.bias is not None)
         if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (self.input, self.weight, self.bias)
         ):
             used.add("autograd")
         return used
+
+
+def used_features(stride: Pair, padding: Pair, dilation: Pair, groups: int,
+                  bias: bool) -> set[str]:
+    """The features of :data:`impls.registry.FEATURES` that a convolution with these
+    normalised arguments uses, autograd aside (that one depends on the call's tensors)."""
+    used = {"stride": tuple(stride) != (1, 1), "padding": tuple(padding) != (0, 0),
+            "dilation": tuple(dilation) != (1, 1), "groups": groups != 1, "bias": bias}
+    return {name for name, yes in used.items() if yes}
 
 
 def normalize(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1

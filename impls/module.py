@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from impls.frontend import conv2d
+from impls.frontend import conv2d, used_features
 from impls.registry import get_backend
 
 
@@ -31,15 +31,18 @@ class Conv2d(nn.Conv2d):
                                       "which this layer's arguments use")
 
     def _features(self) -> set[str]:
-        """The features of impls.registry.FEATURES every forward of this layer uses (the
-        frontend's ``features()`` for its calls; autograd depends on the call)."""
-        zeros_padding = self.padding_mode == "zeros" and (
-            self.padding == "same" and any(k > 1 for k in self.kernel_size)
-            or self.padding not in ("same", "valid") and any(self.padding))
-        used = {"stride": any(s != 1 for s in self.stride), "padding": zeros_padding,
-                "dilation": any(d != 1 for d in self.dilation), "groups": self.groups != 1,
-                "bias": self.bias is not None}
-        return {name for name, yes in used.items() if yes}
+        """The features of impls.registry.FEATURES every forward of this layer uses
+        (autograd depends on the call): those of the conv2d call _conv_forward makes, whose
+        padding is 0 under another padding mode, and "same" pads each axis by its kernel's
+        dilated extent less one."""
+        if self.padding_mode != "zeros" or self.padding == "valid":
+            padding = (0, 0)
+        elif self.padding == "same":
+            padding = tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size))
+        else:
+            padding = self.padding
+        return used_features(self.stride, padding, self.dilation, self.groups,
+                             self.bias is not None)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, backend={self.backend!r}"
