@@ -39,11 +39,10 @@ from impls.checker import (
     MISTRUSTED,
     PASSED,
     SKIPPED,
-    CapabilityError,
     CaseResult,
+    declined,
     descriptor,
     judge,
-    refusal,
     runner,
 )
 from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
@@ -83,12 +82,9 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
         result.descriptor = descriptor(case)
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
         result.descriptor = f"<{case.id}: {exc}>"
-    try:
-        result.reason = _skip_reason(entry, case, dtype, device)
-    except CapabilityError as exc:
-        result.status, result.reason = ERROR, str(exc)
-        return result
-    if result.reason:
+    # A backward step is a forward plus one gradient, each about the forward's cost.
+    if declined(result, entry, case, dtype, device, case.features() | {"autograd"},
+                2 * case.macs(), "this case's forward + backward"):
         return result
     data = fill(case, mode, dtype, seed)
     x, w = data.input.double().numpy(), data.weight.double().numpy()
@@ -124,17 +120,6 @@ def check_backend_backward(backend: str | Backend, cases=CASES, directions=DIREC
                     if progress is not None:
                         progress(result)
     return results
-
-
-def _skip_reason(entry: Backend, case: Case, dtype: torch.dtype, device: str) -> str:
-    reason = entry.unsupported(device=device, dtype=dtype,
-                               features=case.features() | {"autograd"})
-    reason = reason or refusal(entry, case, dtype, device)
-    # A backward step is a forward plus one gradient, each about the forward's cost.
-    if not reason and entry.max_macs is not None and 2 * case.macs() > entry.max_macs:
-        reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
-                  f"here; this case's forward + backward has {2 * case.macs():.3g}")
-    return reason
 
 
 

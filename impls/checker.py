@@ -111,6 +111,25 @@ class CapabilityError(Exception):
     """A backend's own capability callback raised: the comparison is an ERROR."""
 
 
+def declined(result: CaseResult, entry: Backend, case: Case, dtype: torch.dtype,
+             device: str, features, macs: int = 0, costly: str = "this case") -> bool:
+    """Whether the backend's declarations end ``result``'s comparison before it runs:
+    skipped with the reason (a device, dtype or one of ``features`` it lacks, a refusal
+    (:func:`refusal`), or more than its ``max_macs`` in the comparison's ``macs``, which
+    ``costly`` names), or an ERROR when a declaration itself raised."""
+    try:
+        reason = (entry.unsupported(device=device, dtype=dtype, features=features)
+                  or refusal(entry, case, dtype, device))
+    except CapabilityError as exc:
+        result.status, result.reason = ERROR, str(exc)
+        return True
+    if not reason and entry.max_macs is not None and macs > entry.max_macs:
+        reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
+                  f"here; {costly} has {macs:.3g}")
+    result.reason = reason
+    return bool(reason)
+
+
 def runner(entry: Backend, case: Case, dtype: torch.dtype, device: str,
            autograd: bool = False) -> Backend:
     """The entry whose exactness and error model judge this case on ``device``: the backend
@@ -144,17 +163,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         result.descriptor = descriptor(case)
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
         result.descriptor = f"<{case.id}: {exc}>"
-    try:
-        reason = entry.unsupported(device=device, dtype=dtype, features=case.features())
-        reason = reason or refusal(entry, case, dtype, device)
-    except CapabilityError as exc:
-        result.status, result.reason = ERROR, str(exc)
-        return result
-    if not reason and entry.max_macs is not None and case.macs() > entry.max_macs:
-        reason = (f"{entry.name} is limited to {entry.max_macs:.3g} multiply-adds per case "
-                  f"here; this case has {case.macs():.3g}")
-    if reason:
-        result.reason = reason
+    if declined(result, entry, case, dtype, device, case.features(), case.macs()):
         return result
     data = fill(case, mode, dtype, seed)
     # The backend gets copies: the reference must see the data as filled, even if the

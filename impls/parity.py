@@ -21,12 +21,11 @@ from impls.checker import (
     ERROR,
     FAILED,
     SKIPPED,
-    CapabilityError,
     CaseResult,
+    declined,
     descriptor,
     judge,
     problem,
-    refusal,
     runner,
     type_mismatch,
 )
@@ -72,14 +71,7 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
     result = CaseResult(entry.name, f"{module_case.id}/{padding_mode}", "exact",
                         str(dtype).removeprefix("torch."), "cpu", seed, SKIPPED, features,
                         descriptor=f"{descriptor(case)} padding_mode={padding_mode}")
-    try:
-        reason = (entry.unsupported(dtype=dtype, features=case.features())
-                  or refusal(entry, case, dtype))
-    except CapabilityError as exc:
-        result.status, result.reason = ERROR, str(exc)
-        return result
-    if reason:
-        result.reason = reason
+    if declined(result, entry, case, dtype, "cpu", case.features()):
         return result
     torch.manual_seed(seed)
     kwargs = dict(module_case.module_kwargs(), padding_mode=padding_mode, dtype=dtype)
