@@ -145,6 +145,8 @@ def test_against_a_baseline_a_moved_reference_makes_a_ratio_inconclusive():
     assert row(1.15, 1.0).verdict == stats.SLOWER  # the code got slower
     moved = row(1.15 * 1.2, 1.2)  # torch +20%, fft +38%: its ratio +15%
     assert moved.verdict == stats.UNSURE and "torch itself is +" in moved.note
+    assert moved.drift == pytest.approx(1.2, rel=0.05)  # what the self-test reads
+    assert row(1.15, 1.0).drift is None
     assert row(1.2, 1.2).verdict == stats.UNCHANGED  # uniformly slower: the ratio holds
     assert row(1.5 * 1.2, 1.2).verdict == stats.SLOWER  # +50%: more than the machine moved
 
@@ -317,13 +319,13 @@ def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudg
     from benchmarks.gate import cli
     from benchmarks.gate.cases import GateCase
 
-    def rows(verdict, note=""):
+    def rows(verdict, note="", drift=None):
         victim = GateCase(cli.SELF_TEST_VICTIM, "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
         other = GateCase("torch", "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
-        return [verdicts.Row(victim, verdict, note=note),
+        return [verdicts.Row(victim, verdict, note=note, drift=drift),
                 verdicts.Row(other, stats.UNCHANGED)]
 
-    drifted = rows(stats.UNSURE, "not comparable: torch itself is +28% on this shape")
+    drifted = rows(stats.UNSURE, "not comparable: torch itself is +28% on this shape", 1.28)
     assert cli._self_check("stored", drifted, True, drift_allowed=True)
     assert not cli._self_check("recorded now", drifted, True, drift_allowed=False)
     assert not cli._self_check("stored", rows(stats.UNSURE, "too short"), True,

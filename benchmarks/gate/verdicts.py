@@ -33,6 +33,9 @@ class Row:
     note: str = ""
     #: The values compared (base, head): paired per round, or stored and new samples.
     samples: tuple[list, list] | None = None
+    #: torch's own change on this shape since a stored baseline, where it made a verdict
+    #: inconclusive ("not comparable": the machine is in another state).
+    drift: float | None = None
 
 
 def _median(values) -> float | None:
@@ -96,7 +99,7 @@ def baseline_rows(cases, baseline: dict, results, head: str,
             drift = _reference_drift(a.ref, b.ref, case.threshold, confidence)
             if (drift and row.verdict in (stats.SLOWER, stats.FASTER)
                     and abs(math.log(change.factor)) <= DRIFT_REACH * abs(math.log(drift))):
-                row.verdict = stats.UNSURE
+                row.verdict, row.drift = stats.UNSURE, drift
                 row.note = (f"not comparable: torch itself is {drift - 1:+.0%} on this shape "
                             f"since the baseline, and the ratio's {change.factor - 1:+.0%} is "
                             f"within {DRIFT_REACH:g}x that (the machine is in another state); "
