@@ -327,6 +327,14 @@ def test_an_entry_point_taking_a_built_in_name_is_ignored_with_a_warning(tmp_pat
     assert impls.get_backend("torch").fn.__module__ == "impls.builtin.torch_native"
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A shell's background job (`bash
+    .ci/run &`, nohup) ignores SIGINT, the ignoring is inherited, and a Python that starts
+    with SIGINT ignored never turns it into KeyboardInterrupt: the check under test would
+    hang on a Ctrl-C no user can send it, and the test with it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("form", ["table", "json"])
 def test_an_interrupted_check_reports_what_it_checked(tmp_path, form):
     """Ctrl-C on a check stuck in a hanging kernel: the comparisons done so far are printed,
@@ -351,7 +359,8 @@ def test_an_interrupted_check_reports_what_it_checked(tmp_path, form):
         filter(None, (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")))))
     child = subprocess.Popen([sys.executable, "-m", "impls", "check", "--backend",
                               "cb_hangs_later:conv", "--format", form], cwd=ROOT, env=env,
-                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not hanging.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
