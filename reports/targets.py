@@ -28,6 +28,7 @@ import re
 import sys
 from pathlib import Path
 
+from benchmarks.records import VARIANT_FIELDS
 from benchmarks.shapes import shape_set
 from benchmarks.targets import BEST, TARGETS, Target
 from reports.results import ResultSet, describe, load
@@ -46,8 +47,9 @@ _PRECISIONS = ("float64", "float32", "TF32", "float16", "bfloat16")
 def _where(row: dict) -> tuple[str, str, bool, str]:
     """A row's (device, dtype, TF32, memory format), as a Target names them ("cuda:1" is
     "cuda")."""
-    return ((row.get("device") or "cpu").split(":")[0], row.get("dtype") or "float32",
-            bool(row.get("tf32")), row.get("memory_format") or "contiguous")
+    get = VARIANT_FIELDS
+    return (get["device"](row).split(":")[0], get["dtype"](row), get["tf32"](row),
+            get["memory_format"](row))
 
 
 def _where_of(target: Target) -> tuple[str, str, bool, str]:
