@@ -182,6 +182,25 @@ def test_fft_refuses_double_backward():
         gx.sum().backward()
 
 
+
+@pytest.mark.parametrize("stride", [(10_000, 10_000), (10_000, 1), (7, 9)])
+def test_fft_takes_a_stride_past_the_image_at_the_cost_of_a_small_one(stride):
+    """One output position along an axis: every stride from the kernel's span on gives it.
+    The phase split used to pad its buffers up to the whole stride: stride 10,000 on an
+    8x8 image was refused by the memory budget, where F.conv2d returns a 1-wide output."""
+    from impls.builtin._fft_plan import workspace
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = impls.conv2d(x, w, stride=stride, padding=(2, 1), backend="fft")
+    expected = F.conv2d(x, w, stride=stride, padding=(2, 1))
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    go = torch.randn_like(expected)
+    for got, want in zip(torch.autograd.grad(out, (x, w), go),
+                         torch.autograd.grad(expected, (x, w), go)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    need, _ = workspace(x.shape, w.shape, stride, (2, 1), (1, 1), 1, 8)
+    assert need < 1 << 20, need
+
 # --- the checker catches wrong gradients -------------------------------------------------
 
 

@@ -37,6 +37,7 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
     """
     (n, c), (k, cg) = input_shape[:2], weight_shape[:2]
     pads = (2 * padding[0], 2 * padding[1])
+    stride = effective_stride(input_shape, weight_shape, stride, pads, dilation)
     (p, q), (u, v), (rs, ss), plan = geometry(input_shape, weight_shape, stride, pads,
                                                 dilation, groups, kept=True)
     if plan is None:
@@ -56,6 +57,17 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
                                       kernels + inputs + 2 * product + stitched)
     return need, (f"its padded spectra ({lh}x{half} complex per tile and channel: kernels, "
                   f"input tiles, products) and the output")
+
+
+def effective_stride(x_shape, w_shape, stride, pad_total, dilation) -> tuple[int, int]:
+    """The stride to compute with: the given one, except along an axis with a single output
+    position, where it is cut down to the span the kernel can start in (any stride from
+    there on gives that one position). Why: the phase split pads its buffers up to a whole
+    stride, so a stride far beyond the image (3000 on 8x8) cost ~320 MB, and ~10,000 was
+    refused by the memory budget where F.conv2d returns a 1x1 output."""
+    return tuple(min(st, max(1, size + pad - d * (k - 1)))
+                 for size, pad, k, d, st in zip(x_shape[2:], pad_total, w_shape[2:],
+                                                dilation, stride))
 
 
 def geometry(x_shape, w_shape, stride, pad_total, dilation, groups, kept=False):

@@ -41,7 +41,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch.autograd.function import once_differentiable
 
 from impls.builtin import _weight_cache
-from impls.builtin._fft_plan import geometry, workspace
+from impls.builtin._fft_plan import effective_stride, geometry, workspace
 from impls.registry import register_backend
 
 
@@ -179,6 +179,7 @@ def _correlate2d(x, w, stride, pads, dilation, groups, few_rows=False, kept=Fals
     x = x[:, :, max(0, -pt):, max(0, -pl):]
     pt, pl = max(0, pt), max(0, pl)
     n, (k, cg) = x.shape[0], w.shape[:2]
+    stride = effective_stride(x.shape, w.shape, stride, (pt + pb, pl + pr), dilation)
     (p, q), (u_used, v_used), (rs, ss), plan = geometry(
         x.shape, w.shape, stride, (pt + pb, pl + pr), dilation, groups, kept)
     out = np.zeros((n, k, p, q), dtype=x.dtype)
