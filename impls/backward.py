@@ -225,7 +225,7 @@ def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads
         return
     _, name, judged = worst
     result.status, result.where = judged.status, judged.where
-    result.max_error, result.bound = judged.max_error, judged.bound
+    result.max_error, result.error, result.bound = judged.max_error, judged.error, judged.bound
     if result.status == FAILED:
         result.reason = f"grad_{name}: {judged.detail()}"
 

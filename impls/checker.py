@@ -45,8 +45,9 @@ class CaseResult:
     status: str
     features: list[str] = field(default_factory=list)
     reason: str = ""
-    max_error: float = 0.0
-    bound: float = 0.0
+    max_error: float = 0.0  # the largest |error| of the output, wherever it is
+    error: float = 0.0  # |error| at ``where``, the element closest to (or furthest over) its bound
+    bound: float = 0.0  # the bound at ``where``
     where: tuple[int, ...] = ()
     descriptor: str = ""
 
@@ -62,9 +63,13 @@ class CaseResult:
         return f"{self.status.upper()} {self.descriptor} {self.detail()}\n  repro: {command}"
 
     def detail(self) -> str:
-        """What went wrong: the reason, or the worst error against its bound."""
-        return self.reason or (f"max|err|={self.max_error:.3g} at {self.where} "
-                               f"(bound {self.bound:.3g})")
+        """What went wrong: the reason, or the worst error against its bound (and the
+        largest error, where that is another element: bounds differ by element)."""
+        if self.reason:
+            return self.reason
+        elsewhere = (f"; max|err|={self.max_error:.3g} elsewhere"
+                     if self.max_error > self.error else "")
+        return f"|err|={self.error:.3g} at {self.where} (bound {self.bound:.3g}){elsewhere}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -257,7 +262,8 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
         judge(second, again, ref2, bound_of(ref2))
     if second.status != PASSED:
         result.status, result.where = FAILED, second.where
-        result.max_error, result.bound = second.max_error, second.bound
+        result.max_error, result.error, result.bound = second.max_error, second.error, \
+            second.bound
         result.reason = ("the second call, on the negated input, was wrong (the first was "
                          f"right): {second.detail()}")
 
@@ -274,6 +280,7 @@ def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarr
     worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
     result.where = tuple(int(i) for i in worst)
     result.max_error = float(error.max()) if error.size else 0.0
+    result.error = float(error[worst]) if error.size else 0.0
     result.bound = float(bound[worst]) if error.size else 0.0
     result.status = FAILED if excess.size and excess.max() > 0 else PASSED
     if bad.any():

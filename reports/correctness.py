@@ -21,6 +21,7 @@ backend that fails is named in a warning at the top of the page (reports/build.p
 from __future__ import annotations
 
 import json
+import math
 import os
 import selectors
 import subprocess
@@ -235,10 +236,12 @@ def read_checks(paths: list[Path]) -> list[dict]:
 
 
 def summary(results: list[dict]) -> list[dict]:
-    """One row per backend and feature: counts by status, the max error, its bound, and
-    the distinct reasons of skips and failures."""
+    """One row per backend and feature: counts by status, the max error, the error nearest
+    its bound with that bound (the largest error/bound; bounds differ by element and case,
+    so the max error's own bound says little), and the distinct reasons of skips and
+    failures."""
     table = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0, "max_error": None,
-                                 "bound": None, "reasons": set()})
+                                 "error": None, "bound": None, "reasons": set()})
     for r in results:
         # `impls check --direction` results carry their direction (forward ones need not).
         direction, dtype = r.get("direction") or "forward", r.get("dtype") or "float32"
@@ -248,15 +251,28 @@ def summary(results: list[dict]) -> list[dict]:
             row = table[(name, feature)]
             status = r["status"] if r["status"] in ("passed", "skipped") else "failed"
             row["passed" if status == "passed" else status] += 1
-            error = r.get("max_error") if r["status"] != "skipped" else None
-            if error is not None and (row["max_error"] is None or error > row["max_error"]):
-                row["max_error"], row["bound"] = error, r.get("bound")
+            if r["status"] != "skipped" and r.get("max_error") is not None:
+                _worse(row, r)
             if r["status"] != "passed" and r.get("reason"):
                 row["reasons"].add(f"{r['status']}: {r['reason']}")
     return [{"backend": b, "feature": f, **{k: v for k, v in row.items() if k != "reasons"},
              "reasons": _few(row["reasons"]) if f == "all" else []}
             for (b, f), row in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all",
                                                                      kv[0][1]))]
+
+
+def _worse(row: dict, result: dict) -> None:
+    """Fold one comparison's errors into its summary row. Results written before the
+    ``error`` field (the error at the bound's element) fall back to max_error."""
+    error, bound = result.get("error", result["max_error"]), result.get("bound") or 0.0
+    row["max_error"] = max(result["max_error"], row["max_error"] or 0.0)
+    if row["error"] is None or _share(error, bound) > _share(row["error"], row["bound"]):
+        row["error"], row["bound"] = error, bound
+
+
+def _share(error: float, bound: float) -> float:
+    """error / bound; an exact comparison (bound 0) is 0 when exact, else infinitely over."""
+    return error / bound if bound else (math.inf if error else 0.0)
 
 
 def _few(reasons: set[str], keep: int = 3) -> list[str]:

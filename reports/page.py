@@ -59,7 +59,7 @@ DIRECTION_TITLES = {
     "backward-weights": "Backward-weights: dL/dw alone (the forward ran before, untimed)",
 }
 CHECK_HEADER = ["backend", "feature", "passed", "failed", "skipped", "max |error|",
-                "its bound", "reasons"]
+                "|error| nearest its bound", "that bound", "reasons"]
 
 
 def _ratio_rows(ratios) -> list[list]:
@@ -91,7 +91,7 @@ def _chart_parts(charts) -> list[str]:
 
 def _check_rows(checks) -> list[list]:
     return [[c["backend"], c["feature"], c["passed"], c["failed"], c["skipped"],
-             c["max_error"], c["bound"], "; ".join(c["reasons"])] for c in checks]
+             c["max_error"], c["error"], c["bound"], "; ".join(c["reasons"])] for c in checks]
 
 
 def _verdict_parts(verdicts) -> list[str]:

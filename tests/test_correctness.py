@@ -8,11 +8,12 @@ backend's declared gaps become skips with its reason; a failure's message is the
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from impls.cases import CASES
-from impls.checker import SKIPPED, check_case
+from impls.checker import FAILED, SKIPPED, CaseResult, check_case, judge
 from impls.fill import MODES
 
 
@@ -93,3 +94,15 @@ def test_no_shape_of_the_built_in_sweep_sets_is_a_declared_stall():
             s = entry.spec
             args = (s.input_shape, s.weight_shape, s.stride, s.padding, s.dilation, s.groups)
             assert not rule(*args, torch.float16, "cpu"), (name, s.name)
+
+
+def test_a_verdict_names_the_error_at_the_element_it_judged():
+    """The element furthest over its bound is named with its own error and bound; the
+    largest error, elsewhere under a looser bound, is reported beside it, not paired with
+    another element's place and bound."""
+    result = CaseResult(backend="b", case="c", mode="random", dtype="float32", device="cpu",
+                        seed=0, status="")
+    judge(result, np.array([0.5, 0.02]), np.zeros(2), np.array([1.0, 0.01]))
+    assert result.status == FAILED and result.where == (1,)
+    assert (result.error, result.bound, result.max_error) == (0.02, 0.01, 0.5)
+    assert result.detail() == "|err|=0.02 at (1,) (bound 0.01); max|err|=0.5 elsewhere"

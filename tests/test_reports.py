@@ -475,3 +475,16 @@ def test_an_interrupted_or_partial_sweep_is_reported_as_incomplete(tmp_path, cap
     ResultsFile(other).append({"record": "plan", "shard": "2/2", "keys": []})
     (both,) = load_all([shard, other])
     assert records.incomplete(both.extra["plans"], both.rows) == lines[:1]
+
+
+def test_the_correctness_table_pairs_an_error_with_its_own_bound():
+    """max |error| is the largest anywhere; beside it, the comparison nearest its bound with
+    that bound (bounds differ by case: the largest error's own bound says little)."""
+    def result(case, max_error, error, bound):
+        return {"backend": "b", "case": case, "mode": "random", "dtype": "float32",
+                "status": "passed", "features": ["plain"], "max_error": max_error,
+                "error": error, "bound": bound, "reason": ""}
+    rows = correctness.summary([result("loose", 0.5, 0.5, 10.0), result("tight", 0.02, 0.01,
+                                                                        0.0125)])
+    row = next(r for r in rows if r["feature"] == "all")
+    assert (row["max_error"], row["error"], row["bound"]) == (0.5, 0.01, 0.0125)
