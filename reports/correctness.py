@@ -41,9 +41,12 @@ def backends_in(rows: list[dict]) -> list[str]:
 
 def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
                names: list[str] | None = None, rows: list[dict] | None = None) -> list[dict]:
-    """Each of ``names`` (default: every registered backend) x CASES x (exact, random), in
-    every dtype and direction the result ``rows`` timed it in (float32 forward without rows),
-    as checker results; a name that cannot be loaded is one skipped row saying why.
+    """Each of ``names`` (default: every registered backend) x CASES x (exact, random), on
+    every device, in every dtype (and TF32 setting) and direction the result ``rows`` timed
+    it in (float32 forward on ``device`` without rows), as checker results; a name that
+    cannot be loaded, or rows timed on a device this machine lacks (a GPU sweep's results
+    read on a laptop), is one skipped row saying why: never a check on another device
+    passed off as one of the times shown.
 
     The comparisons run in a child process, as the sweep's cases do: a backend that hangs or
     crashes must cost its case (CASE_TIMEOUT_S at most), never the report. A case the child
@@ -54,7 +57,15 @@ def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
         if isinstance(entry, str) or not entry.available:
             out.append(_not_checked(name, entry if isinstance(entry, str) else entry.reason))
             continue
-        plan += _plan(name, *_timed_in(rows, name))
+        settings, directions = _timed_in(rows, name, device)
+        for where in settings:
+            missing = _device_missing(where[0])
+            if missing:
+                out.append(_not_checked(name, f"timed on {where[0]}, {missing}: check it there "
+                                              f"(python -m impls check --backend {name} "
+                                              f"--device {where[0]})", where[0]))
+            else:
+                plan += _plan(name, where, directions)
     # Every backend's forward before any gradient: a tight budget should cut the backward
     # checks, not leave a backend's forward times unverified.
     plan.sort(key=lambda item: item[1] != "forward")
@@ -62,12 +73,12 @@ def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
     # budget: however tight it is, the report says something of every number it shows.
     heads, seen = [], set()
     for item in plan:
-        name, _, dtype, *_ = item
-        if (name, dtype) not in seen:
-            seen.add((name, dtype))
+        name, _, dtype, _, _, where, tf32 = item
+        if (name, dtype, where, tf32) not in seen:
+            seen.add((name, dtype, where, tf32))
             heads.append(item)
     plan = heads + [item for item in plan if item not in heads]
-    return out + _supervise(plan, device, budget_s, guaranteed=len(heads))
+    return out + _supervise(plan, budget_s, guaranteed=len(heads))
 
 
 #: Seconds one comparison may take before its child is killed (the slowest, naive's loops on
@@ -76,24 +87,39 @@ CASE_TIMEOUT_S = 20.0
 _MARK = "convbench-check "
 
 
-def _timed_in(rows: list[dict] | None, name: str) -> tuple[list[str], list[str]]:
-    """The dtypes and directions ``rows`` timed ``name`` in: what the report's times are of."""
+def _timed_in(rows: list[dict] | None, name: str, device: str = "cpu",
+              ) -> tuple[list[tuple[str, str, bool]], list[str]]:
+    """The (device type, dtype, TF32) settings and the directions ``rows`` timed ``name``
+    in: what the report's times are of (float32 forward on ``device`` without rows)."""
     mine = [r for r in rows or [] if r.get("backend") == name and r.get("status") == "ok"]
-    dtypes = sorted({r.get("dtype") or "float32" for r in mine}) or ["float32"]
+    settings = sorted({((r.get("device") or "cpu").split(":")[0], r.get("dtype") or "float32",
+                        bool(r.get("tf32")) and (r.get("dtype") or "float32") == "float32")
+                       for r in mine}) or [(device, "float32", False)]
     directions = sorted({r.get("direction") or "forward" for r in mine},
                         key=lambda d: (d != "forward", d)) or ["forward"]
-    return dtypes, directions
+    return settings, directions
 
 
-def _plan(name: str, dtypes: list[str], directions: list[str]) -> list[tuple]:
+def _device_missing(device: str) -> str:
+    """Why this machine cannot run on ``device`` (a device type), or ""."""
+    import torch
+
+    if device == "cpu":
+        return ""
+    if device == "cuda":
+        return "" if torch.cuda.is_available() else "and this machine has no CUDA device"
+    return "a device the report does not check on"
+
+
+def _plan(name: str, where: tuple[str, str, bool], directions: list[str]) -> list[tuple]:
     from impls.cases import CASES
 
-    return [(name, direction, dtype, case.id, mode) for direction in directions
-            for dtype in dtypes for case in CASES for mode in ("exact", "random")]
+    device, dtype, tf32 = where
+    return [(name, direction, dtype, case.id, mode, device, tf32) for direction in directions
+            for case in CASES for mode in ("exact", "random")]
 
 
-def _supervise(plan: list[tuple], device: str, budget_s: float, guaranteed: int = 0,
-               ) -> list[dict]:
+def _supervise(plan: list[tuple], budget_s: float, guaranteed: int = 0) -> list[dict]:
     """Run ``plan`` in children, one result line each; kill one stuck on a case. The first
     ``guaranteed`` items run whatever the budget (CASE_TIMEOUT_S each at most)."""
     out, deadline, start = [], time.monotonic() + budget_s, 0
@@ -101,7 +127,7 @@ def _supervise(plan: list[tuple], device: str, budget_s: float, guaranteed: int 
         # The child imports what this process can (sys.path, e.g. a user's package), and
         # its start (importing torch: ~2 s) is not charged to the budget.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or "." for p in sys.path)}
-        child = subprocess.Popen([sys.executable, "-m", "reports.correctness", device],
+        child = subprocess.Popen([sys.executable, "-m", "reports.correctness"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                  env=env)
         spawned = time.monotonic()
@@ -138,10 +164,10 @@ def _supervise(plan: list[tuple], device: str, budget_s: float, guaranteed: int 
 def _row(item: tuple, status: str, reason: str) -> dict:
     from impls.cases import CASES_BY_ID
 
-    name, direction, dtype, case, mode = item
-    return {"backend": name, "case": case, "mode": mode, "dtype": dtype,
-            "direction": direction, "status": status, "max_error": None, "reason": reason,
-            "features": CASES_BY_ID[case].tags()}
+    name, direction, dtype, case, mode, device, tf32 = item
+    return {"backend": name, "case": case, "mode": mode, "dtype": dtype, "device": device,
+            "tf32": tf32, "direction": direction, "status": status, "max_error": None,
+            "reason": reason, "features": CASES_BY_ID[case].tags()}
 
 
 def _budget_skip(item: tuple, budget_s: float) -> dict:
@@ -156,8 +182,9 @@ def _dead(item: tuple, why: str, returncode: int) -> dict:
     return _row(item, "error", f"the comparison {what}")
 
 
-def _child(device: str) -> None:
-    """The child's side: read the plan from stdin, print one marked result line per item."""
+def _child() -> None:
+    """The child's side: read the plan from stdin, print one marked result line per item.
+    TF32 is set as the rows had it, as ``impls check --tf32`` does."""
     import torch
 
     from impls.backward import check_backward
@@ -165,15 +192,18 @@ def _child(device: str) -> None:
     from impls.checker import check_case
 
     print(_MARK + "ready", flush=True)
-    for name, direction, dtype, case, mode in json.load(sys.stdin):
+    for name, direction, dtype, case, mode, device, tf32 in json.load(sys.stdin):
         entry, dtype_ = _entry(name), getattr(torch, dtype)
+        if device == "cuda":
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
         if direction == "forward":
-            result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device)
+            result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device, tf32=tf32)
         else:
-            result = check_backward(entry, CASES_BY_ID[case], direction, mode, dtype_, device)
+            result = check_backward(entry, CASES_BY_ID[case], direction, mode, dtype_, device,
+                                    tf32=tf32)
         # Under the rows' name: a spec may load an entry registered under another.
-        print(_MARK + json.dumps({**result.to_dict(), "backend": name, "direction": direction}),
-              flush=True)
+        print(_MARK + json.dumps({**result.to_dict(), "backend": name, "direction": direction,
+                                  "tf32": tf32}), flush=True)
 
 
 def _names(names: list[str] | None) -> list[str]:
@@ -204,8 +234,8 @@ def _entry(name: str):
                 "installed in this environment?)")
 
 
-def _not_checked(name: str, reason: str) -> dict:
-    return {"backend": name, "case": "*", "mode": "*", "dtype": "*",
+def _not_checked(name: str, reason: str, device: str = "*") -> dict:
+    return {"backend": name, "case": "*", "mode": "*", "dtype": "*", "device": device,
             "status": "skipped", "features": ["all"], "max_error": None, "reason": reason}
 
 
@@ -245,7 +275,10 @@ def summary(results: list[dict]) -> list[dict]:
     for r in results:
         # `impls check --direction` results carry their direction (forward ones need not).
         direction, dtype = r.get("direction") or "forward", r.get("dtype") or "float32"
-        name = (r["backend"] + ("" if dtype in ("float32", "*") else f" {dtype}")
+        device = (r.get("device") or "cpu").split(":")[0]
+        name = (r["backend"] + ("" if device in ("cpu", "*") else f" {device}")
+                + ("" if dtype in ("float32", "*") else f" {dtype}")
+                + (" TF32" if r.get("tf32") else "")
                 + ("" if direction == "forward" else f" [{direction}]"))
         for feature in ["all", *[f for f in r.get("features") or [] if f != "all"]]:
             row = table[(name, feature)]
@@ -298,7 +331,11 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
         errors = [r.get("reason") or "" for r in mine if r["status"] == "error"]
         reasons = _few({r["reason"] for r in mine
                         if r["status"] == "skipped" and r.get("reason")})
+        # Whole settings left out (a device this machine lacks): a pass must still say so.
+        left_out = _few({r["reason"] for r in mine if r["status"] == "skipped"
+                         and r.get("case") == "*" and r.get("reason")})
         out[name] = {"failed": failed, "passed": passed, "skipped": skipped, "reasons": reasons,
+                     "left_out": left_out,
                      "errors": len(errors), "first_error": errors[0] if errors else "",
                      "verdict": "failed" if failed else "passed" if passed else "unchecked"}
     return out
@@ -319,8 +356,10 @@ def verdict_text(name: str, v: dict) -> str:
                 + ("of wrong answers" if wrong else "of calls that do not all work"))
     if v["verdict"] == "unchecked":
         return f"{name}: not checked for correctness: {'; '.join(v['reasons']) or 'no cases'}"
-    return f"{name}: passed all {checked} cases compared ({v['skipped']} skipped)"
+    left_out = "; ".join(v.get("left_out") or [])
+    return (f"{name}: passed all {checked} cases compared ({v['skipped']} skipped)"
+            + (f"; not checked: {left_out}" if left_out else ""))
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1])
+    _child()

@@ -488,3 +488,26 @@ def test_the_correctness_table_pairs_an_error_with_its_own_bound():
                                                                         0.0125)])
     row = next(r for r in rows if r["feature"] == "all")
     assert (row["max_error"], row["error"], row["bound"]) == (0.5, 0.01, 0.0125)
+
+
+def test_rows_timed_on_a_device_this_machine_lacks_are_not_vouched_for_by_another():
+    """A GPU sweep's results read on a CPU machine: the report must not check torch on the
+    CPU (oneDNN) and say it passed for times that were cuDNN's. The device it lacks is
+    one 'not checked' row naming it; the CPU rows are checked on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine checks CUDA rows on CUDA")
+    cpu = {"backend": "torch", "status": "ok", "device": "cpu", "dtype": "float32"}
+    cuda = {"backend": "torch", "status": "ok", "device": "cuda:0", "dtype": "float32",
+            "tf32": True}
+    results = correctness.run_checks(0.01, names=["torch"], rows=[cpu, cuda])
+    left_out = [r for r in results if r.get("device") == "cuda"]
+    assert len(left_out) == 1 and left_out[0]["status"] == "skipped", results
+    assert "no CUDA device" in left_out[0]["reason"] and "--device cuda" in left_out[0]["reason"]
+    checked = [r for r in results if r["status"] != "skipped"]
+    assert checked and {r["device"] for r in checked} == {"cpu"}
+    text = correctness.verdict_text("torch", correctness.verdicts(results, ["torch"])["torch"])
+    assert "torch: passed all" in text and "not checked: timed on cuda" in text, text
+    only_cuda = correctness.run_checks(0.01, names=["torch"], rows=[cuda])
+    assert correctness.verdicts(only_cuda, ["torch"])["torch"]["verdict"] == "unchecked"
