@@ -130,6 +130,11 @@ def cli(args: argparse.Namespace) -> int:
         for c in cases:
             print(c.id)
         return 0
+    clash = _clashing_results_name(args.results)
+    if clash:
+        print(f"python -m benchmarks sweep: error: --results {args.results}: {clash}",
+              file=sys.stderr)
+        return 2
     missing = _missing_device(args.device)
     if missing:
         print(f"python -m benchmarks sweep: error: --device {args.device}, but {missing}",
@@ -222,6 +227,20 @@ def _child_command(args, results: Path, since: int = 0) -> list[str]:
         if value:
             cmd += [flag, str(value)]
     return cmd + (["--tf32"] if args.tf32 else []) + list(args.pytest_args)
+
+
+def _clashing_results_name(results: Path | None) -> str:
+    """Why ``results`` cannot be the results file, or "": the sweep writes its report, log
+    and heartbeat beside it under the same stem (``_paths``), so a results file named
+    like one of them would be overwritten by it (``--results r.json`` was: every case then
+    failed reading a report as JSON lines)."""
+    if results is None:
+        return ""
+    if results.suffix in {p.suffix for name, p in _paths(results).items() if name != "results"}:
+        return (f"the sweep writes its {results.suffix} beside its results; name the results "
+                f"file {results.with_suffix('.jsonl').name} (JSON lines), its report is "
+                f"then {results.with_suffix('.json').name}")
+    return ""
 
 
 def _child_env(threads: int | None) -> dict:

@@ -240,6 +240,20 @@ def test_summary_ratios_compare_within_one_precision():
     assert "speedup over torch: x0.25 " in lines[lines.index("s forward float64 (1 shapes):") + 2]
 
 
+
+@pytest.mark.parametrize("name", ["r.json", "r.log", "r.running"])
+def test_a_results_file_named_like_what_the_sweep_writes_beside_it_is_refused(
+        tmp_path, capsys, name):
+    """--results r.json was the report's own name: the report overwrote the results, and
+    every case then failed reading it as JSON lines (a name pytest-benchmark's
+    --benchmark-json and merge -o make natural)."""
+    results = tmp_path / name
+    assert sweep_main(["sweep", "--shape-set", "edge", "--backend", "torch", "--results",
+                       str(results)]) == 2
+    err = capsys.readouterr().err
+    assert f"--results {results}" in err and "name the results file r.jsonl" in err, err
+    assert not results.exists() and not (tmp_path / "r.jsonl").exists()
+
 def test_plan_defaults_and_refusals():
     cases = sweep_plan.plan()
     sets = {c.shape_set for c in cases}
