@@ -259,6 +259,20 @@ def positive_or_inf_seconds(text: str) -> float:
     return _number(float, text, minimum=0, strict=True, finite=False)
 
 
+def positive_fraction(text: str) -> float:
+    """argparse ``type=`` for the gate's noise bands: a finite fraction above 0 (a band of
+    0 or less would call unchanged code slower)."""
+    return _number(float, text, minimum=0, strict=True)
+
+
+def probability(text: str) -> float:
+    """argparse ``type=`` for --confidence: a number strictly between 0 and 1."""
+    value = _number(float, text, minimum=0, strict=True)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need a number < 1")
+    return value
+
+
 def count_at_least_1(text: str) -> int:
     """argparse ``type=`` for --threads and --min-rounds: an integer >= 1."""
     return _number(int, text, minimum=1, strict=False)

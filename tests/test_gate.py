@@ -250,14 +250,21 @@ def test_cli_bad_baseline_exits_2(tmp_path):
     (["--band", "unfodl=0.1"], "--band unfodl: not a backend or case the gate measures"),
     (["--inject", "unfold=0.5"], "expected NAME=FACTOR with FACTOR >= 1"),
     (["--backend", "nosuch", "--budget", "0.5", "--baseline", "benchmarks/gate/baseline.json"],
-     "--backend nosuch: no such backend in either tree"),
+     "--backend nosuch: no such backend in the working tree or the baseline"),
+    (["--band", "fft=-0.5"], "'-0.5': need a number > 0"),
+    (["--threshold", "-1"], "argument --threshold: '-1': need a number > 0"),
+    (["--confidence", "2"], "argument --confidence: '2': need a number < 1"),
+    (["--budget", "0"], "argument --budget: '0': need a number > 0"),
 ])
 def test_cli_a_misspelt_band_or_injection_exits_2(option, says):
-    """A typo in --inject used to inject nothing, and the self-check it was for "passed"."""
+    """A typo in --inject used to inject nothing, and the self-check it was for "passed";
+    a band of -1 failed unchanged code, a confidence of 2 passed on NaN intervals. A
+    backend in neither tree is refused before any round, with no verdict printed."""
     out = subprocess.run([sys.executable, "-m", "benchmarks", "gate", "--quick", *option],
                          capture_output=True, text=True)
-    assert out.returncode == 2 and says in out.stdout, out.stdout + out.stderr
-    assert "Traceback" not in out.stdout + out.stderr
+    said = out.stdout + out.stderr
+    assert out.returncode == 2 and says in said, said
+    assert "Traceback" not in said and "gate: pass" not in said and "round" not in said
 
 
 def test_bands_are_wider_against_a_stored_baseline():

@@ -30,6 +30,7 @@ from benchmarks.gate.cases import DEFAULT_THRESHOLD, gate_cases
 from benchmarks.gate.measure import Worker, WorkerError, checkout, git, run_rounds
 from benchmarks.gate.worker import parse_inject
 from benchmarks.machine import busy_warning
+from benchmarks.sweep_plan import positive_fraction, positive_seconds, probability
 
 #: Seconds of timed rounds: the full gate, and the quick mode CI runs.
 BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
@@ -71,13 +72,14 @@ def add_parser(subparsers) -> None:
                    help="measure the working tree alone and store it here (no comparison)")
     p.add_argument("--quick", action="store_true", help="one shape per backend, 30 s budget")
     p.add_argument("--backend", action="append", help="repeatable; default: the gate set's")
-    p.add_argument("--threshold", type=float,
+    p.add_argument("--threshold", type=positive_fraction,
                    help=f"the default noise band (fraction, default {DEFAULT_THRESHOLD})")
     p.add_argument("--band", action="append", default=[], metavar="NAME=FRACTION",
                    help="a backend's or case key's own band, e.g. fft=0.08 (repeatable)")
-    p.add_argument("--budget", type=float, help="seconds of timed rounds (default "
+    p.add_argument("--budget", type=positive_seconds, help="seconds of timed rounds (default "
                    f"{BUDGET_S:g}, quick {QUICK_BUDGET_S:g})")
-    p.add_argument("--confidence", type=float, default=stats.CONFIDENCE)
+    p.add_argument("--confidence", type=probability, default=stats.CONFIDENCE,
+                   help=f"of each change's interval (default {stats.CONFIDENCE:g})")
     p.add_argument("--statistic", choices=("time", "ratio"), default="time",
                    help="paired mode: compare per-call times (default: the rounds already "
                    "pair them in time; half the interval width of ratios) or ratios to torch")
@@ -104,14 +106,8 @@ def main(args: argparse.Namespace) -> int:
             record(replace(opts, save=args.record))
             return 0
         rows, title = run(opts)
-    except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start
-        console.print(f"[red]gate: {exc}[/red]")
-        return 2
-    nowhere = sorted({r.case.backend for r in rows if r.verdict == verdicts.SKIPPED
-                      and r.note.startswith("no backend ")})
-    if nowhere:  # in neither tree: a typo, not a backend added or removed
-        console.print(f"[red]gate: --backend {', '.join(nowhere)}: no such backend in either "
-                      "tree[/red]")
+    except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start,
+        console.print(f"[red]gate: {exc}[/red]")  # a backend in neither tree (a typo)
         return 2
     return 1 if verdicts.failed(rows) else 0
 
@@ -131,9 +127,10 @@ def _check_names(opts: Options) -> None:
 def _band(text: str) -> tuple[str, float]:
     name, _, value = text.rpartition("=")
     try:
-        return name, float(value)
-    except ValueError:
-        raise ValueError(f"--band {text!r}: expected NAME=FRACTION, e.g. fft=0.08") from None
+        return name, positive_fraction(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"--band {text!r}: expected NAME=FRACTION, e.g. fft=0.08 ({exc})"
+                         ) from None
 
 
 def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
@@ -150,7 +147,8 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
                               f"of machine ({other}): a verdict may be the machine's, not "
                               f"the code's; record one here (--record)[/yellow]")
             workers = [_worker(stack, "head", repo, opts)]
-            results = run_rounds(cases, workers, budget)
+            known = frozenset(key.split("|")[0] for key in data["cases"])
+            results = run_rounds(cases, workers, budget, known=known)
             rows = verdicts.baseline_rows(cases, data, results, "head", opts.confidence)
             title = f"working tree vs baseline {opts.baseline} ({data.get('commit', '?')[:10]})"
         else:
@@ -163,7 +161,8 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
                        _worker(stack, "head", repo, opts)]
             # Torch's blocks are needed only for ratios (the statistic, or a saved baseline).
             with_ref = opts.statistic == "ratio" or opts.save is not None
-            results = run_rounds(cases, workers, budget, with_ref=with_ref)
+            results = run_rounds(cases, workers, budget, with_ref=with_ref,
+                                 known=frozenset())
             rows = verdicts.paired_rows(cases, results, "base", "head", opts.statistic,
                                         opts.confidence)
             title = f"working tree vs {base_name}, interleaved"

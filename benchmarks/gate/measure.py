@@ -171,13 +171,15 @@ def calls_per_block(worker: Worker, case: GateCase) -> dict[str, int]:
 
 
 def run_rounds(cases: list[GateCase], workers: list[Worker], budget_s: float,
-               min_rounds: int = MIN_ROUNDS, seed: int = 0, with_ref: bool = True
-               ) -> dict[str, dict[str, Samples]]:
+               min_rounds: int = MIN_ROUNDS, seed: int = 0, with_ref: bool = True,
+               known: frozenset[str] | None = None) -> dict[str, dict[str, Samples]]:
     """Samples per case key and worker label, from rounds over every case and side.
 
     ``with_ref=False`` times the backend alone, without torch's block beside it: when the
     decision compares times paired within a round, torch's blocks would only halve the
-    rounds the budget buys."""
+    rounds the budget buys. Given ``known`` (the backends a stored baseline holds; empty
+    without one), a backend that no worker has and ``known`` lacks is a typo: ValueError
+    once every side is set up, before any round (the command line's --backend)."""
     results = {c.key: {w.label: Samples() for w in workers} for c in cases}
     live, calls = [], {}
     for case in cases:
@@ -188,6 +190,12 @@ def run_rounds(cases: list[GateCase], workers: list[Worker], budget_s: float,
                 live.append(case)
             except WorkerError as exc:
                 results[case.key][workers[0].label].error = str(exc)
+    nowhere = sorted({c.backend for c in cases if all(
+        results[c.key][w.label].refusal.startswith("no backend ") for w in workers)}
+        - (known or set()))
+    if known is not None and nowhere:
+        where = "either tree" if len(workers) > 1 else "the working tree or the baseline"
+        raise ValueError(f"--backend {', '.join(nowhere)}: no such backend in {where}")
     rng, rounds, deadline = random.Random(seed), 0, time.perf_counter() + budget_s
     with _progress(budget_s) as (bar, task):
         while live and rounds < MAX_ROUNDS and (rounds < min_rounds
