@@ -346,7 +346,8 @@ def get_backend(name: str | Backend) -> Backend:
         return _REGISTRY[name]
     if isinstance(name, str) and ":" in name:
         entry = _load_spec(name)
-        _REGISTRY[name] = entry
+        if not entry.load_error:  # a typo stays out of the known names; a fix loads next time
+            _REGISTRY[name] = entry
         return entry
     _load_entry_points()
     if name in _REGISTRY:

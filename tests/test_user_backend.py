@@ -412,3 +412,23 @@ def test_first_use_from_several_threads_finds_every_backend():
     """)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
         text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
+def test_a_spec_that_fails_to_load_is_not_kept(isolated_registry, user_module):
+    """A mistyped "module:function" used to become a registered (unavailable) entry for
+    the rest of the process: listed among the known backends, and still failing once the
+    module existed."""
+    import importlib
+
+    spec = "cb_not_yet:conv"
+    assert impls.get_backend(spec).load_error
+    assert spec not in {e.name for e in impls.backends()}
+    user_module("cb_not_yet", """
+        import torch.nn.functional as F
+
+        def conv(*args):
+            return F.conv2d(*args)
+    """)
+    importlib.invalidate_caches()  # the failed import cached the directory's listing
+    entry = impls.get_backend(spec)
+    assert entry.available and spec in {e.name for e in impls.backends()}
