@@ -102,7 +102,9 @@ def _check(args) -> int:
         return 2
     if not entry.available:  # every case would skip: checking nothing must not pass
         print(f"error: backend {entry.name!r} is unavailable: {entry.reason}", file=sys.stderr)
-        return 1
+        # A spec that does not load is a typo or a missing package: bad usage, as the sweep
+        # has it; a backend that loads but cannot run here (no Triton) is a failed check.
+        return 2 if entry.load_error else 1
     chosen = args.case or []
     cases = [CASES_BY_ID[i] for i in chosen if i in CASES_BY_ID] if chosen else list(CASES)
     module = [(mc, pm) for mc in MODULE_CASES for pm in PADDING_MODES
@@ -110,7 +112,7 @@ def _check(args) -> int:
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else list(entry.dtypes)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
-        return 1
+        return 2  # as the sweep: nothing was checked, the command cannot run here
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
