@@ -161,6 +161,9 @@ def cli(args: argparse.Namespace) -> int:
         for path in paths.values():
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
+    stale = _kept_from_other_code(results, cases, args.limit)
+    if stale:
+        print(f"warning: {stale}", file=sys.stderr)
     # What this sweep sets out to measure: a report of the file says what has no row yet.
     results.append({"record": "plan", "started": records.now(), "shard": args.shard,
                     "keys": [c.key for c in cases]})
@@ -172,6 +175,27 @@ def cli(args: argparse.Namespace) -> int:
     doc = records.report([results])
     records.write_json(paths["report"], doc)
     return summarize(cases, results, paths, shard=args.shard) or code
+
+
+def _kept_from_other_code(results: records.ResultsFile, cases, limit) -> str:
+    """Why the rows this sweep keeps may be of other code than the tree's now, or "": they
+    are kept as they are (that is resuming), but "fix my kernel, rerun" must not show
+    the old kernel's times unremarked. Judged by the commits pytest-benchmark recorded."""
+    from pytest_benchmark.utils import get_commit_info
+
+    kept = results.done(limit=limit) & {c.key for c in cases}
+    earlier = {r["commit_info"].get("id") for r in results.of_kind("run")
+               if (r.get("commit_info") or {}).get("id")}
+    if not kept or not earlier:
+        return ""
+    now = get_commit_info()
+    others = sorted(c[:10] for c in earlier if c != now.get("id"))
+    if not others and not now.get("dirty"):
+        return ""
+    what = (f"commit {', '.join(others)}, not this tree's {str(now.get('id'))[:10]}"
+            if others else "a tree with uncommitted changes, as this one has")
+    return (f"{len(kept)} rows kept from earlier runs into {results.path.name} were measured "
+            f"at {what}: if the code they time has changed, --fresh measures them again")
 
 
 def _cuda_devices() -> int:

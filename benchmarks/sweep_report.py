@@ -40,8 +40,9 @@ class Progress:
         resumed = len(keys) - self.total
         if resumed or retried:
             again = (f"; measuring the other {self.total}, {retried} of them again (their "
-                     "rows say failed, timeout, crashed or backend unavailable)"
-                     if retried else "")
+                     "rows measured nothing that stands: failed, timed out or crashed, "
+                     "skipped as unavailable or untimed, or by the budget guard under a "
+                     "lower --limit; see records.settled)" if retried else "")
             print(f"resuming: {resumed} of {len(keys)} cases already have a row{again}",
                   file=stream)
 

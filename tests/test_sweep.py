@@ -700,3 +700,27 @@ def test_a_sweep_that_timed_nothing_fails_and_says_why(tmp_path):
     assert run.returncode == 1, run.stdout + run.stderr
     assert "error: nothing was timed: all 1 cases were skipped (naive does not support " \
            "float16" in run.stdout, run.stdout
+
+
+def test_a_resumed_sweep_says_when_its_kept_rows_are_of_another_commit(tmp_path, monkeypatch):
+    """'Fix my kernel and rerun' resumed the old kernel's times without a word: the rows a
+    sweep keeps from runs at another commit (or from a tree with uncommitted changes)
+    are named, with --fresh as the way to measure them again."""
+    from benchmarks import sweep
+
+    case = sweep_plan.plan(("edge",), ["torch"])[0]
+    results = records.ResultsFile(tmp_path / "r.jsonl")
+    results.append({"record": "run", "commit_info": {"id": "0123456789abcdef", "dirty": False}})
+    results.append({"record": "case", "key": case.key, "status": "ok", "median_s": 1e-3})
+    monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
+                        lambda: {"id": "fedcba9876543210", "dirty": False})
+    said = sweep._kept_from_other_code(results, [case], None)
+    assert "1 rows kept" in said and "commit 0123456789, not this tree's fedcba9876" in said
+    assert "--fresh" in said
+    monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
+                        lambda: {"id": "0123456789abcdef", "dirty": False})
+    assert sweep._kept_from_other_code(results, [case], None) == ""
+    monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
+                        lambda: {"id": "0123456789abcdef", "dirty": True})
+    assert "uncommitted changes" in sweep._kept_from_other_code(results, [case], None)
+    assert sweep._kept_from_other_code(results, [], None) == ""  # nothing kept: nothing said
