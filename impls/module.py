@@ -25,24 +25,43 @@ class Conv2d(nn.Conv2d):
                          groups, bias, padding_mode, device, dtype)
         entry = get_backend(backend)
         self.backend = entry.name
+        refusal = self._refusal(entry)
+        if refusal:  # every forward would refuse: say so where the layer is made
+            raise NotImplementedError(f"{refusal}, which this layer's arguments use")
+
+    def _refusal(self, entry) -> str:
+        """Why ``entry`` would refuse every forward of this layer, or "": a feature it lacks,
+        or a problem outside its method whatever the image size (its ``accepts`` refuses
+        both the smallest image the kernel fits and a larger one: Winograd's kernel size).
+        Arguments F.conv2d itself rejects (stride 0) are left to the forward, which raises
+        what nn.Conv2d's does."""
+        padding = self._call_padding()
+        if min(*self.stride, *self.dilation) < 1 or min(padding) < 0:
+            return ""
         missing = sorted(self._features() - entry.features)
-        if missing:  # every forward would refuse: say so where the layer is made
-            raise NotImplementedError(f"{entry.name} does not support {', '.join(missing)}, "
-                                      "which this layer's arguments use")
+        if missing:
+            return f"{entry.name} does not support {', '.join(missing)}"
+        fits = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size)]
+        reasons = [entry.refuses((1, self.in_channels, *(f + grow for f in fits)),
+                                 self.weight.shape, self.stride, padding, self.dilation,
+                                 self.groups) for grow in (0, 63)]
+        return reasons[0] if all(reasons) else ""
 
     def _features(self) -> set[str]:
         """The features of impls.registry.FEATURES every forward of this layer uses
-        (autograd depends on the call): those of the conv2d call _conv_forward makes, whose
-        padding is 0 under another padding mode, and "same" pads each axis by its kernel's
-        dilated extent less one."""
-        if self.padding_mode != "zeros" or self.padding == "valid":
-            padding = (0, 0)
-        elif self.padding == "same":
-            padding = tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size))
-        else:
-            padding = self.padding
-        return used_features(self.stride, padding, self.dilation, self.groups,
+        (autograd depends on the call)."""
+        return used_features(self.stride, self._call_padding(), self.dilation, self.groups,
                              self.bias is not None)
+
+    def _call_padding(self) -> tuple[int, int]:
+        """The padding of the conv2d call _conv_forward makes: 0 under another padding mode
+        (the input is padded first), and "same" pads each axis by its kernel's dilated
+        extent less one."""
+        if self.padding_mode != "zeros" or self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            return tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size))
+        return tuple(self.padding)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, backend={self.backend!r}"

@@ -65,6 +65,22 @@ def test_a_layer_its_backend_can_never_run_is_refused_when_made():
                         backend="torch")._features() == {"groups", "bias"}
 
 
+def test_a_kernel_outside_the_method_is_refused_when_made_and_a_bad_value_at_forward():
+    """A refusal of the backend's ``accepts`` that holds whatever the image (Winograd's
+    kernel size) is the layer's too. An argument F.conv2d itself rejects is not a missing
+    feature: nn.Conv2d builds the layer and its forward raises RuntimeError; so here."""
+    with pytest.raises(NotImplementedError, match="winograd-f2 does not support kernel 2x4"):
+        impls.Conv2d(4, 6, (2, 4), backend="winograd-f2")
+    x = torch.randn(1, 4, 8, 8)
+    for bad in (dict(stride=0), dict(dilation=0), dict(padding=-1)):
+        layer = impls.Conv2d(4, 6, 3, backend="winograd-f2", **bad)
+        reference = torch.nn.Conv2d(4, 6, 3, **bad)
+        with pytest.raises(RuntimeError, match=next(iter(bad))):
+            layer(x)
+        with pytest.raises(RuntimeError):
+            reference(x)
+
+
 def test_module_trains_with_autograd_backends(backend):
     entry = impls.get_backend(backend)
     skip = entry.unsupported(dtype=torch.float64, features={"autograd", "padding", "bias"})
