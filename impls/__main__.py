@@ -4,6 +4,7 @@
     python -m impls check --backend NAME|pkg.mod:fn [--case ID ...] [--mode exact|random]
                           [--direction forward|backward-data|backward-weights ...]
                           [--dtype float32 ...] [--device cpu|cuda] [--seed N] [--format json]
+                          [--timeout SECONDS | --in-process]
 
 ``check`` exits 0 when everything ran passed (skips carry reasons), 1 when anything failed,
 2 on bad usage (argparse's convention), so scripts and CI can branch on it.
@@ -16,21 +17,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from impls.backward import DIRECTIONS, check_backend_backward
+from impls import isolated
+from impls.backward import DIRECTIONS
 from impls.cases import CASES, CASES_BY_ID
-from impls.checker import BAD, SKIPPED, check_backend, summarize
+from impls.checker import BAD, SKIPPED, CaseResult, summarize
 from impls.display import print_table, say, status
 from impls.fill import MODES
 from impls.frontend import device_arg
-from impls.parity import MODULE_CASES, PADDING_MODES, check_module
+from impls.parity import MODULE_CASES, PADDING_MODES
 from impls.registry import backends, get_backend
 
 #: Module-parity comparisons by the id a repro line gives them: "module-case/padding_mode".
 MODULE_IDS = [f"{mc.id}/{pm}" for mc in MODULE_CASES for pm in PADDING_MODES]
+#: Seconds one comparison may run before its child is killed (naive's loops on the largest
+#: case take ~3 s; a user's unoptimised kernel gets ample room, a hang does not get forever).
+TIMEOUT_S = 120.0
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 
@@ -62,8 +68,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
     check.add_argument("--no-module", action="store_true", help="skip module parity")
+    check.add_argument("--timeout", type=_seconds, default=TIMEOUT_S,
+                       help=f"kill a comparison still running after this many seconds and "
+                       f"carry on (default {TIMEOUT_S:g}; each runs in a child process)")
+    check.add_argument("--in-process", action="store_true",
+                       help="run the comparisons in this process (a debugger's breakpoints "
+                       "work; a hang or crash of the backend is then the check's)")
     check.add_argument("--format", choices=("table", "json"), default="table")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need a number > 0")
+    return value
 
 
 def _seed(text: str) -> int:
@@ -146,31 +168,50 @@ def _check(args) -> int:
 
 
 def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
-    """Every comparison asked for, in order; each result is also appended to ``seen`` as it
-    comes, so an interrupted run can still report what it checked."""
+    """Every comparison asked for, in order, each in a child under --timeout (impls.isolated:
+    a hang or crash costs its comparison, not the check) unless --in-process; each result
+    is also appended to ``seen`` as it comes, so an interrupted run can still report what
+    it checked. The status line names the comparison running (what a hang is stuck on)."""
+    items = _items(args, entry, cases, module, dtypes)
     with status(f"checking {entry.name}") as line:
-        def progress(result):
-            seen.append(result)
-            if line is not None:
-                line.update(f"checking {entry.name}: {result.case} {result.mode} "
-                            f"{result.dtype}")
+        def progress(result: dict):
+            seen.append(_case_result(result))
+            if line is not None and len(seen) < len(items):
+                name, direction, dtype, case, mode = items[len(seen)][:5]
+                line.update(f"checking {entry.name}: {case} {direction} {mode} {dtype} "
+                            f"({len(seen) + 1} of {len(items)})")
 
-        directions = args.direction or ["forward"]
-        modes = tuple(args.mode or MODES)
-        results = []
-        if "forward" in directions:
-            results += check_backend(entry, cases, modes, dtypes, args.device, args.seed,
-                                     args.tf32, progress)
-        backward = tuple(d for d in directions if d != "forward")
-        if backward:
-            results += check_backend_backward(entry, cases, backward, modes, dtypes,
-                                              args.device, args.seed, args.tf32, progress)
-        if not args.no_module and args.device == "cpu":
-            for mc, mode in module:
-                for dtype in dtypes:
-                    results.append(check_module(entry, mc, mode, dtype, args.seed))
-                    progress(results[-1])
-    return results
+        if args.in_process:
+            for item in items:
+                progress(isolated.check(item))
+        else:
+            isolated.run(items, args.timeout, on_result=progress)
+    return list(seen)
+
+
+def _items(args, entry, cases, module, dtypes) -> list[list]:
+    """impls.isolated's items for the comparisons asked for: forward, then gradients, then
+    module parity (on the CPU only), in the order the checker's own loops take them."""
+    directions = args.direction or ["forward"]
+    modes = tuple(args.mode or MODES)
+    names = [str(d).removeprefix("torch.") for d in dtypes]
+    tail = [args.device, args.tf32, args.seed]
+    items = [[entry.name, "forward", dtype, case.id, mode, *tail] for case in cases
+             for mode in modes for dtype in names] if "forward" in directions else []
+    items += [[entry.name, direction, dtype, case.id, mode, *tail] for case in cases
+              for direction in DIRECTIONS if direction in directions
+              for mode in modes for dtype in names]
+    if not args.no_module and args.device == "cpu":
+        items += [[entry.name, "module", dtype, f"{mc.id}/{pm}", "exact", *tail]
+                  for mc, pm in module for dtype in names]
+    return items
+
+
+def _case_result(result: dict) -> CaseResult:
+    """A checker result back from its JSON form (an item's row may lack a few fields)."""
+    known = {f.name for f in fields(CaseResult)}
+    kept = {k: v for k, v in result.items() if k in known and v is not None}
+    return CaseResult(**{**kept, "where": tuple(kept.get("where", ()))})
 
 
 def _print_json(entry, results, interrupted: bool = False) -> None:

@@ -22,11 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import selectors
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -84,7 +79,6 @@ def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
 #: Seconds one comparison may take before its child is killed (the slowest, naive's loops on
 #: the largest case, takes ~3 s here).
 CASE_TIMEOUT_S = 20.0
-_MARK = "convbench-check "
 
 
 def _timed_in(rows: list[dict] | None, name: str, device: str = "cpu",
@@ -120,90 +114,16 @@ def _plan(name: str, where: tuple[str, str, bool], directions: list[str]) -> lis
 
 
 def _supervise(plan: list[tuple], budget_s: float, guaranteed: int = 0) -> list[dict]:
-    """Run ``plan`` in children, one result line each; kill one stuck on a case. The first
-    ``guaranteed`` items run whatever the budget (CASE_TIMEOUT_S each at most)."""
-    out, deadline, start = [], time.monotonic() + budget_s, 0
-    while start < len(plan):
-        # The child imports what this process can (sys.path, e.g. a user's package), and
-        # its start (importing torch: ~2 s) is not charged to the budget.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or "." for p in sys.path)}
-        child = subprocess.Popen([sys.executable, "-m", "reports.correctness"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                 env=env)
-        spawned = time.monotonic()
-        child.stdin.write(json.dumps(plan[start:]))
-        child.stdin.close()
-        lines = selectors.DefaultSelector()
-        lines.register(child.stdout, selectors.EVENT_READ)
-        why, ready = "", False
-        while start < len(plan) and not why:
-            budgeted = ready and start >= guaranteed
-            wait = min(CASE_TIMEOUT_S, deadline - time.monotonic() if budgeted else CASE_TIMEOUT_S)
-            if wait <= 0 or not lines.select(wait):
-                why = "budget" if budgeted and time.monotonic() >= deadline - 0.01 else "stuck"
-                child.kill()
-                break
-            line = child.stdout.readline()
-            if not line:
-                why = "died"
-            elif line == _MARK + "ready\n":
-                deadline, ready = deadline + time.monotonic() - spawned, True
-            elif line.startswith(_MARK):
-                out.append(json.loads(line[len(_MARK):]))
-                start += 1
-        child.wait()
-        child.stdout.close()
-        if why == "budget":
-            return out + [_budget_skip(item, budget_s) for item in plan[start:]]
-        if why and start < len(plan):
-            out.append(_dead(plan[start], why, child.returncode))
-            start += 1
-    return out
+    """Run ``plan`` in children (impls.isolated: one stuck on a case is killed); the items
+    the budget leaves out are skipped rows saying so. The first ``guaranteed`` items run
+    whatever the budget."""
+    from impls import isolated
 
-
-def _row(item: tuple, status: str, reason: str) -> dict:
-    from impls.cases import CASES_BY_ID
-
-    name, direction, dtype, case, mode, device, tf32 = item
-    return {"backend": name, "case": case, "mode": mode, "dtype": dtype, "device": device,
-            "tf32": tf32, "direction": direction, "status": status, "max_error": None,
-            "reason": reason, "features": CASES_BY_ID[case].tags()}
-
-
-def _budget_skip(item: tuple, budget_s: float) -> dict:
-    return _row(item, "skipped", f"the report's correctness budget ({budget_s:g} s) was spent; "
-                                 f"run python -m impls check --backend {item[0]}")
-
-
-def _dead(item: tuple, why: str, returncode: int) -> dict:
-    what = (f"did not finish in {CASE_TIMEOUT_S:g} s (killed)" if why == "stuck" else
-            f"killed its process (signal {-returncode})" if returncode < 0 else
-            f"ended its process (exit status {returncode})")
-    return _row(item, "error", f"the comparison {what}")
-
-
-def _child() -> None:
-    """The child's side: read the plan from stdin, print one marked result line per item.
-    TF32 is set as the rows had it, as ``impls check --tf32`` does."""
-    import torch
-
-    from impls.backward import check_backward
-    from impls.cases import CASES_BY_ID
-    from impls.checker import check_case
-
-    print(_MARK + "ready", flush=True)
-    for name, direction, dtype, case, mode, device, tf32 in json.load(sys.stdin):
-        entry, dtype_ = _entry(name), getattr(torch, dtype)
-        if device == "cuda":
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
-        if direction == "forward":
-            result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device, tf32=tf32)
-        else:
-            result = check_backward(entry, CASES_BY_ID[case], direction, mode, dtype_, device,
-                                    tf32=tf32)
-        # Under the rows' name: a spec may load an entry registered under another.
-        print(_MARK + json.dumps({**result.to_dict(), "backend": name, "direction": direction,
-                                  "tf32": tf32}), flush=True)
+    items = [[*item, 0] for item in plan]  # seed 0, as impls check's default
+    done = isolated.run(items, CASE_TIMEOUT_S, budget_s, guaranteed)
+    return done + [isolated.row(item, "skipped", f"the report's correctness budget "
+                                f"({budget_s:g} s) was spent; run python -m impls check "
+                                f"--backend {item[0]}") for item in items[len(done):]]
 
 
 def _names(names: list[str] | None) -> list[str]:
@@ -359,7 +279,3 @@ def verdict_text(name: str, v: dict) -> str:
     left_out = "; ".join(v.get("left_out") or [])
     return (f"{name}: passed all {checked} cases compared ({v['skipped']} skipped)"
             + (f"; not checked: {left_out}" if left_out else ""))
-
-
-if __name__ == "__main__":
-    _child()

@@ -435,3 +435,32 @@ def test_a_spec_that_fails_to_load_is_not_kept(isolated_registry, user_module):
     importlib.invalidate_caches()  # the failed import cached the directory's listing
     entry = impls.get_backend(spec)
     assert entry.available and spec in {e.name for e in impls.backends()}
+
+
+@pytest.mark.parametrize("misbehaviour, says", [
+    ("time.sleep(3600)", "the comparison did not finish in 2 s (killed)"),
+    ("ctypes.string_at(0)", "the comparison killed its process (signal 11)"),
+])
+def test_a_backend_that_hangs_or_crashes_costs_its_comparison_not_the_check(
+        tmp_path, misbehaviour, says):
+    """Each comparison runs in a child under --timeout (impls.isolated): a hang is killed, a
+    segfault ends only its child, each is an ERROR with its repro, and the comparisons
+    after it still run. In-process, either ended the check with nothing printed."""
+    (tmp_path / "cb_misbehaves.py").write_text(textwrap.dedent(f"""
+        import ctypes
+        import time
+        import torch.nn.functional as F
+
+        def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+            if groups > 1:
+                {misbehaviour}
+            print("a backend's own chatter", end="")  # never taken for a result line
+            return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    """))
+    run = cli("check", "--backend", "cb_misbehaves:conv", "--case", "groups-2", "--case",
+              "valid-3x3", "--mode", "exact", "--dtype", "float32", "--no-module",
+              "--timeout", "2", "--format", "json", path=(tmp_path,))
+    assert run.returncode == 1, run.stdout + run.stderr
+    results = {r["case"]: r for r in json.loads(run.stdout)["results"]}
+    assert results["groups-2"]["status"] == "error" and results["groups-2"]["reason"] == says
+    assert results["valid-3x3"]["status"] == "passed"

@@ -1,0 +1,154 @@
+"""Checker comparisons in a child process, each under a time limit.
+
+Why: the backend under test may hang (a deadlocked kernel; oneDNN's float16 depthwise
+stall) or take its process down (a segfault in a C extension). In-process, either ends the
+whole check with nothing printed, and a hang inside native code ignores Ctrl-C. Here one
+child runs the comparisons in order and streams one result line each; a child stuck on one
+past ``timeout_s`` is killed, that comparison becomes an ``error`` row saying so, and a new
+child carries on after it. One child serves every comparison that behaves, so the price is
+a single start (importing torch). ``python -m impls check`` runs its comparisons this way,
+and so does the report's correctness section (reports.correctness, which adds a budget).
+
+An item is a JSON list: [backend, direction, dtype, case, mode, device, tf32, seed], where
+direction is "forward", a backward direction (impls.backward.DIRECTIONS), or "module" (the
+case is then a module-parity id, "module-case/padding_mode", as repro lines name them).
+The child finds the backend by name, so it must be one a fresh process can load: a built-in,
+an entry point, or a "package.module:function" on the parent's sys.path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+#: Marks the child's result lines: a backend that prints to stdout must not be read as one.
+MARK = "convbench-check "
+
+
+def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guaranteed: int = 0,
+        on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """A result dict per item, in order, for as many items as ``budget_s`` (seconds of
+    checking, child starts not counted) allows; the first ``guaranteed`` items run whatever
+    the budget. The caller says what the items left over mean (len(result) < len(items)).
+    ``on_result`` sees each result as it comes (progress). Ctrl-C kills the child and
+    propagates."""
+    out, deadline, start = [], time.monotonic() + budget_s, 0
+    while start < len(items):
+        child = _spawn(items[start:])
+        spawned = time.monotonic()
+        lines = selectors.DefaultSelector()
+        lines.register(child.stdout, selectors.EVENT_READ)
+        why, ready = "", False
+        try:
+            while start < len(items) and not why:
+                budgeted = ready and start >= guaranteed
+                wait = min(timeout_s, deadline - time.monotonic() if budgeted else timeout_s)
+                if wait <= 0 or not lines.select(wait):
+                    why = "budget" if budgeted and time.monotonic() >= deadline - 0.01 \
+                        else "stuck"
+                    break
+                line = child.stdout.readline()
+                if not line:
+                    why = "died"
+                elif line == MARK + "ready\n":
+                    deadline, ready = deadline + time.monotonic() - spawned, True
+                elif line.startswith(MARK):
+                    out.append(json.loads(line[len(MARK):]))
+                    start += 1
+                    if on_result is not None:
+                        on_result(out[-1])
+        finally:  # stuck, over budget, or interrupted: the child goes too
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            child.stdout.close()
+        if why == "budget":
+            return out
+        if why and start < len(items):
+            out.append(_dead(items[start], why, child.returncode, timeout_s))
+            start += 1
+            if on_result is not None:
+                on_result(out[-1])
+    return out
+
+
+def _spawn(items: list[list]) -> subprocess.Popen:
+    # The child imports what this process can (sys.path: a user's package, a test's
+    # module directory).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or "." for p in sys.path)}
+    child = subprocess.Popen([sys.executable, "-m", "impls.isolated"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    child.stdin.write(json.dumps(items))
+    child.stdin.close()
+    return child
+
+
+def row(item: list, status: str, reason: str) -> dict:
+    """A result dict for an item that produced none (killed, out of budget)."""
+    from impls.cases import CASES_BY_ID
+    from impls.checker import descriptor
+    from impls.parity import MODULE_CASES
+
+    name, direction, dtype, case, mode, device, tf32, seed = item
+    module_id, _, padding_mode = case.partition("/")
+    base = {m.id: m.case for m in MODULE_CASES}[module_id] if direction == "module" \
+        else CASES_BY_ID[case]
+    where = descriptor(base) + (f" padding_mode={padding_mode}" if padding_mode else "")
+    return {"backend": name, "case": case, "mode": mode, "dtype": dtype, "device": device,
+            "seed": seed, "tf32": tf32, "direction": direction, "status": status,
+            "max_error": None, "reason": reason, "features": base.tags(),
+            "descriptor": where}
+
+
+def _dead(item: list, why: str, returncode: int | None, timeout_s: float) -> dict:
+    what = (f"did not finish in {timeout_s:g} s (killed)" if why == "stuck" else
+            f"killed its process (signal {-returncode})" if returncode and returncode < 0
+            else f"ended its process (exit status {returncode})")
+    return row(item, "error", f"the comparison {what}")
+
+
+def check(item: list) -> dict:
+    """Run one item here (the child's side): the checker's result as a dict."""
+    import torch
+
+    from impls.backward import check_backward
+    from impls.cases import CASES_BY_ID
+    from impls.checker import check_case
+    from impls.parity import MODULE_CASES, check_module
+    from impls.registry import get_backend
+
+    name, direction, dtype, case, mode, device, tf32, seed = item
+    entry, dtype_ = get_backend(name), getattr(torch, dtype)
+    if device.startswith("cuda"):  # as impls check --tf32 sets it for cuDNN and triton
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+    if direction == "module":
+        module_id, _, padding_mode = case.partition("/")
+        module_case = next(m for m in MODULE_CASES if m.id == module_id)
+        result = check_module(entry, module_case, padding_mode, dtype_, seed)
+    elif direction == "forward":
+        result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device, seed, tf32)
+    else:
+        result = check_backward(entry, CASES_BY_ID[case], direction, mode, dtype_, device,
+                                seed, tf32)
+    # Under the item's name: a spec may load an entry registered under another.
+    return {**result.to_dict(), "backend": name, "direction": direction, "tf32": tf32}
+
+
+def _child() -> None:
+    # Results go to the original stdout; what the backend prints goes to stderr, so that
+    # a print without a newline cannot glue itself onto a result line.
+    results = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    print(MARK + "ready", file=results, flush=True)
+    for item in json.load(sys.stdin):
+        print(MARK + json.dumps(check(item)), file=results, flush=True)
+
+
+if __name__ == "__main__":
+    _child()
