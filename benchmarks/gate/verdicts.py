@@ -156,8 +156,14 @@ HEADERS = ["backend", "shape", "base ms", "head ms", "change", "CI", "band", "n"
            "note"]
 
 
+#: Under the table: "head ms / base ms" and "change" may differ, by design.
+CAPTION = ("base ms, head ms: each side's median per call. change, CI: the estimate the "
+           "verdict judges against the band (of ratios paired within a round, or of ratios "
+           "to torch against a baseline: see note), not the quotient of the two medians")
+
+
 def table(rows: list[Row], title: str) -> Table:
-    t = Table(*HEADERS, title=title)
+    t = Table(*HEADERS, title=title, caption=CAPTION)
     for row in rows:  # escaped: a note's "convbench[triton]" is text, not rich markup
         t.add_row(*map(escape, _cells(row)), style=_STYLE.get(row.verdict))
     return t
@@ -167,4 +173,4 @@ def markdown(rows: list[Row], title: str) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(HEADERS) + " |",
              "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", CAPTION]) + "\n"
