@@ -151,4 +151,7 @@ def _child() -> None:
 
 
 if __name__ == "__main__":
-    _child()
+    try:
+        _child()
+    except KeyboardInterrupt:  # Ctrl-C at a terminal reaches the whole process group: the
+        os._exit(130)  # parent reports what ran and kills this child; no traceback here
