@@ -18,6 +18,7 @@ an entry point, or a "package.module:function" on the parent's sys.path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -64,10 +65,7 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
                     if on_result is not None:
                         on_result(out[-1])
         finally:  # stuck, over budget, or interrupted: the child goes too
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-            child.stdout.close()
+            _end(child, wait_s=EXIT_WAIT_S if why == "died" else 0.0)
         if why == "budget":
             return out
         if why and start < len(items):
@@ -76,6 +74,21 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
             if on_result is not None:
                 on_result(out[-1])
     return out
+
+
+#: Seconds a child whose output ended gets to finish exiting before it is killed: its exit
+#: status says why it ended (sys.exit(4) inside a backend), a kill would say "signal 9".
+EXIT_WAIT_S = 10.0
+
+
+def _end(child: subprocess.Popen, wait_s: float) -> None:
+    if wait_s:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=wait_s)
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    child.stdout.close()
 
 
 def _spawn(items: list[list]) -> subprocess.Popen:

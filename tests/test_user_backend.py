@@ -12,6 +12,7 @@ with it, not a traceback), and that declared gaps become skips with their reason
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -363,12 +364,18 @@ def test_an_interrupted_check_reports_what_it_checked(tmp_path, form):
     child = subprocess.Popen([sys.executable, "-m", "impls", "check", "--backend",
                               "cb_hangs_later:conv", "--format", form], cwd=ROOT, env=env,
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             preexec_fn=_default_sigint)
-    deadline = time.monotonic() + 120
-    while not hanging.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
+                             preexec_fn=_default_sigint, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not hanging.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # To the process group, as a terminal's Ctrl-C: the check and the child running
+        # the comparison (impls.isolated) both get it.
+        os.killpg(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:  # nothing left sleeping behind a failed test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
     assert child.returncode == 130, out + err
     assert "interrupted after" in err and "Traceback" not in err, err
     if form == "json":
@@ -440,6 +447,7 @@ def test_a_spec_that_fails_to_load_is_not_kept(isolated_registry, user_module):
 @pytest.mark.parametrize("misbehaviour, says", [
     ("time.sleep(3600)", "the comparison did not finish in 2 s (killed)"),
     ("ctypes.string_at(0)", "the comparison killed its process (signal 11)"),
+    ("sys.exit(4)", "the comparison ended its process (exit status 4)"),  # not "signal 9"
 ])
 def test_a_backend_that_hangs_or_crashes_costs_its_comparison_not_the_check(
         tmp_path, misbehaviour, says):
@@ -448,6 +456,7 @@ def test_a_backend_that_hangs_or_crashes_costs_its_comparison_not_the_check(
     after it still run. In-process, either ended the check with nothing printed."""
     (tmp_path / "cb_misbehaves.py").write_text(textwrap.dedent(f"""
         import ctypes
+        import sys
         import time
         import torch.nn.functional as F
 
