@@ -103,6 +103,25 @@ class Backend:
         bad = [d for d in (*self.devices, *self.accuracy_on) if d not in ("cpu", "cuda")]
         if bad:
             raise ValueError(f"devices {bad}: the harness runs on 'cpu' and 'cuda'")
+        self._check_types()
+
+    def _check_types(self) -> None:
+        """A field of the wrong type would fail far from its cause: "false" for exact is
+        truthy (the backend then held to bit-exactness), "1e6" for max_macs a TypeError in
+        every comparison, a non-callable accepts one in every call."""
+        if not isinstance(self.exact, bool):
+            raise TypeError(f"exact must be True or False, not {self.exact!r}")
+        if self.max_macs is not None and (isinstance(self.max_macs, bool)
+                                          or not isinstance(self.max_macs, int)
+                                          or self.max_macs < 1):
+            raise TypeError(f"max_macs must be a positive int or None, not {self.max_macs!r}")
+        for name in ("probe", "accepts", "workspace", "delegate", "stalls"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be a callable or None, not "
+                                f"{type(value).__name__} {value!r}")
+        if not isinstance(self.description, str):
+            raise TypeError(f"description must be a str, not {self.description!r}")
 
     @cached_property
     def reason(self) -> str:

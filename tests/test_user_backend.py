@@ -253,6 +253,9 @@ def test_declared_missing_feature_skips_its_cases_with_the_reason(user_module, c
     ("cb_caps_device", {"devices": ("gpu",)}, "devices ['gpu']: the harness runs on"),
     ("cb_caps_model", {"exact": False, "error_model": "winograd"},
      "unknown error_model 'winograd'; models: direct, fft"),
+    ("cb_caps_exact", {"exact": "false"}, "exact must be True or False, not 'false'"),
+    ("cb_caps_macs", {"max_macs": "1e6"}, "max_macs must be a positive int or None"),
+    ("cb_caps_accepts", {"accepts": "3x3"}, "accepts must be a callable or None, not str"),
 ])
 def test_bad_capabilities_make_an_unavailable_entry(module, capabilities, reason, user_module):
     name = user_module(module, f"""
