@@ -26,7 +26,7 @@ from impls import isolated
 from impls.backward import DIRECTIONS
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, CaseResult, summarize
-from impls.display import print_table, say, status
+from impls.display import plain, print_table, say, status
 from impls.fill import MODES
 from impls.frontend import device_arg
 from impls.parity import MODULE_CASES, PADDING_MODES
@@ -178,8 +178,8 @@ def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
             seen.append(_case_result(result))
             if line is not None and len(seen) < len(items):
                 name, direction, dtype, case, mode = items[len(seen)][:5]
-                line.update(f"checking {entry.name}: {case} {direction} {mode} {dtype} "
-                            f"({len(seen) + 1} of {len(items)})")
+                line.update(plain(f"checking {entry.name}: {case} {direction} {mode} "
+                                  f"{dtype} ({len(seen) + 1} of {len(items)})"))
 
         if args.in_process:
             for item in items:

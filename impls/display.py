@@ -13,10 +13,10 @@ import sys
 
 try:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 except ModuleNotFoundError:
-    Console = Table = escape = None
+    Console = Table = Text = None
 
 #: Off a terminal rich assumes 80 columns and would fold every row; give it room.
 WIDTH = 200
@@ -32,12 +32,12 @@ def print_table(title: str, columns, rows, *, right=(), caption: str = "",
         if caption:
             print(caption)
         return
-    table = Table(title=title, caption=caption or None)
+    table = Table(title=plain(title), caption=caption or None)
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left",
                          no_wrap=column in no_wrap)
-    for row in rows:  # escaped: a case id like "x[float32]" is text, not rich markup
-        table.add_row(*(escape(str(cell)) for cell in row))
+    for row in rows:  # text: a case id "x[float32]" is no markup, a backend "m:a:" no emoji
+        table.add_row(*(plain(str(cell)) for cell in row))
     Console(width=None if sys.stdout.isatty() else WIDTH).print(table)
 
 
@@ -47,7 +47,13 @@ def say(text: str) -> None:
         print(text)
     else:
         Console(width=None if sys.stdout.isatty() else WIDTH).print(
-            text, markup=False, highlight=False, soft_wrap=True)
+            text, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+def plain(text: str):
+    """``text`` as rich shows it verbatim (no markup, no ":a:" emoji codes: a backend spec
+    "pkg.mod:a:b" would lose letters), or the str itself without rich."""
+    return text if Text is None else Text(text)
 
 
 def status(text: str):
@@ -55,4 +61,4 @@ def status(text: str):
     None (nothing to update) without rich."""
     if Console is None:
         return contextlib.nullcontext(None)
-    return Console(stderr=True).status(text)
+    return Console(stderr=True).status(plain(text))

@@ -165,6 +165,7 @@ def test_a_command_whose_module_cannot_import_says_what_it_needs(monkeypatch, ca
 
     monkeypatch.setattr(display, "Table", None)  # as impls.display sets it without rich
     monkeypatch.setattr(display, "Console", None)
+    monkeypatch.setattr(display, "Text", None)
     assert main(["gate", "--quick"]) == 2
     assert "needs the package 'rich'" in capsys.readouterr().err
     assert main(["shapes", "edge"]) == 0  # the other commands still run, in plain columns

@@ -476,3 +476,17 @@ def test_a_backend_that_hangs_or_crashes_costs_its_comparison_not_the_check(
     results = {r["case"]: r for r in json.loads(run.stdout)["results"]}
     assert results["groups-2"]["status"] == "error" and results["groups-2"]["reason"] == says
     assert results["valid-3x3"]["status"] == "passed"
+
+
+def test_a_name_with_colons_prints_verbatim(user_module, capsys):
+    """rich turned ":a:" into an emoji and "[x]" into markup: "cb_colons:a" printed as
+    "cb_colons🅰". Names, case ids and reasons are text."""
+    spec = user_module("cb_colons", """
+        import torch.nn.functional as F
+
+        def a(*args):
+            return F.conv2d(*args)
+    """) + ":a"
+    assert main(["check", "--backend", spec, "--case", "valid-3x3", "--mode", "exact",
+                 "--dtype", "float32", "--no-module"]) == 0
+    assert f"{spec}: all passed" in capsys.readouterr().out
