@@ -156,7 +156,10 @@ def graph_time(call, device: str, budget: float, iterations: int, sweep,
     except Exception as exc:  # a backend that syncs, or cannot be captured: say so
         sweep.restart = True
         return {"graph_error": f"{type(exc).__name__}: {exc}"[:500]}
-    return {"graph_median_s": statistics.median(rounds) / iterations}
+    median = statistics.median(rounds)
+    quartiles = statistics.quantiles(rounds, n=4) if len(rounds) > 1 else None
+    return {"graph_median_s": median / iterations,
+            "graph_noise": (quartiles[2] - quartiles[0]) / median if quartiles else None}
 
 
 def guarded_call(case, sweep, row, entry):

@@ -62,6 +62,8 @@ ROW_FIELDS = {
                       "replayed from one CUDA graph (triton.testing.do_bench_cudagraph's "
                       "method): the device's time without Python and launch overhead; null "
                       "on the CPU",
+    "graph_noise": "the replayed rounds' IQR / median: the spread of graph_median_s, as "
+                   "noise is of median_s (rows from before 2026-11-26 lack it)",
     "graph_error": "why a CUDA case has no graph_median_s (its calls could not be captured)",
     "flops": "2*N*K*P*Q*(C/g)*R*S of one call (each backward direction: the forward's)",
     "gflops": "flops / median_s / 1e9",

@@ -118,7 +118,11 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
            "ratio": wall, "noisy": noisy}
     if mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
-        out.update(ratio=base["graph_median_s"] / mine["graph_median_s"], wall=wall)
+        spread = [r.get("graph_noise") for r in (mine, base)]
+        # Noisy as the times the ratio is of; None (unknown) for rows without the spread.
+        noisy = None if None in spread else max(spread) > NOISY
+        out.update(ratio=base["graph_median_s"] / mine["graph_median_s"], wall=wall,
+                   noisy=noisy)
     elif (mine.get("device") or "cpu").startswith("cuda"):  # a capture failed: say so
         out["wall_only"] = mine.get("graph_error") or base.get("graph_error") or "no graph"
     return out
@@ -147,12 +151,13 @@ def table(results: list[dict]) -> list[list[str]]:
              r["met"]] for r in results]
 
 
-def _x(ratio: float, noisy: bool = False, wall: float | None = None,
+def _x(ratio: float, noisy: bool | None = False, wall: float | None = None,
        wall_only: str = "") -> str:
     """A ratio; on CUDA, of device times (CUDA graphs), with the wall-clock one beside it
     where they differ (a gap is what Python and launches cost a caller), or marked "wall
-    only" where a capture failed (its reason is in the row's graph_error)."""
-    text = f"{ratio:.2f}x" + ("*" if noisy else "")
+    only" where a capture failed (its reason is in the row's graph_error). Marked * when
+    the times it divides were noisy, and a dagger when their spread was not recorded."""
+    text = f"{ratio:.2f}x" + {True: "*", None: "\u2020"}.get(noisy, "")
     if wall_only:
         return text + " (wall only)"
     return text + (f" (wall {wall:.2f}x)" if wall is not None and f"{wall:.2f}" !=
@@ -197,10 +202,12 @@ def _measured_cell(result: dict) -> str:
         return "nothing timed"
     base = "the fastest other backend" if result["target"].baseline == BEST \
         else result["target"].baseline
-    noisy = sum(s["noisy"] for s in result["shapes"])
+    noisy = sum(s["noisy"] is True for s in result["shapes"])
+    unknown = sum(s["noisy"] is None for s in result["shapes"] if s["ratio"] is not None)
     wall_only = sum(bool(s.get("wall_only")) for s in result["shapes"])
     return (f"geomean {_x(result['geomean'])}, worst {_x(result['worst'])} (vs {base})"
             + (f"; {noisy} noisy*" if noisy else "")
+            + (f"; {unknown} of unknown spread\u2020" if unknown else "")
             + (f"; {wall_only} by wall clock only (no CUDA-graph time)" if wall_only else ""))
 
 
@@ -254,19 +261,31 @@ def provenance(result_set: ResultSet) -> str:
     where = (f"{gpu.get('name')} (CUDA {gpu.get('cuda')}, cuDNN {gpu.get('cudnn')}, driver "
              f"{gpu.get('driver') or '?'}; host {m.get('cpu', '?')})" if gpu.get("name") else
              f"{m.get('cpu', '?')} ({m.get('torch_threads', '?')} threads)")
-    started = min((r.get("started", "") for r in result_set.runs), default="")
-    load_avg = m.get("loadavg_1min")
     files = ", ".join(map(str, result_set.paths))
-    runs = f"one run of {len(result_set.paths)} sweeps" if len(result_set.paths) > 1 \
-        else "one run"
-    return (f"Measured in {runs} on {where}, torch {m.get('torch', '?')}, commit "
-            f"{result_set.commit() or '?'}, {started[:16].replace('T', ' ')}"
-            + (f", load average {load_avg:.1f} when it started" if load_avg else "")
-            + f" ({files}). Ratio: baseline median time / backend median time "
+    return (f"Measured on {where}, torch {m.get('torch', '?')}, commit "
+            f"{result_set.commit() or '?'}, {_when(result_set)} ({files}). Ratio: baseline "
+            "median time / backend median time "
             "on the same shape in the same run; > 1 is faster than the baseline. On CUDA, "
             "of device times (the calls replayed from a CUDA graph, launch overhead "
             "excluded) where both have one, the wall-clock ratio beside it where it "
-            f"differs. *: noisy, the IQR of either time was over {NOISY:.0%} of its median.")
+            f"differs. *: noisy, the IQR of either time the ratio divides was over "
+            f"{NOISY:.0%} of its median. \u2020: device times whose spread these rows do not "
+            "record (older than graph_noise): noise unknown.")
+
+
+def _when(result_set: ResultSet) -> str:
+    """When, under what load: one sweep's start, or each start of several sweeps (files
+    of one host and commit are read as one run, but they may come from separate calls:
+    the load of the first said nothing of the others)."""
+    starts = sorted({r.get("started", "")[:16].replace("T", " ") for r in result_set.runs
+                     if r.get("started")})
+    loads = sorted(m["loadavg_1min"] for m in result_set.machines.values()
+                   if m.get("loadavg_1min") is not None)
+    load = "" if not loads else f"load average {loads[0]:.1f}" if loads[0] == loads[-1] \
+        else f"load average {loads[0]:.1f}-{loads[-1]:.1f}"
+    runs = "one run" if len(result_set.paths) < 2 else f"{len(result_set.paths)} sweeps"
+    starts = starts[:1] if len(result_set.paths) < 2 else starts  # a resume: its first start
+    return f"in {runs} started {', '.join(starts) or '?'}" + (f" ({load})" if load else "")
 
 
 def _layer_tables(targets, rows):

@@ -179,7 +179,7 @@ def _gpu_rows(ratio_of):
             rows += [_row("resnet50", e, "torch", 1e-3, dtype=dtype, device="cuda", tf32=tf32),
                      _row("resnet50", e, "triton", 1e-3 / ratio_of(name, i), dtype=dtype,
                           device="cuda", tf32=tf32)]
-    return [{**r, "graph_median_s": r["median_s"]} for r in rows]
+    return [{**r, "graph_median_s": r["median_s"], "graph_noise": 0.01} for r in rows]
 
 
 def test_gpu_runs_one_sweep_per_precision_each_in_its_file():
@@ -225,6 +225,22 @@ def test_gpu_ratios_are_of_device_times_with_the_wall_clock_beside(tmp_path):
     assert "1 by wall clock only" in targets.table([strict])[0][2]
 
 
+def test_a_device_time_ratio_is_marked_by_the_spread_of_device_times():
+    """'*' said the wall-clock IQR was over 10% beside a ratio of device times; it is now
+    judged on the replays' spread (graph_noise), and rows without it are marked unknown."""
+    e = shape_set("resnet50", 32)[0]
+    def pair(**graph):
+        return {b: {**_row("resnet50", e, b, 1e-3, dtype="bfloat16", device="cuda"),
+                    "noise": 0.5, "graph_median_s": 1e-4, **graph} for b in ("torch", "triton")}
+    target = next(t for t in TARGETS if t.title == "triton bfloat16, batch 32")
+    shape = targets._shape(target, "resnet50", e.descriptor, pair(graph_noise=0.01))
+    assert shape["noisy"] is False and targets._cell(shape) == "1.00x"  # wall noise: not it
+    shape = targets._shape(target, "resnet50", e.descriptor, pair(graph_noise=0.2))
+    assert targets._cell(shape) == "1.00x*"
+    shape = targets._shape(target, "resnet50", e.descriptor, pair())
+    assert shape["noisy"] is None and targets._cell(shape) == "1.00x\u2020"
+
+
 def test_gpu_table_has_a_column_per_precision_for_every_layer(tmp_path):
     rows = _gpu_rows(lambda precision, i: {"float32": 1.0, "TF32": 0.9, "bfloat16": 0.85}
                      [precision] * (0.5 if i == 0 else 1.0))
@@ -267,7 +283,7 @@ def test_a_run_s_precision_files_make_one_report_section_with_the_per_layer_tabl
     summary = (out / "summary.md").read_text()
     assert summary.count("## Speed targets") == 1
     assert "| layer | float32 | TF32 | bfloat16 |" in summary and "not in this run" not in summary
-    assert "one run of 3 sweeps" in summary
+    assert "in 3 sweeps started" in summary
 
 
 def test_table_only_with_a_precision_missing_prints_what_there_is(tmp_path, capsys):
