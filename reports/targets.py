@@ -386,9 +386,10 @@ def write(files: list[Path], out_dir: Path, device: str | None = None) -> int:
         if not Path(f).is_file():  # a precision not run yet: its targets say "not in this run"
             print(f"targets: warning: no such file: {f}", file=sys.stderr)
     if not found:
-        print("targets: error: none of the results files exists (result files are not "
-              "committed: measure them with python -m benchmarks targets, or nox -s targets)",
-              file=sys.stderr)
+        committed = (" (the committed GPU run's are in reports/results/gpu: --results-dir "
+                     "reports/results/gpu)" if device == "cuda" else "")
+        print("targets: error: none of the results files exists: measure them with python -m "
+              f"benchmarks targets, or nox -s targets{committed}", file=sys.stderr)
         return 2
     text = markdown(load(found), None if device is None else
                     [t for t in TARGETS if t.device == device])
