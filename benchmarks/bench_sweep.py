@@ -62,11 +62,7 @@ def refusal(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: st
     """Why the backend refuses this call ("" when it does not): a feature it lacks (groups,
     dilation, autograd for a backward direction, ...) or a problem outside its method
     (``accepts``: Winograd takes 3x3 stride 1 only). Builds no input: cheap."""
-    features = used_features(spec.stride, spec.padding, spec.dilation, spec.groups,
-                             bias=False)  # bias: never passed
-    if direction != "forward":
-        features.add("autograd")
-    return (entry.unsupported(device=device, dtype=dtype, features=features)
+    return (entry.unsupported(device=device, dtype=dtype, features=_features(spec, direction))
             or entry.refuses(spec.input_shape, spec.weight_shape, spec.stride, spec.padding,
                              spec.dilation, spec.groups)
             or entry.over_budget(spec.input_shape, spec.weight_shape, spec.stride, spec.padding,
@@ -110,6 +106,23 @@ def test_conv2d(benchmark, case, sweep, row):
         pytest.skip(f"{case.backend} raised NotImplementedError: {exc}")
 
 
+def dispatched_to(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: str,
+                  direction: str) -> str:
+    """The backend a dispatcher (auto) runs this case with: a row of auto's says whose time
+    it is, or a ratio of auto to 'the fastest other' may be of one backend against itself."""
+    return entry.runner(spec.input_shape, spec.weight_shape, spec.stride, spec.padding,
+                        spec.dilation, spec.groups, dtype, device,
+                        _features(spec, direction)).name
+
+
+def _features(spec: ConvSpec, direction: str) -> set[str]:
+    """What a case's call uses: the bias is never passed; a backward direction needs
+    autograd."""
+    features = used_features(spec.stride, spec.padding, spec.dilation, spec.groups,
+                             bias=False)
+    return features | {"autograd"} if direction != "forward" else features
+
+
 def guard_calls(direction: str, min_rounds: int) -> int:
     """Calls the budget guard counts for a case: the warm-up and the minimum rounds, plus,
     for a backward direction, the untimed forward that builds its graph (counted as one
@@ -130,6 +143,8 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                    {"min_rounds": sweep.min_rounds, "max_time": sweep.budget,
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter"})
     row.update(measured(stats, iterations, case, sweep))
+    if entry.delegate is not None:  # a dispatcher: which backend its time is of
+        row["ran"] = dispatched_to(entry, case.entry.spec, sweep.dtype, device, case.direction)
     row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)
     if device.startswith("cuda") and not cold:  # last: a failed capture spoils the process
         row.update(graph_time(call, device, GRAPH_SHARE * sweep.budget, iterations, sweep,

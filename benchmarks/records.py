@@ -77,6 +77,7 @@ ROW_FIELDS = {
     "peak_memory_bytes": "memory one call needed above its inputs (backward: above the "
                          "retained forward graph; see benchmarks.memory)",
     "memory_method": "rss-hwm, cuda-max-allocated or none",
+    "ran": "the backend a dispatcher (auto) ran the case with; absent for the others",
     "predicted_s": "the budget guard's prediction of one call",
     "prediction": "measured, or how it was extrapolated",
     "threads": "torch threads (pinned); a resumed sweep refuses a file whose rows were "

@@ -116,7 +116,7 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
     noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
     wall = base["median_s"] / mine["median_s"]
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
-           "ratio": wall, "noisy": noisy}
+           "ratio": wall, "noisy": noisy, "ran": mine.get("ran")}
     if mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
         spread = [r.get("graph_noise") for r in (mine, base)]
         # Noisy as the times the ratio is of; None (unknown) for rows without the spread.
@@ -185,7 +185,8 @@ def _shapes_cell(result: dict) -> str:
         worst = min(timed, key=lambda s: s["ratio"])
         text += f"; worst: {worst['name']} {_cell(worst)}"
         if t.baseline == BEST:
-            text += f" (fastest other there: {worst['baseline']})"
+            ran = f"{t.backend} ran {worst['ran']}; " if worst.get("ran") else ""
+            text += f" ({ran}fastest other there: {worst['baseline']})"
     if gaps:
         text += f"; not timed ({len(gaps)}): " + ", ".join(
             f"{s['name']} ({s['why']})" for s in gaps[:3]) + (", ..." if len(gaps) > 3 else "")

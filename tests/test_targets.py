@@ -126,6 +126,10 @@ def test_auto_is_compared_with_the_fastest_other_backend(tmp_path):
     assert result["geomean"] > 0.95 and result["worst"] == pytest.approx(0.5)
     assert result["met"] == "no"
     assert "fastest other there: fft" in targets.table([result])[0][1]
+    # A row saying what auto ran shows it: a ratio of fft against itself is noise.
+    rows[-1]["ran"] = "fft"
+    result = _evaluate(tmp_path, "auto, batch 1", rows)
+    assert "(auto ran fft; fastest other there: fft)" in targets.table([result])[0][1]
 
 
 def test_a_file_without_the_targets_shapes(tmp_path):
