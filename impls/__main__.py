@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from impls import isolated
-from impls.backward import DIRECTIONS
+from impls.backward import DIRECTIONS, BackwardResult
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, CaseResult, summarize
 from impls.display import plain, print_table, say, status
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _seconds(text: str) -> float:
+    """--timeout: seconds above 0, or "inf" (no limit: a hang then waits for Ctrl-C)."""
     try:
         value = float(text)
     except ValueError:
@@ -195,23 +196,27 @@ def _items(args, entry, cases, module, dtypes) -> list[list]:
     directions = args.direction or ["forward"]
     modes = tuple(args.mode or MODES)
     names = [str(d).removeprefix("torch.") for d in dtypes]
-    tail = [args.device, args.tf32, args.seed]
-    items = [[entry.name, "forward", dtype, case.id, mode, *tail] for case in cases
+    # The backend as given: the child loads it afresh, and a spec "pkg.mod:obj" may hold
+    # an entry registered under another name, unknown to a new process by that name.
+    tail, given = [args.device, args.tf32, args.seed], args.backend
+    items = [[given, "forward", dtype, case.id, mode, *tail] for case in cases
              for mode in modes for dtype in names] if "forward" in directions else []
-    items += [[entry.name, direction, dtype, case.id, mode, *tail] for case in cases
+    items += [[given, direction, dtype, case.id, mode, *tail] for case in cases
               for direction in DIRECTIONS if direction in directions
               for mode in modes for dtype in names]
     if not args.no_module and args.device == "cpu":
-        items += [[entry.name, "module", dtype, f"{mc.id}/{pm}", "exact", *tail]
+        items += [[given, "module", dtype, f"{mc.id}/{pm}", "exact", *tail]
                   for mc, pm in module for dtype in names]
     return items
 
 
 def _case_result(result: dict) -> CaseResult:
-    """A checker result back from its JSON form (an item's row may lack a few fields)."""
-    known = {f.name for f in fields(CaseResult)}
+    """A checker result back from its JSON form (an item's row may lack a few fields): a
+    gradient's as a BackwardResult, whose repro and JSON keep its direction."""
+    kind = BackwardResult if result.get("direction") in DIRECTIONS else CaseResult
+    known = {f.name for f in fields(kind)}
     kept = {k: v for k, v in result.items() if k in known and v is not None}
-    return CaseResult(**{**kept, "where": tuple(kept.get("where", ()))})
+    return kind(**{**kept, "where": tuple(kept.get("where", ()))})
 
 
 def _print_json(entry, results, interrupted: bool = False) -> None:

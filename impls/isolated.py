@@ -37,43 +37,82 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
     """A result dict per item, in order, for as many items as ``budget_s`` (seconds of
     checking, child starts not counted) allows; the first ``guaranteed`` items run whatever
     the budget. The caller says what the items left over mean (len(result) < len(items)).
+    ``timeout_s`` (may be inf) limits each comparison, not the child's start (STARTUP_S).
     ``on_result`` sees each result as it comes (progress). Ctrl-C kills the child and
     propagates."""
     out, deadline, start = [], time.monotonic() + budget_s, 0
+
+    def done(result: dict) -> None:
+        out.append(result)
+        if on_result is not None:
+            on_result(result)
+
     while start < len(items):
         child = _spawn(items[start:])
-        spawned = time.monotonic()
-        lines = selectors.DefaultSelector()
-        lines.register(child.stdout, selectors.EVENT_READ)
+        spawned, lines = time.monotonic(), _Lines(child.stdout)
         why, ready = "", False
         try:
             while start < len(items) and not why:
                 budgeted = ready and start >= guaranteed
-                wait = min(timeout_s, deadline - time.monotonic() if budgeted else timeout_s)
-                if wait <= 0 or not lines.select(wait):
+                wait = min(timeout_s, deadline - time.monotonic()) if budgeted else \
+                    timeout_s if ready else STARTUP_S
+                line = lines.next(wait)
+                if line is None:
                     why = "budget" if budgeted and time.monotonic() >= deadline - 0.01 \
                         else "stuck"
-                    break
-                line = child.stdout.readline()
-                if not line:
+                elif not line:
                     why = "died"
                 elif line == MARK + "ready\n":
                     deadline, ready = deadline + time.monotonic() - spawned, True
                 elif line.startswith(MARK):
-                    out.append(json.loads(line[len(MARK):]))
                     start += 1
-                    if on_result is not None:
-                        on_result(out[-1])
+                    done(json.loads(line[len(MARK):]))
         finally:  # stuck, over budget, or interrupted: the child goes too
             _end(child, wait_s=EXIT_WAIT_S if why == "died" else 0.0)
         if why == "budget":
             return out
+        if why and not ready:  # no comparison ran: a new child would fail alike
+            reason = _dead_reason(why, child.returncode, STARTUP_S)
+            for item in items[start:]:
+                done(row(item, "error", f"the checking process failed to start: {reason}"))
+            return out
         if why and start < len(items):
-            out.append(_dead(items[start], why, child.returncode, timeout_s))
             start += 1
-            if on_result is not None:
-                on_result(out[-1])
+            done(row(items[start - 1], "error",
+                     f"the comparison {_dead_reason(why, child.returncode, timeout_s)}"))
     return out
+
+
+#: Seconds a child may take to start (import torch and the backend) before it is given up.
+STARTUP_S = 120.0
+
+
+class _Lines:
+    """Whole lines from a child's stdout, each within a time limit. Read from the raw
+    descriptor: select() cannot see what a buffered readline() already took from the pipe
+    (a burst of results followed by a hang blamed the wrong comparison)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream  # held: the descriptor lives as long as its file object
+        self.fd, self.buffer, self.eof = stream.fileno(), b"", False
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.fd, selectors.EVENT_READ)
+
+    def next(self, wait: float) -> str | None:
+        """The next line; "" at the end of the output; None when ``wait`` s pass first."""
+        until = time.monotonic() + wait
+        while b"\n" not in self.buffer:
+            if self.eof:
+                return ""
+            left = until - time.monotonic()
+            # select() takes no infinity (and overflows on a year): wait without a limit
+            if left <= 0 or not self.selector.select(None if left > 1e7 else left):
+                return None
+            chunk = os.read(self.fd, 1 << 16)
+            self.eof = not chunk
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode("utf-8", errors="replace") + "\n"
 
 
 #: Seconds a child whose output ended gets to finish exiting before it is killed: its exit
@@ -97,8 +136,13 @@ def _spawn(items: list[list]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or "." for p in sys.path)}
     child = subprocess.Popen([sys.executable, "-m", "impls.isolated"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True, env=env)
-    child.stdin.write(json.dumps(items))
-    child.stdin.close()
+    try:
+        child.stdin.write(json.dumps(items))
+    except BrokenPipeError:  # a child that died at once: its exit status says why
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
     return child
 
 
@@ -119,11 +163,10 @@ def row(item: list, status: str, reason: str) -> dict:
             "descriptor": where}
 
 
-def _dead(item: list, why: str, returncode: int | None, timeout_s: float) -> dict:
-    what = (f"did not finish in {timeout_s:g} s (killed)" if why == "stuck" else
+def _dead_reason(why: str, returncode: int | None, limit_s: float) -> str:
+    return (f"did not finish in {limit_s:g} s (killed)" if why == "stuck" else
             f"killed its process (signal {-returncode})" if returncode and returncode < 0
             else f"ended its process (exit status {returncode})")
-    return row(item, "error", f"the comparison {what}")
 
 
 def check(item: list) -> dict:
