@@ -270,26 +270,31 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
 
 def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarray) -> float:
     """Set ``result``'s verdict: FAILED where |out - want| exceeds the bound anywhere, with
-    the worst place; return the worst excess (error - bound). A non-finite output where the
-    reference is finite always fails and is named as such (a NaN compares false with every
-    bound: it must not pass unseen)."""
+    the worst place; return its share of its bound (error / bound: over 1 fails), which
+    compares across outputs of different scale (a backward's gradients). A non-finite
+    output where the reference is finite always fails and is named as such (a NaN compares
+    false with every bound: it must not pass unseen)."""
     error = np.abs(out - want)
     bad = ~np.isfinite(error)
     error[bad] = math.inf
-    excess = error - bound
-    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
+    bound = np.broadcast_to(bound, error.shape)
+    # The element named is the one nearest (or furthest over) its own bound: bounds differ
+    # by element, so the largest excess would name the tightest bound, not the closest call.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(bound > 0, error / bound, np.where(error > 0, math.inf, 0.0))
+    worst = np.unravel_index(int(np.argmax(share)), share.shape) if share.size else ()
     result.where = tuple(int(i) for i in worst)
     result.max_error = float(error.max()) if error.size else 0.0
     result.error = float(error[worst]) if error.size else 0.0
     result.bound = float(bound[worst]) if error.size else 0.0
-    result.status = FAILED if excess.size and excess.max() > 0 else PASSED
+    result.status = FAILED if error.size and (error > bound).any() else PASSED
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         nans = int(np.isnan(out[bad]).sum())
         result.reason = (f"{int(bad.sum())} of {bad.size} outputs are not finite ({nans} NaN, "
                          f"{int(bad.sum()) - nans} Inf) where the reference is; first at "
                          f"{first}")
-    return float(excess.max()) if excess.size else -math.inf
+    return float(share[worst]) if share.size else -math.inf
 
 
 def check_backend(backend: str | Backend, cases=CASES, modes=MODES,

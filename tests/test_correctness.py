@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from impls.cases import CASES
-from impls.checker import FAILED, SKIPPED, CaseResult, check_case, judge
+from impls.checker import FAILED, PASSED, SKIPPED, CaseResult, check_case, judge
 from impls.fill import MODES
 
 
@@ -106,3 +106,7 @@ def test_a_verdict_names_the_error_at_the_element_it_judged():
     assert result.status == FAILED and result.where == (1,)
     assert (result.error, result.bound, result.max_error) == (0.02, 0.01, 0.5)
     assert result.detail() == "|err|=0.02 at (1,) (bound 0.01); max|err|=0.5 elsewhere"
+    # Passing: named by its share of its bound (0.5 of 1), not by the largest excess, which
+    # fell on the tightest bound (0 of 0.1).
+    judge(result, np.array([0.5, 0.0]), np.zeros(2), np.array([1.0, 0.1]))
+    assert result.status == PASSED and result.where == (0,) and result.error == 0.5
