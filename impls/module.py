@@ -31,8 +31,9 @@ class Conv2d(nn.Conv2d):
 
     def _refusal(self, entry) -> str:
         """Why ``entry`` would refuse every forward of this layer, or "": a feature it lacks,
-        or a problem outside its method whatever the image size (its ``accepts`` refuses
-        both the smallest image the kernel fits and a larger one: Winograd's kernel size).
+        or a problem outside its method whatever the input (its ``accepts`` refuses the
+        smallest image the kernel fits, a larger one and a large batch of large ones alike:
+        Winograd's kernel size).
         Arguments F.conv2d itself rejects (stride 0) are left to the forward, which raises
         what nn.Conv2d's does."""
         padding = self._call_padding()
@@ -42,9 +43,10 @@ class Conv2d(nn.Conv2d):
         if missing:
             return f"{entry.name} does not support {', '.join(missing)}"
         fits = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size)]
-        reasons = [entry.refuses((1, self.in_channels, *(f + grow for f in fits)),
-                                 self.weight.shape, self.stride, padding, self.dilation,
-                                 self.groups) for grow in (0, 63)]
+        per_side = tuple(p // 2 for p in padding) if self.padding == "same" else padding
+        probes = [(1, *(f + grow for f in fits)) for grow in (0, 63)] + [(8, 4096, 4096)]
+        reasons = [entry.refuses((n, self.in_channels, h, w), self.weight.shape, self.stride,
+                                 per_side, self.dilation, self.groups) for n, h, w in probes]
         return reasons[0] if all(reasons) else ""
 
     def _features(self) -> set[str]:
