@@ -184,18 +184,29 @@ def _kept_from_other_code(results: records.ResultsFile, cases, limit) -> str:
     from pytest_benchmark.utils import get_commit_info
 
     kept = results.done(limit=limit) & {c.key for c in cases}
-    earlier = {r["commit_info"].get("id") for r in results.of_kind("run")
-               if (r.get("commit_info") or {}).get("id")}
-    if not kept or not earlier:
+    measured_at, commit = {}, None  # a row's commit: that of the run record before it
+    for record in results.records():
+        if record.get("record") == "run":
+            commit = record.get("commit_info") or {}
+        elif record.get("record") == "case" and commit is not None:
+            measured_at[record["key"]] = (commit.get("id"), bool(commit.get("dirty")))
+    at = [measured_at[k] for k in kept if k in measured_at and measured_at[k][0]]
+    if not at:
         return ""
     now = get_commit_info()
-    others = sorted(c[:10] for c in earlier if c != now.get("id"))
-    if not others and not now.get("dirty"):
+    others = sorted({c[:10] for c, _ in at if c != now.get("id")})
+    dirty = sum(d for c, d in at if c == now.get("id"))
+    parts = [f"{sum(c != now.get('id') for c, _ in at)} measured at commit "
+             f"{', '.join(others)}, not this tree's {str(now.get('id'))[:10]}"] if others else []
+    if dirty:
+        parts.append(f"{dirty} measured with uncommitted changes")
+    if now.get("dirty"):
+        parts.append("this tree has uncommitted changes")
+    if not parts:
         return ""
-    what = (f"commit {', '.join(others)}, not this tree's {str(now.get('id'))[:10]}"
-            if others else "a tree with uncommitted changes, as this one has")
-    return (f"{len(kept)} rows kept from earlier runs into {results.path.name} were measured "
-            f"at {what}: if the code they time has changed, --fresh measures them again")
+    return (f"{len(kept)} rows are kept from earlier runs into {results.path.name} "
+            f"({'; '.join(parts)}): if the code they time has changed, --fresh measures "
+            "them again")
 
 
 def _cuda_devices() -> int:

@@ -704,23 +704,33 @@ def test_a_sweep_that_timed_nothing_fails_and_says_why(tmp_path):
 
 def test_a_resumed_sweep_says_when_its_kept_rows_are_of_another_commit(tmp_path, monkeypatch):
     """'Fix my kernel and rerun' resumed the old kernel's times without a word: the rows a
-    sweep keeps from runs at another commit (or from a tree with uncommitted changes)
-    are named, with --fresh as the way to measure them again."""
+    sweep keeps are judged by the run record before each (its commit, and whether that
+    tree had uncommitted changes) and named, with --fresh as the way to measure again."""
     from benchmarks import sweep
 
-    case = sweep_plan.plan(("edge",), ["torch"])[0]
+    old, new = sweep_plan.plan(("edge",), ["torch"])[:2]
     results = records.ResultsFile(tmp_path / "r.jsonl")
     results.append({"record": "run", "commit_info": {"id": "0123456789abcdef", "dirty": False}})
-    results.append({"record": "case", "key": case.key, "status": "ok", "median_s": 1e-3})
-    monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
-                        lambda: {"id": "fedcba9876543210", "dirty": False})
-    said = sweep._kept_from_other_code(results, [case], None)
-    assert "1 rows kept" in said and "commit 0123456789, not this tree's fedcba9876" in said
-    assert "--fresh" in said
+    results.append({"record": "case", "key": old.key, "status": "ok", "median_s": 1e-3})
+    results.append({"record": "run", "commit_info": {"id": "fedcba9876543210", "dirty": True}})
+    results.append({"record": "case", "key": new.key, "status": "ok", "median_s": 1e-3})
+
+    def now(commit, dirty=False):
+        monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
+                            lambda: {"id": commit, "dirty": dirty})
+        return sweep._kept_from_other_code(results, [old, new], None)
+
+    said = now("fedcba9876543210")
+    assert said.startswith("2 rows are kept") and "--fresh" in said
+    assert "1 measured at commit 0123456789, not this tree's fedcba9876" in said
+    assert "1 measured with uncommitted changes" in said  # the second run's, same commit
+    assert sweep._kept_from_other_code(results, [old], None).count("measured") == 1
+    assert now("0123456789abcdef") != ""  # the second row is of another commit
     monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
                         lambda: {"id": "0123456789abcdef", "dirty": False})
-    assert sweep._kept_from_other_code(results, [case], None) == ""
+    assert sweep._kept_from_other_code(results, [old], None) == ""  # same code: silent
     monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
                         lambda: {"id": "0123456789abcdef", "dirty": True})
-    assert "uncommitted changes" in sweep._kept_from_other_code(results, [case], None)
+    assert "this tree has uncommitted changes" in sweep._kept_from_other_code(
+        results, [old], None)
     assert sweep._kept_from_other_code(results, [], None) == ""  # nothing kept: nothing said
