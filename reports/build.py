@@ -124,6 +124,11 @@ def correctness_warnings(verdicts: dict, rows: list[dict]) -> tuple[dict[str, st
               if v["verdict"] == "failed"}
     unchecked = [f"{correctness.verdict_text(n, v)} (its times are of unverified answers)"
                  for n, v in verdicts.items() if v["verdict"] == "unchecked" and n in timed]
+    # Passed where it was checked, but some of its rows are of a setting not checked here
+    # (timed on a GPU this machine lacks): those times are unverified all the same.
+    unchecked += [f"{n}: not checked for correctness: {'; '.join(v['left_out'])} (those "
+                  "times are of unverified answers)" for n, v in verdicts.items()
+                  if v["verdict"] == "passed" and v.get("left_out") and n in timed]
     return failed, unchecked
 
 

@@ -507,7 +507,12 @@ def test_rows_timed_on_a_device_this_machine_lacks_are_not_vouched_for_by_anothe
     assert "no CUDA device" in left_out[0]["reason"] and "--device cuda" in left_out[0]["reason"]
     checked = [r for r in results if r["status"] != "skipped"]
     assert checked and {r["device"] for r in checked} == {"cpu"}
-    text = correctness.verdict_text("torch", correctness.verdicts(results, ["torch"])["torch"])
+    verdicts = correctness.verdicts(results, ["torch"])
+    text = correctness.verdict_text("torch", verdicts["torch"])
     assert "torch: passed all" in text and "not checked: timed on cuda" in text, text
+    from reports.build import correctness_warnings
+
+    _, warned = correctness_warnings(verdicts, [cpu, cuda])  # at the top of the page
+    assert len(warned) == 1 and "those times are of unverified answers" in warned[0]
     only_cuda = correctness.run_checks(0.01, names=["torch"], rows=[cuda])
     assert correctness.verdicts(only_cuda, ["torch"])["torch"]["verdict"] == "unchecked"
