@@ -32,7 +32,7 @@ def print_table(title: str, columns, rows, *, right=(), caption: str = "",
         if caption:
             print(caption)
         return
-    table = Table(title=plain(title), caption=caption or None)
+    table = Table(title=plain(title), caption=plain(caption) if caption else None)
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left",
                          no_wrap=column in no_wrap)

@@ -25,6 +25,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks.records import VARIANT_FIELDS
+
 #: Seconds of checking for all backends together (all four CPU backends take ~10 s).
 BUDGET_S = 60.0
 
@@ -52,8 +54,7 @@ def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
         if isinstance(entry, str) or not entry.available:
             out.append(_not_checked(name, entry if isinstance(entry, str) else entry.reason))
             continue
-        settings, directions = _timed_in(rows, name, device)
-        for where in settings:
+        for where, directions in _timed_in(rows, name, device).items():
             missing = _device_missing(where[0])
             if missing:
                 out.append(_not_checked(name, f"timed on {where[0]}, {missing}: check it there "
@@ -82,16 +83,18 @@ CASE_TIMEOUT_S = 20.0
 
 
 def _timed_in(rows: list[dict] | None, name: str, device: str = "cpu",
-              ) -> tuple[list[tuple[str, str, bool]], list[str]]:
-    """The (device type, dtype, TF32) settings and the directions ``rows`` timed ``name``
-    in: what the report's times are of (float32 forward on ``device`` without rows)."""
-    mine = [r for r in rows or [] if r.get("backend") == name and r.get("status") == "ok"]
-    settings = sorted({((r.get("device") or "cpu").split(":")[0], r.get("dtype") or "float32",
-                        bool(r.get("tf32")) and (r.get("dtype") or "float32") == "float32")
-                       for r in mine}) or [(device, "float32", False)]
-    directions = sorted({r.get("direction") or "forward" for r in mine},
-                        key=lambda d: (d != "forward", d)) or ["forward"]
-    return settings, directions
+              ) -> dict[tuple[str, str, bool], list[str]]:
+    """{(device type, dtype, TF32): directions} that ``rows`` timed ``name`` in: what the
+    report's times are of, and only that (float32 forward on ``device`` without rows)."""
+    get = VARIANT_FIELDS
+    timed: dict[tuple[str, str, bool], set[str]] = {}
+    for r in rows or []:
+        if r.get("backend") == name and r.get("status") == "ok":
+            dtype = get["dtype"](r)
+            where = (get["device"](r).split(":")[0], dtype, get["tf32"](r) and dtype == "float32")
+            timed.setdefault(where, set()).add(r.get("direction") or "forward")
+    return {where: sorted(d, key=lambda d: (d != "forward", d))
+            for where, d in sorted(timed.items())} or {(device, "float32", False): ["forward"]}
 
 
 def _device_missing(device: str) -> str:

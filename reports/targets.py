@@ -271,7 +271,7 @@ def provenance(result_set: ResultSet) -> str:
             "excluded) where both have one, the wall-clock ratio beside it where it "
             f"differs. *: noisy, the IQR of either time the ratio divides was over "
             f"{NOISY:.0%} of its median. \u2020: device times whose spread these rows do not "
-            "record (older than graph_noise): noise unknown.")
+            "record (rows older than graph_noise, or a single replay round): noise unknown.")
 
 
 def _when(result_set: ResultSet) -> str:

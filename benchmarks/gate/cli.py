@@ -188,7 +188,8 @@ def record(opts: Options, repo: Path | None = None) -> None:
     repo = Path(repo or git("rev-parse", "--show-toplevel"))
     cases, budget = _plan(opts)
     with contextlib.ExitStack() as stack:
-        results = run_rounds(cases, [_worker(stack, "head", repo, opts)], budget)
+        results = run_rounds(cases, [_worker(stack, "head", repo, opts)], budget,
+                             known=frozenset())  # a typo must not become a baseline
     store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))
     console.print(f"baseline written: {opts.save} ({len(cases)} benchmarks, {budget:g} s)")
 

@@ -83,8 +83,8 @@ def _delegate(input_shape, weight_shape, stride, padding, dilation, groups, dtyp
     error_model="delegated",  # never read: a bound for auto itself would be a guess
     delegate=_delegate,
     description="per problem, the backend the sweeps measured fastest (a table, then the "
-                "nearest measured shape, then a crossover rule: fft for large stride-1 "
-                "kernels, else torch)",
+                "nearest measured shape, then a crossover rule: on the CPU fft for large "
+                "stride-1 undilated kernels, else torch)",
 )
 def auto_conv2d(input, weight, bias, stride, padding, dilation, groups):
     """Run the call on the backend :func:`choose` picks for it."""
