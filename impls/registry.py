@@ -83,8 +83,10 @@ class Backend:
     accuracy_on: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False)
     #: Problems the backend takes but is known not to finish: called with the normalised
     #: problem, dtype and device, it returns why (what was measured), or "". The checker
-    #: skips these with that reason, since it runs cases in-process and a hang would stop
-    #: it; a direct call or a sweep (which kills a case at its timeout) still runs them.
+    #: skips these with that reason: its functions run in the caller's process (the test
+    #: suite's), where a hang would stop the run, and `impls check` and the report, which
+    #: run them in a child (impls.isolated), would only wait out their timeout. A direct
+    #: call or a sweep (which kills a case at its timeout) still runs them.
     stalls: Callable[..., str] | None = field(default=None, repr=False)
     #: Why a user's object could not be made a backend at all (its import failed, it is not
     #: callable, its convbench_capabilities are wrong): such an entry is never available,

@@ -53,7 +53,7 @@ def load(paths: list[Path]) -> ResultSet:
         rows.update({r["key"]: {**dict.fromkeys(ROW_FIELDS), **r, "file": str(path)}
                      for r in results.rows()})
         machines.update({m["id"]: m for m in results.machines()})
-        runs += results.of_kind("run")
+        runs += [{**r, "file": str(path)} for r in results.of_kind("run")]
     return ResultSet(list(paths), list(rows.values()), machines, runs,
                      extra={"plans": records.plans(files)})
 

@@ -278,14 +278,16 @@ def _when(result_set: ResultSet) -> str:
     """When, under what load: one sweep's start, or each start of several sweeps (files
     of one host and commit are read as one run, but they may come from separate calls:
     the load of the first said nothing of the others)."""
-    starts = sorted({r.get("started", "")[:16].replace("T", " ") for r in result_set.runs
-                     if r.get("started")})
+    first = {}  # per file, its first run's start: a resumed sweep is still one sweep
+    for r in result_set.runs:
+        if r.get("started"):
+            first[r.get("file")] = min(first.get(r.get("file"), r["started"]), r["started"])
+    starts = sorted(s[:16].replace("T", " ") for s in first.values())
     loads = sorted(m["loadavg_1min"] for m in result_set.machines.values()
                    if m.get("loadavg_1min") is not None)
     load = "" if not loads else f"load average {loads[0]:.1f}" if loads[0] == loads[-1] \
         else f"load average {loads[0]:.1f}-{loads[-1]:.1f}"
     runs = "one run" if len(result_set.paths) < 2 else f"{len(result_set.paths)} sweeps"
-    starts = starts[:1] if len(result_set.paths) < 2 else starts  # a resume: its first start
     return f"in {runs} started {', '.join(starts) or '?'}" + (f" ({load})" if load else "")
 
 

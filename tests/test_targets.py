@@ -299,3 +299,21 @@ def test_table_only_with_a_precision_missing_prints_what_there_is(tmp_path, caps
     assert "| triton TF32, batch 32 |" in text and "not in this run" in text
     assert "no such file" in capsys.readouterr().err
     assert targets.write([tmp_path / "absent.jsonl"], tmp_path, "cuda") == 2
+
+
+def test_the_provenance_gives_each_sweep_s_first_start_and_the_load_range(tmp_path):
+    """Three files of one host and commit are read as one run, yet may come from separate
+    calls: each file's first start is listed (a resume inside a file is not another
+    sweep), with the load range, not the first file's load alone."""
+    paths = []
+    for name, starts, load_avg in (("a", ("2026-11-26T09:35", "2026-11-26T10:02"), 1.2),
+                                   ("b", ("2026-11-26T09:37",), 1.0)):
+        results = records.ResultsFile(tmp_path / f"{name}.jsonl")
+        results.append({"record": "machine", "id": name, "loadavg_1min": load_avg})
+        for start in starts:
+            results.append({"record": "run", "started": start})
+        paths.append(results.path)
+    assert targets._when(load(paths)) == ("in 2 sweeps started 2026-11-26 09:35, 2026-11-26 "
+                                         "09:37 (load average 1.0-1.2)")
+    assert targets._when(load(paths[:1])) == ("in one run started 2026-11-26 09:35 (load "
+                                             "average 1.2)")
