@@ -173,12 +173,12 @@ def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
     a hang or crash costs its comparison, not the check) unless --in-process; each result
     is also appended to ``seen`` as it comes, so an interrupted run can still report what
     it checked. The status line names the comparison running (what a hang is stuck on)."""
-    items = _items(args, entry, cases, module, dtypes)
+    items = _items(args, cases, module, dtypes)
     with status(f"checking {entry.name}") as line:
         def progress(result: dict):
             seen.append(_case_result(result))
             if line is not None and len(seen) < len(items):
-                name, direction, dtype, case, mode = items[len(seen)][:5]
+                _, direction, dtype, case, mode = items[len(seen)][:5]
                 line.update(plain(f"checking {entry.name}: {case} {direction} {mode} "
                                   f"{dtype} ({len(seen) + 1} of {len(items)})"))
 
@@ -190,7 +190,7 @@ def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
     return list(seen)
 
 
-def _items(args, entry, cases, module, dtypes) -> list[list]:
+def _items(args, cases, module, dtypes) -> list[list]:
     """impls.isolated's items for the comparisons asked for: forward, then gradients, then
     module parity (on the CPU only), in the order the checker's own loops take them."""
     directions = args.direction or ["forward"]

@@ -122,8 +122,6 @@ def check_backend_backward(backend: str | Backend, cases=CASES, directions=DIREC
     return results
 
 
-
-
 def _grad_out(case: Case, mode: str, x: np.ndarray, w: np.ndarray, digits: int,
               seed: int) -> np.ndarray:
     """The output gradient, float64, on a stream separate from the inputs' fill."""
@@ -224,8 +222,8 @@ def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads
         result.status = PASSED
         return
     _, name, judged = worst
-    result.status, result.where = judged.status, judged.where
-    result.max_error, result.error, result.bound = judged.max_error, judged.error, judged.bound
+    result.status = judged.status
+    result.take_errors(judged)
     if result.status == FAILED:
         result.reason = f"grad_{name}: {judged.detail()}"
 

@@ -74,6 +74,12 @@ class CaseResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def take_errors(self, judged: CaseResult) -> None:
+        """Adopt the place and errors another judgement found (a second call's, one
+        gradient's), so every field of the verdict moves together."""
+        self.where, self.max_error = judged.where, judged.max_error
+        self.error, self.bound = judged.error, judged.bound
+
 
 def descriptor(case: Case) -> str:
     """The case in benchdnn's grammar, as the backend sees it (symmetric padding)."""
@@ -261,11 +267,19 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
     else:
         judge(second, again, ref2, bound_of(ref2))
     if second.status != PASSED:
-        result.status, result.where = FAILED, second.where
-        result.max_error, result.error, result.bound = second.max_error, second.error, \
-            second.bound
+        result.status = FAILED
+        result.take_errors(second)
         result.reason = ("the second call, on the negated input, was wrong (the first was "
                          f"right): {second.detail()}")
+
+
+def share_of_bound(error, bound):
+    """error / bound, elementwise (arrays or numbers): how close an error came to its bound,
+    over 1 being a failure. An exact comparison's bound of 0 gives 0 where the error is 0
+    and infinity where it is not."""
+    error, bound = np.asarray(error, dtype=float), np.asarray(bound, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(bound > 0, error / bound, np.where(error > 0, math.inf, 0.0))
 
 
 def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarray) -> float:
@@ -280,8 +294,7 @@ def judge(result: CaseResult, out: np.ndarray, want: np.ndarray, bound: np.ndarr
     bound = np.broadcast_to(bound, error.shape)
     # The element named is the one nearest (or furthest over) its own bound: bounds differ
     # by element, so the largest excess would name the tightest bound, not the closest call.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(bound > 0, error / bound, np.where(error > 0, math.inf, 0.0))
+    share = share_of_bound(error, bound)
     worst = np.unravel_index(int(np.argmax(share)), share.shape) if share.size else ()
     result.where = tuple(int(i) for i in worst)
     result.max_error = float(error.max()) if error.size else 0.0

@@ -150,17 +150,23 @@ def row(item: list, status: str, reason: str) -> dict:
     """A result dict for an item that produced none (killed, out of budget)."""
     from impls.cases import CASES_BY_ID
     from impls.checker import descriptor
-    from impls.parity import MODULE_CASES
 
     name, direction, dtype, case, mode, device, tf32, seed = item
-    module_id, _, padding_mode = case.partition("/")
-    base = {m.id: m.case for m in MODULE_CASES}[module_id] if direction == "module" \
-        else CASES_BY_ID[case]
+    module_case, padding_mode = _module_case(case) if direction == "module" else (None, "")
+    base = module_case.case if module_case else CASES_BY_ID[case]
     where = descriptor(base) + (f" padding_mode={padding_mode}" if padding_mode else "")
     return {"backend": name, "case": case, "mode": mode, "dtype": dtype, "device": device,
             "seed": seed, "tf32": tf32, "direction": direction, "status": status,
             "max_error": None, "reason": reason, "features": base.tags(),
             "descriptor": where}
+
+
+def _module_case(case: str):
+    """(module case, padding mode) of a module-parity id, "module-case/padding_mode"."""
+    from impls.parity import MODULE_CASES
+
+    module_id, _, padding_mode = case.partition("/")
+    return next(m for m in MODULE_CASES if m.id == module_id), padding_mode
 
 
 def _dead_reason(why: str, returncode: int | None, limit_s: float) -> str:
@@ -176,7 +182,7 @@ def check(item: list) -> dict:
     from impls.backward import check_backward
     from impls.cases import CASES_BY_ID
     from impls.checker import check_case
-    from impls.parity import MODULE_CASES, check_module
+    from impls.parity import check_module
     from impls.registry import get_backend
 
     name, direction, dtype, case, mode, device, tf32, seed = item
@@ -184,9 +190,7 @@ def check(item: list) -> dict:
     if device.startswith("cuda"):  # as impls check --tf32 sets it for cuDNN and triton
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
     if direction == "module":
-        module_id, _, padding_mode = case.partition("/")
-        module_case = next(m for m in MODULE_CASES if m.id == module_id)
-        result = check_module(entry, module_case, padding_mode, dtype_, seed)
+        result = check_module(entry, *_module_case(case), dtype_, seed)
     elif direction == "forward":
         result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device, seed, tf32)
     else:

@@ -21,7 +21,6 @@ backend that fails is named in a warning at the top of the page (reports/build.p
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -220,15 +219,13 @@ def summary(results: list[dict]) -> list[dict]:
 def _worse(row: dict, result: dict) -> None:
     """Fold one comparison's errors into its summary row. Results written before the
     ``error`` field (the error at the bound's element) fall back to max_error."""
+    from impls.checker import share_of_bound
+
     error, bound = result.get("error", result["max_error"]), result.get("bound") or 0.0
     row["max_error"] = max(result["max_error"], row["max_error"] or 0.0)
-    if row["error"] is None or _share(error, bound) > _share(row["error"], row["bound"]):
+    if row["error"] is None or share_of_bound(error, bound) > share_of_bound(row["error"],
+                                                                             row["bound"]):
         row["error"], row["bound"] = error, bound
-
-
-def _share(error: float, bound: float) -> float:
-    """error / bound; an exact comparison (bound 0) is 0 when exact, else infinitely over."""
-    return error / bound if bound else (math.inf if error else 0.0)
 
 
 def _few(reasons: set[str], keep: int = 3) -> list[str]:

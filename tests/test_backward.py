@@ -182,7 +182,6 @@ def test_fft_refuses_double_backward():
         gx.sum().backward()
 
 
-
 @pytest.mark.parametrize("stride", [(10_000, 10_000), (10_000, 1), (7, 9)])
 def test_fft_takes_a_stride_past_the_image_at_the_cost_of_a_small_one(stride):
     """One output position along an axis: every stride from the kernel's span on gives it.

@@ -240,7 +240,6 @@ def test_summary_ratios_compare_within_one_precision():
     assert "speedup over torch: x0.25 " in lines[lines.index("s forward float64 (1 shapes):") + 2]
 
 
-
 @pytest.mark.parametrize("name", ["r.json", "r.log", "r.running"])
 def test_a_results_file_named_like_what_the_sweep_writes_beside_it_is_refused(
         tmp_path, capsys, name):
