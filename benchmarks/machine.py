@@ -13,6 +13,7 @@ TF32 setting. What it must not do: change any setting; the caller pins threads a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,8 @@ ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TR
             "CUBLAS_WORKSPACE_CONFIG")
 #: Square GEMM size: large enough to run at full speed (about 90 ms on 2 cores in fp32).
 GEMM_N = {"cpu": 2048, "cuda": 8192}
+#: The size tried first, and the longest call a larger size may take (see peak_gflops).
+GEMM_MIN_N, GEMM_CALL_S = 256, 0.5
 #: Copy size: far beyond any cache, so the copy runs from memory.
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 #: Seconds spent measuring each of the two; the best of the calls is the peak.
@@ -50,12 +53,25 @@ def _best_seconds(fn, device: str, seconds: float = MEASURE_S, min_calls: int = 
 
 
 def peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
-    """GFLOP/s of a large square matrix product (2 n^3 FLOPs) in ``dtype``, on all threads."""
-    n = GEMM_N["cuda" if device.startswith("cuda") else "cpu"]
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
-    out = torch.empty(n, n, device=device, dtype=dtype)
-    return 2 * n**3 / _best_seconds(lambda: torch.mm(a, b, out=out), device) / 1e9
+    """GFLOP/s of a large square matrix product (2 n^3 FLOPs) in ``dtype``, on all threads.
+
+    The size doubles from GEMM_MIN_N up to GEMM_N while a call of the next size would stay
+    under GEMM_CALL_S: a dtype the CPU has no arithmetic for runs far from the float32 peak
+    (float16 on an AVX-512 Xeon without FP16: 0.4 GFLOP/s, 40 s for one 2048 product, so a
+    float16 sweep of one tiny case spent three minutes measuring its machine)."""
+    from benchmarks.timer import time_once
+
+    n, cap = GEMM_MIN_N, GEMM_N["cuda" if device.startswith("cuda") else "cpu"]
+    while True:
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
+        out = torch.empty(n, n, device=device, dtype=dtype)
+        call = functools.partial(torch.mm, a, b, out=out)
+        time_once(call, device)  # lazy setup
+        if n >= cap or 8 * time_once(call, device) > GEMM_CALL_S:
+            break
+        n *= 2
+    return 2 * n**3 / _best_seconds(call, device) / 1e9
 
 
 def bandwidth_gbps(device: str = "cpu") -> float:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import records, sweep_plan, sweep_report, timer
 from benchmarks.__main__ import main as sweep_main
@@ -43,6 +44,19 @@ def test_rounds_stop_at_the_budget_but_not_before_the_minimum():
     assert len(slow) == 3
     grouped = timer.time_rounds(lambda: None, "cpu", budget=0.0, iterations=50, min_rounds=1)
     assert len(grouped) == 1
+
+
+def test_the_peak_gemm_grows_only_while_a_call_stays_short(monkeypatch):
+    """A dtype the CPU computes slowly (float16 without FP16 units: 40 s per 2048 GEMM) is
+    measured on the size it can afford, not for minutes on the largest."""
+    from benchmarks import machine
+
+    sizes = []
+    monkeypatch.setattr(timer, "time_once", lambda fn, device: sizes.append(
+        fn.args[0].shape[0]) or (2 * fn.args[0].shape[0] ** 3 / 1e9))  # 1 GFLOP/s
+    assert machine.peak_gflops("cpu", torch.float32) == pytest.approx(1.0)
+    # 256: 34 ms a call, 8x is 0.27 s, so 512 is tried; 512: 0.27 s, 8x over 0.5 s: kept.
+    assert set(sizes) == {256, 512}
 
 
 def test_noise_warning_uses_torch_utils_benchmark_thresholds():
