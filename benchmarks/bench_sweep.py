@@ -9,6 +9,12 @@ the reason), build the call, warm up, time rounds until the budget is spent
 On CUDA, forward with warm caches, the same calls are also replayed from a CUDA graph
 (timer.time_graph): the device's own time, without the Python and launch overhead that a
 wall-clock round of short GPU calls can be made of (``graph_median_s`` beside ``median_s``).
+With ``--paired-with torch``, each other backend's rounds alternate with torch's on the same
+inputs, for twice the budget (timer.time_interleaved), and the row also keeps the median
+ratio of neighbouring rounds (``paired_ratio``, torch's time per call over the backend's)
+and its 95% confidence interval (``paired_ci``): a ratio that the machine's drift between
+two cases cannot move, which is what the speed targets compare. ``paired_error`` says why
+a case is unpaired.
 
 Operands: seeded random input and weight, NCHW, or both channels_last (NHWC) under
 ``--memory-format channels_last`` (layout copies a backend makes are then its own).
@@ -137,8 +143,21 @@ def measure(benchmark, case, sweep, row, entry) -> None:
     per_call = timer.warm_up(call, device, WARMUP_SHARE * sweep.budget, WARMUP_CALLS - 1)
     cold = case.cache == "cold"
     iterations = 1 if cold else timer.calls_per_round(per_call)
-    rounds = timer.time_rounds(call, device, sweep.budget, iterations, sweep.min_rounds,
-                               before_round=timer.cache_flusher(device) if cold else None)
+    flush = timer.cache_flusher(device) if cold else None
+    partner, why_not = partner_call(case, sweep)
+    if partner is None:
+        rounds = timer.time_rounds(call, device, sweep.budget, iterations, sweep.min_rounds,
+                                   before_round=flush)
+        row.update({"paired_error": why_not} if why_not else {})
+    else:
+        partner_iterations = 1 if cold else timer.calls_per_round(
+            timer.warm_up(partner, device, WARMUP_SHARE * sweep.budget, WARMUP_CALLS - 1))
+        rounds, theirs = timer.time_interleaved(
+            [call, partner], device, 2 * sweep.budget, [iterations, partner_iterations],
+            sweep.min_rounds, before_round=flush)
+        ratio, interval = timer.paired_ratio(rounds, iterations, theirs, partner_iterations)
+        row.update(paired_backend=sweep.partner.name, paired_ratio=ratio, paired_ci=interval,
+                   paired_median_s=statistics.median(theirs) / partner_iterations)
     stats = record(benchmark, rounds, iterations,
                    {"min_rounds": sweep.min_rounds, "max_time": sweep.budget,
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter"})
@@ -175,6 +194,28 @@ def graph_time(call, device: str, budget: float, iterations: int, sweep,
     quartiles = statistics.quantiles(rounds, n=4) if len(rounds) > 1 else None
     return {"graph_median_s": median / iterations,
             "graph_noise": (quartiles[2] - quartiles[0]) / median if quartiles else None}
+
+
+def partner_call(case, sweep):
+    """(the call of ``--paired-with``'s backend on this case, "") to alternate rounds with,
+    or (None, why not): none asked for, this case is its own, or it refuses, would exceed
+    --limit, or fails. A partner's trouble never fails the case: its row says why unpaired."""
+    partner, spec, device = sweep.partner, case.entry.spec, case.device
+    if partner is None or partner.name == case.backend:
+        return None, ""
+    reason = refusal(partner, spec, sweep.dtype, device, case.direction)
+    if reason:
+        return None, f"{partner.name} does not run this case: {reason}"
+    calls = guard_calls(case.direction, sweep.min_rounds)
+    try:
+        guess, call = predict_call(case, sweep, partner, ceiling=sweep.limit / calls)
+        if guess.seconds * calls > sweep.limit:
+            return None, (f"{partner.name} predicted {guess.seconds:.3g} s per call "
+                          f"({guess.how}); {calls} calls exceed --limit {sweep.limit:g} s")
+        return call or conv_call(partner, spec, sweep.dtype, device, case.direction,
+                                 memory_format=case.memory_format), ""
+    except Exception as exc:  # noqa: BLE001 - the partner's failure is not this case's
+        return None, f"{partner.name} failed: {type(exc).__name__}: {exc}"[:500]
 
 
 def guarded_call(case, sweep, row, entry):

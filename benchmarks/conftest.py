@@ -84,7 +84,13 @@ class Sweep:
         self.since = opt("--rows-since")
         if self.since is None:
             self.since = self.results.size()
-        refused = sweep_plan.unloadable(opt("--backend"))
+        try:
+            #: The backend every case's rounds alternate with (--paired-with), or None.
+            self.partner = sweep_plan.partner(opt("--paired-with"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        refused = sweep_plan.unloadable([*(opt("--backend") or ()),
+                                         *filter(None, [opt("--paired-with")])])
         other = self.results.conditions_differ([c.key for c in self.cases],
                                                torch.get_num_threads(), self.limit)
         if refused or other:
@@ -128,7 +134,8 @@ class Sweep:
 
 #: The options a run record keeps (pytest's attribute names).
 RUN_OPTIONS = ("shape_set", "backend", "batch", "dtype", "device", "direction", "cache",
-               "memory_format", "shard", "budget", "limit", "min_rounds", "threads", "tf32")
+               "memory_format", "shard", "budget", "limit", "min_rounds", "threads", "tf32",
+               "paired_with")
 
 
 def _version(dist: str) -> str | None:

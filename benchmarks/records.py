@@ -65,6 +65,15 @@ ROW_FIELDS = {
     "graph_noise": "the replayed rounds' IQR / median: the spread of graph_median_s, as "
                    "noise is of median_s (rows from before 2026-11-26 lack it)",
     "graph_error": "why a CUDA case has no graph_median_s (its calls could not be captured)",
+    "paired_backend": "the backend whose rounds alternated with this case's (sweep "
+                      "--paired-with); null when unpaired",
+    "paired_median_s": "median seconds per call of paired_backend in those rounds",
+    "paired_ratio": "median over neighbouring rounds of paired_backend's time per call over "
+                    "this backend's: > 1 is faster than it, drift between cases cancelled",
+    "paired_ci": "[low, high]: 95% confidence interval of paired_ratio (order statistics "
+                 "of the per-round ratios)",
+    "paired_error": "why a case of a paired sweep is unpaired (its partner refuses the "
+                    "case, would exceed --limit, or failed)",
     "flops": "2*N*K*P*Q*(C/g)*R*S of one call (each backward direction: the forward's)",
     "gflops": "flops / median_s / 1e9",
     "bytes": "input + weight + output bytes (real tensors, not im2col-inflated)",

@@ -111,6 +111,7 @@ def cli(args: argparse.Namespace) -> int:
                                 batch=args.batch, dtype=args.dtype, device=args.device,
                                 directions=_directions(args.direction), cache=args.cache,
                                 tf32=args.tf32, memory_format=args.memory_format)
+        sweep_plan.partner(args.paired_with)
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -140,7 +141,7 @@ def cli(args: argparse.Namespace) -> int:
         print(f"python -m benchmarks sweep: error: --device {args.device}, but {missing}",
               file=sys.stderr)
         return 2
-    unloadable = sweep_plan.unloadable(args.backend)
+    unloadable = sweep_plan.unloadable([*(args.backend or ()), *filter(None, [args.paired_with])])
     if unloadable:  # a typo or a missing package: refused, not a sweep of skipped rows
         for line in unloadable:
             print(f"python -m benchmarks sweep: error: --backend: {line}", file=sys.stderr)
@@ -258,7 +259,8 @@ def _child_command(args, results: Path, since: int = 0) -> list[str]:
         cmd += ["--backend", name]
     for direction in _directions(args.direction) or ():
         cmd += ["--direction", direction]
-    for flag, value in (("--shard", args.shard), ("--threads", args.threads)):
+    for flag, value in (("--shard", args.shard), ("--threads", args.threads),
+                        ("--paired-with", args.paired_with)):
         if value:
             cmd += [flag, str(value)]
     return cmd + (["--tf32"] if args.tf32 else []) + list(args.pytest_args)

@@ -167,6 +167,16 @@ def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = 
     return cases
 
 
+def partner(name: str | None) -> impls.Backend | None:
+    """The backend of ``--paired-with`` (None: unpaired); an unknown name is a ValueError."""
+    if name is None:
+        return None
+    try:
+        return impls.get_backend(name)
+    except ValueError as exc:
+        raise ValueError(f"--paired-with: {exc}") from None
+
+
 def directions_per_set(shape_sets=None, directions=None) -> dict[str, tuple[str, ...]]:
     """Shape set -> the directions it is swept in (see :func:`plan`)."""
     if shape_sets is None and directions is None:
@@ -313,6 +323,12 @@ OPTIONS = (
     ("--threads", dict(type=count_at_least_1, default=None,
                        help="torch threads (default: usable CPUs)")),
     ("--tf32", dict(action="store_true", help="let cuBLAS/cuDNN run float32 as TF32")),
+    ("--paired-with", dict(default=None, metavar="BACKEND",
+                           help="time every other backend's rounds in turn with this "
+                                "backend's on the same inputs, and record the ratio of "
+                                "neighbouring rounds (paired_ratio): the machine's drift "
+                                "between two measurements cancels; each case takes twice "
+                                "its budget")),
 )
 
 

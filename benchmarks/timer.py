@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 from collections.abc import Callable
 
@@ -93,6 +94,45 @@ def time_rounds(fn: Callable[[], object], device: str, budget: float, iterations
         sync()
         rounds.append(time.perf_counter() - start)
     return rounds
+
+
+def time_interleaved(fns: list[Callable[[], object]], device: str, budget: float,
+                     iterations: list[int], min_rounds: int = 3,
+                     before_round: Callable[[], None] | None = None) -> list[list[float]]:
+    """Rounds of each of ``fns`` in turn (A B A B ...), ``iterations[i]`` calls per round of
+    ``fns[i]``, until ``budget`` seconds have passed and each has ``min_rounds``; one list
+    of round durations per function.
+
+    Why: two times measured one after the other differ by whatever the machine did in
+    between (another process, a frequency change), and on a shared 2-core machine that
+    drift can exceed the difference asked about. Rounds taken in turn see the same drift,
+    so the ratio of neighbouring rounds cancels it (the gate's paired mode, in one process).
+    """
+    rounds = [[] for _ in fns]
+    deadline = time.perf_counter() + budget
+    while len(rounds[-1]) < min_rounds or time.perf_counter() < deadline:
+        for fn, calls, out in zip(fns, iterations, rounds):
+            out.extend(time_rounds(fn, device, 0.0, calls, min_rounds=1, max_rounds=1,
+                                   before_round=before_round))
+    return rounds
+
+
+def paired_ratio(rounds: list[float], iterations: int, partner: list[float],
+                 partner_iterations: int) -> tuple[float, list[float]]:
+    """The median over neighbouring rounds of partner time / own time per call (above 1
+    when the rounds' own function is the faster), and its 95% confidence interval.
+
+    The interval is the distribution-free one of a median: the order statistics of ranks
+    n/2 - 0.98 sqrt(n) and 1 + n/2 + 0.98 sqrt(n), rounded outwards (the count of ratios
+    below the true median is binomial(n, 1/2)); so a long tail of disturbed rounds widens
+    it without any assumption on their shape. Three rounds: the whole range."""
+    ratios = sorted((p / partner_iterations) / (r / iterations)
+                    for r, p in zip(rounds, partner))
+    n = len(ratios)
+    half = 0.98 * math.sqrt(n)
+    low = max(0, math.floor(n / 2 - half) - 1)  # 0-based indices of those ranks
+    high = min(n - 1, math.ceil(n / 2 + 1 + half) - 1)
+    return statistics.median(ratios), [ratios[low], ratios[high]]
 
 
 def time_graph(fn: Callable[[], object], device: str, budget: float, iterations: int = 1,

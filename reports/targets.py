@@ -116,8 +116,11 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
     noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
     wall = base["median_s"] / mine["median_s"]
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
-           "ratio": wall, "noisy": noisy, "ran": mine.get("ran")}
-    if mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
+           "ratio": wall, "noisy": noisy, "ran": mine.get("ran"), "paired": False}
+    paired = None if mine.get("graph_median_s") else _paired(target, mine, here)
+    if paired is not None:  # drift between the two cases cancelled: preferred
+        out.update(paired)
+    elif mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
         spread = [r.get("graph_noise") for r in (mine, base)]
         # Noisy as the times the ratio is of; None (unknown) for rows without the spread.
         noisy = None if None in spread else max(spread) > NOISY
@@ -149,6 +152,40 @@ def table(results: list[dict]) -> list[list[str]]:
     """The table's cells, one row per target, in TARGETS order."""
     return [[r["target"].title, _shapes_cell(r), _measured_cell(r), _goal_cell(r["target"]),
              r["met"]] for r in results]
+
+
+def _paired(target: Target, mine: dict, here: dict) -> dict | None:
+    """The shape's ratio from rounds alternated with one partner (sweep --paired-with), or
+    None where the rows cannot give it. Against a named baseline: the backend's paired
+    ratio when its partner is that baseline. Against BEST: every backend's paired ratio to
+    the same partner (the partner's own is 1), the fastest other by those, and the quotient
+    of the two ratios; its interval is bounded by the quotients of their intervals."""
+    partner = mine.get("paired_backend")
+    if not partner or mine.get("paired_ratio") is None:
+        return None
+    if target.baseline != BEST:
+        if partner != target.baseline:
+            return None
+        base_name, base = partner, (1.0, [1.0, 1.0])
+    else:
+        speeds = {}
+        for name, row in here.items():
+            if name == target.backend or row["status"] != "ok" or not _same_machine(row, mine):
+                continue
+            if name == partner:
+                speeds[name] = (1.0, [1.0, 1.0])
+            elif row.get("paired_backend") == partner and row.get("paired_ratio") is not None:
+                speeds[name] = (row["paired_ratio"], row["paired_ci"])
+            else:
+                return None  # one other backend timed unpaired: no common scale
+        if not speeds:
+            return None
+        base_name = max(speeds, key=lambda n: speeds[n][0])
+        base = speeds[base_name]
+    (r, (low, high)), (b, (b_low, b_high)) = (mine["paired_ratio"], mine["paired_ci"]), base
+    ratio, interval = r / b, (low / b_high, high / b_low)
+    return {"ratio": ratio, "baseline": base_name, "paired": True, "ci": interval,
+            "noisy": (interval[1] - interval[0]) / 2 / ratio > NOISY}
 
 
 def _x(ratio: float, noisy: bool | None = False, wall: float | None = None,
@@ -206,10 +243,14 @@ def _measured_cell(result: dict) -> str:
     noisy = sum(s["noisy"] is True for s in result["shapes"])
     unknown = sum(s["noisy"] is None for s in result["shapes"] if s["ratio"] is not None)
     wall_only = sum(bool(s.get("wall_only")) for s in result["shapes"])
+    timed = [s for s in result["shapes"] if s["ratio"] is not None]
+    unpaired = sum(not s.get("paired") for s in timed) if any(
+        s.get("paired") for s in timed) else 0  # a paired run with gaps in its pairing
     return (f"geomean {_x(result['geomean'])}, worst {_x(result['worst'])} (vs {base})"
             + (f"; {noisy} noisy*" if noisy else "")
             + (f"; {unknown} of unknown spread\u2020" if unknown else "")
-            + (f"; {wall_only} by wall clock only (no CUDA-graph time)" if wall_only else ""))
+            + (f"; {wall_only} by wall clock only (no CUDA-graph time)" if wall_only else "")
+            + (f"; {unpaired} of separately timed cases (unpaired)" if unpaired else ""))
 
 
 def _goal_cell(target: Target) -> str:
@@ -266,11 +307,16 @@ def provenance(result_set: ResultSet) -> str:
     return (f"Measured on {where}, torch {m.get('torch', '?')}, commit "
             f"{result_set.commit() or '?'}, {_when(result_set)} ({files}). Ratio: baseline "
             "median time / backend median time "
-            "on the same shape in the same run; > 1 is faster than the baseline. On CUDA, "
+            "on the same shape in the same run; > 1 is faster than the baseline. Where the "
+            "sweep took each backend's rounds in turn with another's (--paired-with torch), "
+            "the median over neighbouring rounds of their ratio instead, so that the "
+            "machine's drift between two cases cancels (against the fastest other backend: "
+            "the quotient of both backends' ratios to torch). On CUDA, "
             "of device times (the calls replayed from a CUDA graph, launch overhead "
             "excluded) where both have one, the wall-clock ratio beside it where it "
             f"differs. *: noisy, the IQR of either time the ratio divides was over "
-            f"{NOISY:.0%} of its median. \u2020: device times whose spread these rows do not "
+            f"{NOISY:.0%} of its median, or a paired ratio's 95% confidence interval was "
+            f"wider than \u00b1{NOISY:.0%}. \u2020: device times whose spread these rows do not "
             "record (rows older than graph_noise, or a single replay round): noise unknown.")
 
 

@@ -46,6 +46,38 @@ def test_rounds_stop_at_the_budget_but_not_before_the_minimum():
     assert len(grouped) == 1
 
 
+def test_interleaved_rounds_take_turns_and_their_ratio_cancels_a_shared_drift():
+    calls, drift = [], iter(range(1, 10_000))
+    clock = {"now": 0.0}
+
+    def fake(name, cost):  # the machine slows down by one unit at every round
+        def call():
+            calls.append(name)
+            clock["now"] += cost * next(drift)
+        return call
+
+    perf_counter = timer.time.perf_counter
+    timer.time.perf_counter = lambda: clock["now"]
+    try:
+        mine, theirs = timer.time_interleaved([fake("a", 1.0), fake("b", 3.0)], "cpu",
+                                              budget=0.0, iterations=[1, 2], min_rounds=4)
+    finally:
+        timer.time.perf_counter = perf_counter
+    assert calls == ["a", "b", "b"] * 4 and len(mine) == len(theirs) == 4
+    ratio, (low, high) = timer.paired_ratio(mine, 1, theirs, 2)
+    # Each call costs more than the last (a slowing machine): a's rounds grow from 1 to 10
+    # units, yet b's per call over a's neighbouring round stays within 3 * (1 .. 2.5).
+    assert low <= ratio <= high and 3.0 < ratio < 3.0 * 2.5
+    assert timer.paired_ratio([1.0] * 9, 1, [2.0] * 9, 1) == (2.0, [2.0, 2.0])
+
+
+def test_a_paired_ratio_s_interval_is_the_median_s_order_statistics():
+    ratios = [float(i) for i in range(1, 101)]  # partner time i against own time 1
+    median, (low, high) = timer.paired_ratio([1.0] * 100, 1, ratios, 1)
+    assert median == 50.5 and (low, high) == (40.0, 61.0)  # ranks 40 and 61 of 100
+    assert timer.paired_ratio([1.0] * 3, 1, [1.0, 5.0, 9.0], 1) == (5.0, [1.0, 9.0])
+
+
 def test_the_peak_gemm_grows_only_while_a_call_stays_short(monkeypatch):
     """A dtype the CPU computes slowly (float16 without FP16 units: 40 s per 2048 GEMM) is
     measured on the size it can afford, not for minutes on the largest."""
@@ -493,6 +525,30 @@ def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path
         assert slow["status"] == "skipped" and "extrapolated" in slow["reason"]
         assert slow["reason"].startswith("budget guard: predicted 3.")
     assert "tiny backward-weights (1 shapes)" in run.stdout  # the summary, per direction
+
+
+def test_a_paired_sweep_alternates_each_case_with_its_partner_and_says_why_not(tmp_path):
+    (tmp_path / "tiny").write_text(TINY)
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "torch", "--backend",
+                 "unfold", "--paired-with", "torch")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {r["backend"]: r for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    paired = rows["unfold"]
+    assert paired["paired_backend"] == "torch" and paired["paired_median_s"] > 0
+    low, high = paired["paired_ci"]
+    assert low <= paired["paired_ratio"] <= high and paired["rounds"] >= 3
+    assert rows["torch"]["paired_backend"] is None and rows["torch"]["paired_error"] is None
+    # A partner that refuses the case or fails in it leaves the case timed, unpaired.
+    for partner, why in (("sweep_backends:only_1x1", "does not run this case"),
+                         ("sweep_backends:fails", "failed: RuntimeError: deliberate failure")):
+        run = _sweep(tmp_path, "--direction", "forward", "--backend", "unfold",
+                     "--paired-with", partner, "--fresh")
+        assert run.returncode == 0, run.stdout + run.stderr
+        (row,) = records.ResultsFile(tmp_path / "out.jsonl").rows()
+        assert row["status"] == "ok" and row["paired_backend"] is None
+        assert why in row["paired_error"]
+    run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "toarch")
+    assert run.returncode == 2 and "--paired-with: unknown backend 'toarch'" in run.stderr
 
 
 # --- resume: what a rerun keeps, and what it measures again ---------------------------------

@@ -132,6 +132,45 @@ def test_auto_is_compared_with_the_fastest_other_backend(tmp_path):
     assert "(auto ran fft; fastest other there: fft)" in targets.table([result])[0][1]
 
 
+def _paired(row, ratio, low=None, high=None, partner="torch"):
+    row.update(paired_backend=partner, paired_ratio=ratio,
+               paired_ci=[low or ratio * 0.98, high or ratio * 1.02])
+    return row
+
+
+def test_paired_rows_give_the_ratio_of_their_neighbouring_rounds(tmp_path):
+    rows = []
+    for e in _layers_3x3(1):  # medians say 0.5x: torch was timed on a quieter machine
+        rows += [_row("resnet50", e, "torch", 1e-3),
+                 _paired(_row("resnet50", e, "unfold", 2e-3), 0.7)]
+    result = _evaluate(tmp_path, "unfold, batch 1", rows)
+    assert result["worst"] == pytest.approx(0.7) and result["met"] == "yes"
+    assert "0.70x*" not in targets.table([result])[0][1]
+    _paired(rows[-1], 0.7, 0.5, 0.9)  # a wide interval is noisy
+    result = _evaluate(tmp_path, "unfold, batch 1", rows)
+    assert "res5a_branch2b 0.70x*" in targets.table([result])[0][1]
+    _paired(rows[-1], 0.7, partner="fft")  # paired with another: the medians it is
+    assert _evaluate(tmp_path, "unfold, batch 1", rows)["worst"] == pytest.approx(0.5)
+
+
+def test_auto_against_the_fastest_other_through_their_ratios_to_one_partner(tmp_path):
+    rows, shapes = [], [(s, e) for s in ("resnet50", "large-kernel") for e in shape_set(s, 1)]
+    for s, e in shapes:
+        rows += [_row(s, e, "torch", 1e-3), _paired(_row(s, e, "fft", 1e-3), 2.0, 1.9, 2.1),
+                 _row(s, e, "naive", status="skipped", reason="budget guard"),
+                 _paired(_row(s, e, "auto", 1e-3), 1.9, 1.8, 2.0)]
+    rows[-1]["paired_ratio"], rows[-3]["paired_ratio"] = 0.98, 0.5  # auto ran torch there
+    result = _evaluate(tmp_path, "auto, batch 1", rows)
+    first, last = result["shapes"][0], result["shapes"][-1]  # in the order of ``shapes``
+    assert first["ratio"] == pytest.approx(0.95) and first["baseline"] == "fft"
+    assert first["ci"] == pytest.approx((1.8 / 2.1, 2.0 / 1.9)) and first["noisy"]
+    assert last["ratio"] == pytest.approx(0.98) and last["baseline"] == "torch"
+    rows[-3]["paired_backend"] = None  # an unpaired other backend: the medians, and said
+    result = _evaluate(tmp_path, "auto, batch 1", rows)
+    assert [x["paired"] for x in result["shapes"]].count(False) == 1
+    assert "1 of separately timed cases (unpaired)" in targets.table([result])[0][2]
+
+
 def test_a_file_without_the_targets_shapes(tmp_path):
     result = _evaluate(tmp_path, "unfold, batch 8", [])
     assert result["met"] == "not in this run"
@@ -165,6 +204,7 @@ def test_runs_one_sweep_per_batch():
     assert set(by_batch[8]["backends"]) == {"unfold", "winograd-f2", "winograd-f4", "torch"}
     argv = sweep_argv(by_batch[8], "r.jsonl", 0.5, 3.0, fresh=False)
     assert argv[:3] == ["sweep", "--batch", "8"] and "--fresh" not in argv
+    assert argv[argv.index("--paired-with") + 1] == "torch"  # CPU ratios are paired
 
 
 def test_resnet50_3x3_is_resnet50s_3x3_layers():
@@ -199,6 +239,7 @@ def test_gpu_runs_one_sweep_per_precision_each_in_its_file():
     assert argv[argv.index("--device") + 1] == "cuda" and "--tf32" in argv
     assert argv[argv.index("--dtype") + 1] == "float32"
     assert "--tf32" not in sweep_argv(gpu[0], "r.jsonl", 0.5, 10.0, fresh=True)
+    assert "--paired-with" not in argv  # device times from CUDA graphs; GPU minutes are few
 
 
 def test_a_target_reads_only_rows_of_its_precision(tmp_path):
