@@ -9,12 +9,16 @@ the reason), build the call, warm up, time rounds until the budget is spent
 On CUDA, forward with warm caches, the same calls are also replayed from a CUDA graph
 (timer.time_graph): the device's own time, without the Python and launch overhead that a
 wall-clock round of short GPU calls can be made of (``graph_median_s`` beside ``median_s``).
-With ``--paired-with torch``, each other backend's rounds alternate with torch's on the same
-inputs, for twice the budget (timer.time_interleaved), and the row also keeps the median
-ratio of neighbouring rounds (``paired_ratio``, torch's time per call over the backend's)
-and its 95% confidence interval (``paired_ci``): a ratio that the machine's drift between
-two cases cannot move, which is what the speed targets compare. ``paired_error`` says why
-a case is unpaired.
+With ``--paired-with torch``, each other backend's rounds alternate with torch's on equal
+inputs (the same seed), for twice the budget (timer.time_interleaved), and the row also
+keeps the median ratio of neighbouring rounds (``paired_ratio``, torch's time per call over
+the backend's) and its 95% confidence interval (``paired_ci``): a ratio that the machine's
+drift between two cases cannot move, which is what the speed targets compare. A dispatcher
+(auto) alternates with the backend it runs the case on instead (``paired_backend`` says
+which), so its ratio is its own overhead. Each round
+then follows one of the other's, whose data fills the caches, on both sides alike; the
+row's median_s is of those rounds. ``paired_error`` says why a case is unpaired (the
+partner refuses it, would exceed --limit, or failed: the case is then timed alone).
 
 Operands: seeded random input and weight, NCHW, or both channels_last (NHWC) under
 ``--memory-format channels_last`` (layout copies a backend makes are then its own).
@@ -144,23 +148,25 @@ def measure(benchmark, case, sweep, row, entry) -> None:
     cold = case.cache == "cold"
     iterations = 1 if cold else timer.calls_per_round(per_call)
     flush = timer.cache_flusher(device) if cold else None
-    partner, why_not = partner_call(case, sweep)
-    if partner is None:
+    budget, paired = sweep.budget, {}
+    partner = partner_of(case, sweep, entry)
+    partner_fn, why_not = partner_call(case, sweep, partner)
+    if partner_fn is not None:
+        try:
+            rounds, paired = paired_rounds(call, iterations, partner, partner_fn, case, sweep,
+                                           flush)
+            budget = 2 * sweep.budget
+        except PartnerFailed as exc:  # the partner's trouble: this case is timed alone
+            why_not = str(exc)
+    if not paired:
         rounds = timer.time_rounds(call, device, sweep.budget, iterations, sweep.min_rounds,
                                    before_round=flush)
-        row.update({"paired_error": why_not} if why_not else {})
-    else:
-        partner_iterations = 1 if cold else timer.calls_per_round(
-            timer.warm_up(partner, device, WARMUP_SHARE * sweep.budget, WARMUP_CALLS - 1))
-        rounds, theirs = timer.time_interleaved(
-            [call, partner], device, 2 * sweep.budget, [iterations, partner_iterations],
-            sweep.min_rounds, before_round=flush)
-        ratio, interval = timer.paired_ratio(rounds, iterations, theirs, partner_iterations)
-        row.update(paired_backend=sweep.partner.name, paired_ratio=ratio, paired_ci=interval,
-                   paired_median_s=statistics.median(theirs) / partner_iterations)
+        paired = {"paired_error": why_not} if why_not else {}
+    row.update(paired)
     stats = record(benchmark, rounds, iterations,
-                   {"min_rounds": sweep.min_rounds, "max_time": sweep.budget,
-                    "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter"})
+                   {"min_rounds": sweep.min_rounds, "max_time": budget,
+                    "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter",
+                    "paired_with": paired.get("paired_backend")})
     row.update(measured(stats, iterations, case, sweep))
     if entry.delegate is not None:  # a dispatcher: which backend its time is of
         row["ran"] = dispatched_to(entry, case.entry.spec, sweep.dtype, device, case.direction)
@@ -196,11 +202,50 @@ def graph_time(call, device: str, budget: float, iterations: int, sweep,
             "graph_noise": (quartiles[2] - quartiles[0]) / median if quartiles else None}
 
 
-def partner_call(case, sweep):
-    """(the call of ``--paired-with``'s backend on this case, "") to alternate rounds with,
-    or (None, why not): none asked for, this case is its own, or it refuses, would exceed
-    --limit, or fails. A partner's trouble never fails the case: its row says why unpaired."""
-    partner, spec, device = sweep.partner, case.entry.spec, case.device
+class PartnerFailed(Exception):
+    """The ``--paired-with`` backend raised while it was timed beside a case."""
+
+
+def paired_rounds(call, iterations: int, partner, partner_fn, case, sweep, flush):
+    """(the case's rounds, the row's paired fields): the partner warmed up as the case was,
+    then rounds of each in turn for twice the budget. Raises PartnerFailed, never the
+    partner's own exception: a NotImplementedError of the partner's must not skip the case."""
+    def partner_once():
+        try:
+            return partner_fn()
+        except Exception as exc:  # noqa: BLE001 - any failure of the partner's is its own
+            raise PartnerFailed(f"{partner.name} failed: {type(exc).__name__}: "
+                                f"{exc}"[:500]) from exc
+
+    device = case.device
+    per_call = timer.warm_up(partner_once, device, WARMUP_SHARE * sweep.budget,
+                             WARMUP_CALLS - 1)
+    theirs_per_round = 1 if case.cache == "cold" else timer.calls_per_round(per_call)
+    mine, theirs = timer.time_interleaved(
+        [call, partner_once], device, 2 * sweep.budget, [iterations, theirs_per_round],
+        sweep.min_rounds, before_round=flush)
+    ratio, interval = timer.paired_ratio(mine, iterations, theirs, theirs_per_round)
+    return mine, {"paired_backend": partner.name, "paired_ratio": ratio,
+                  "paired_ci": interval,
+                  "paired_median_s": statistics.median(theirs) / theirs_per_round}
+
+
+def partner_of(case, sweep, entry) -> impls.Backend | None:
+    """The backend this case's rounds alternate with: ``--paired-with``'s (None: unpaired),
+    but for a dispatcher (auto) the backend it runs the case on. A dispatcher's ratio is
+    then its own cost, measured where nothing else differs; how good its choice was is
+    read from that backend's row against the others' (each paired with --paired-with's)."""
+    if sweep.partner is None or entry.delegate is None:
+        return sweep.partner
+    return impls.get_backend(dispatched_to(entry, case.entry.spec, sweep.dtype, case.device,
+                                           case.direction))
+
+
+def partner_call(case, sweep, partner):
+    """(the call of ``partner`` on this case, "") to alternate rounds with, or (None, why
+    not): none asked for, this case is its own, or it refuses, would exceed --limit, or
+    fails. A partner's trouble never fails the case: its row says why unpaired."""
+    spec, device = case.entry.spec, case.device
     if partner is None or partner.name == case.backend:
         return None, ""
     reason = refusal(partner, spec, sweep.dtype, device, case.direction)
@@ -212,8 +257,13 @@ def partner_call(case, sweep):
         if guess.seconds * calls > sweep.limit:
             return None, (f"{partner.name} predicted {guess.seconds:.3g} s per call "
                           f"({guess.how}); {calls} calls exceed --limit {sweep.limit:g} s")
-        return call or conv_call(partner, spec, sweep.dtype, device, case.direction,
-                                 memory_format=case.memory_format), ""
+        call = call or conv_call(partner, spec, sweep.dtype, device, case.direction,
+                                 memory_format=case.memory_format)
+        first = timer.time_once(call, device)  # as guarded_call: the prediction may be a crop's
+        if first * calls > sweep.limit:
+            return None, (f"{partner.name}'s first full call took {first:.3g} s; {calls} "
+                          f"calls exceed --limit {sweep.limit:g} s")
+        return call, ""
     except Exception as exc:  # noqa: BLE001 - the partner's failure is not this case's
         return None, f"{partner.name} failed: {type(exc).__name__}: {exc}"[:500]
 

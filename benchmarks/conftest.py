@@ -173,7 +173,8 @@ def pytest_collection_modifyitems(config, items):
     if _SWEEP not in config.stash:
         return
     sweep = config.stash[_SWEEP]
-    done = sweep.results.done(sweep.since, sweep.limit)
+    done = sweep.results.done(sweep.since, sweep.limit,
+                              sweep.partner.name if sweep.partner else None)
     keep, gone = [], []
     for item in items:
         case = getattr(item, "callspec", None) and item.callspec.params.get("case")

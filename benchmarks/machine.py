@@ -2,8 +2,9 @@
 
 Why measured: a GFLOP/s number means little without the machine's own ceiling, and a
 datasheet peak is neither reachable nor known for every CPU. So once per run the harness
-times a large GEMM (its peak GFLOP/s in the sweep's dtype) and a large copy (its memory
-bandwidth), and every result is shown as a fraction of those, and placed on a roofline.
+times a large GEMM (its peak GFLOP/s in the sweep's dtype; the size is recorded) and a large
+copy (its memory bandwidth), and every result is shown as a fraction of those, and placed on
+a roofline.
 
 Also recorded, because each changes a conv's speed: thread count (pinned by the caller),
 library versions, the malloc settings, the load average when measured (another process on
@@ -30,9 +31,10 @@ import torch
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
             "MALLOC_ARENA_MAX", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES",
             "CUBLAS_WORKSPACE_CONFIG")
-#: Square GEMM size: large enough to run at full speed (about 90 ms on 2 cores in fp32).
+#: Square GEMM size at most: large enough to run at full speed (about 90 ms on 2 cores in
+#: fp32), and reached unless the dtype is much slower than that (see peak_gemm).
 GEMM_N = {"cpu": 2048, "cuda": 8192}
-#: The size tried first, and the longest call a larger size may take (see peak_gflops).
+#: The size tried first, and the longest call a larger size may take (see peak_gemm).
 GEMM_MIN_N, GEMM_CALL_S = 256, 0.5
 #: Copy size: far beyond any cache, so the copy runs from memory.
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
@@ -52,8 +54,9 @@ def _best_seconds(fn, device: str, seconds: float = MEASURE_S, min_calls: int = 
     return best
 
 
-def peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
-    """GFLOP/s of a large square matrix product (2 n^3 FLOPs) in ``dtype``, on all threads.
+def peak_gemm(device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[float, int]:
+    """(GFLOP/s, n) of a large square matrix product (2 n^3 FLOPs) in ``dtype``, on all
+    threads, and the size n it was measured at (recorded: peaks of two sizes differ).
 
     The size doubles from GEMM_MIN_N up to GEMM_N while a call of the next size would stay
     under GEMM_CALL_S: a dtype the CPU has no arithmetic for runs far from the float32 peak
@@ -71,7 +74,7 @@ def peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32) -> floa
         if n >= cap or 8 * time_once(call, device) > GEMM_CALL_S:
             break
         n *= 2
-    return 2 * n**3 / _best_seconds(call, device) / 1e9
+    return 2 * n**3 / _best_seconds(call, device) / 1e9, n
 
 
 def bandwidth_gbps(device: str = "cpu") -> float:
@@ -113,7 +116,8 @@ def measure(device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     info = describe(device)
     info["device"] = device
     info["dtype"] = str(dtype).removeprefix("torch.")
-    info["peak_gflops"] = round(peak_gflops(device, dtype), 2)
+    peak, info["peak_gemm_n"] = peak_gemm(device, dtype)
+    info["peak_gflops"] = round(peak, 2)
     info["bandwidth_gbps"] = round(bandwidth_gbps(device), 2)
     info["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     info["id"] = machine_id(info)

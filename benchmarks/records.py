@@ -66,12 +66,14 @@ ROW_FIELDS = {
                    "noise is of median_s (rows from before 2026-11-26 lack it)",
     "graph_error": "why a CUDA case has no graph_median_s (its calls could not be captured)",
     "paired_backend": "the backend whose rounds alternated with this case's (sweep "
-                      "--paired-with); null when unpaired",
+                      "--paired-with's; a dispatcher's: the backend it ran), so that each of "
+                      "its rounds followed one of that backend's (median_s included); null "
+                      "when unpaired",
     "paired_median_s": "median seconds per call of paired_backend in those rounds",
     "paired_ratio": "median over neighbouring rounds of paired_backend's time per call over "
                     "this backend's: > 1 is faster than it, drift between cases cancelled",
     "paired_ci": "[low, high]: 95% confidence interval of paired_ratio (order statistics "
-                 "of the per-round ratios)",
+                 "of the per-round ratios); null under 6 rounds, too few for one",
     "paired_error": "why a case of a paired sweep is unpaired (its partner refuses the "
                     "case, would exceed --limit, or failed)",
     "flops": "2*N*K*P*Q*(C/g)*R*S of one call (each backward direction: the forward's)",
@@ -117,7 +119,11 @@ _RETRIED_SKIPS = re.compile(r"\S+ unavailable: |not timed ")
 _GUARD_LIMIT = re.compile(r"--limit (\S+) s")
 
 
-def settled(row: dict, limit: float | None = None) -> bool:
+#: ``partner`` of settled/done meaning "however the row was paired".
+ANY_PARTNER = "*"
+
+
+def settled(row: dict, limit: float | None = None, partner: str | None = ANY_PARTNER) -> bool:
     """Whether a resumed sweep keeps ``row`` instead of measuring its case again.
 
     Kept: ``ok`` rows, and skips the sweep would make again: a backend's declared gap (a
@@ -128,10 +134,12 @@ def settled(row: dict, limit: float | None = None) -> bool:
     Measured again: ``failed``, ``timeout`` and ``crashed`` rows, which measured nothing for
     a reason that may not recur (a kernel fixed since, a hang or crash that was the
     machine's or the driver's), and skips because the backend was unavailable or the case
-    was not timed (_RETRIED_SKIPS)."""
+    was not timed (_RETRIED_SKIPS). An ok row counts only if it was timed as a sweep with
+    ``partner`` (its --paired-with name, None: unpaired) times it: a paired row's median is
+    of rounds that followed the partner's, and a file's ratios should be of one kind."""
     status, reason = row.get("status"), row.get("reason") or ""
     if status == "ok":
-        return True
+        return partner == ANY_PARTNER or _timed_as(row, partner)
     if status != "skipped" or _RETRIED_SKIPS.match(reason):
         return False  # failed, timeout, crashed; or a skip that may not recur
     skipped_under = _GUARD_LIMIT.search(reason) if reason.startswith("budget guard:") else None
@@ -141,6 +149,29 @@ def settled(row: dict, limit: float | None = None) -> bool:
         return float(skipped_under.group(1)) >= float(f"{limit:g}")
     except ValueError:
         return True
+
+
+def _timed_as(row: dict, partner: str | None) -> bool:
+    """Whether an ok row was timed as a sweep paired with ``partner`` would time it: the
+    partner's own cases are timed alone either way; a dispatcher's (auto) are paired with
+    the backend it ran; a case that could not be paired (paired_error) counts as tried."""
+    if partner is None or row.get("backend") == partner:
+        return not row.get("paired_backend")
+    return (row.get("paired_backend") in (partner, row.get("ran") or partner)
+            or bool(row.get("paired_error")))
+
+
+def speedup(row: dict, base: dict) -> tuple[float, str]:
+    """``base``'s time over ``row``'s, two ok rows of one shape, direction and variant (> 1:
+    ``row`` is faster), and which times gave it: CUDA-graph device times where both have
+    one (a small GPU layer's wall clock is mostly launches); else the ratio of rounds
+    taken in turn with ``base``'s backend (sweep --paired-with) where ``row`` has one, as
+    the machine's drift between the two cases cancels there; else the medians."""
+    if row.get("graph_median_s") and base.get("graph_median_s"):
+        return base["graph_median_s"] / row["graph_median_s"], "graph_median_s"
+    if row.get("paired_ratio") and row.get("paired_backend") == base.get("backend"):
+        return row["paired_ratio"], "paired_ratio"
+    return base["median_s"] / row["median_s"], "median_s"
 
 
 def derived(flops: int, nbytes: int, median_s: float, peak_gflops: float | None,
@@ -280,14 +311,16 @@ class ResultsFile:
     def machines(self) -> list[dict]:
         return self.of_kind("machine")
 
-    def done(self, since: int | None = None, limit: float | None = None) -> set[str]:
+    def done(self, since: int | None = None, limit: float | None = None,
+             partner: str | None = ANY_PARTNER) -> set[str]:
         """Keys of the cases a sweep need not measure: each whose row (its last) is
-        :func:`settled` under ``limit`` (this run's --limit; None: any). With ``since``, the
+        :func:`settled` under ``limit`` (this run's --limit; None: any) and ``partner``
+        (its --paired-with; by default, any). With ``since``, the
         offset where this sweep began (:meth:`size`), also every case with a row written
         from there on, whatever its status: this sweep's own attempt at it, which a
         replacement child must not repeat (a hang would otherwise be retried until the
         supervisor gave up)."""
-        done = {r["key"] for r in self.rows() if settled(r, limit)}
+        done = {r["key"] for r in self.rows() if settled(r, limit, partner)}
         if since is not None:
             done |= {r["key"] for r in self.records(since) if r.get("record") == "case"}
         return done

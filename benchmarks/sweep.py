@@ -23,7 +23,9 @@ merge). ``--fresh`` discards the file. The thread count is part of every number 
 row's key: a file whose kept rows were measured with another count than this run's
 ``--threads`` is refused (exit 2) rather than resumed into, since the report would mix both;
 name another ``--results`` file. ``--budget`` and ``--min-rounds`` only set how long a case
-is timed: rows timed under other values are kept.
+is timed: rows timed under other values are kept. ``--paired-with`` changes what a row
+holds: ok rows timed with another partner, or none, are measured again (the partner's own
+rows and cases it could not be paired with aside).
 
 A case is a backend, a shape and a direction: ``--direction`` forward, backward-data,
 backward-weights or all (benchmarks/bench_sweep.py says what is timed in each). Default: all
@@ -111,7 +113,7 @@ def cli(args: argparse.Namespace) -> int:
                                 batch=args.batch, dtype=args.dtype, device=args.device,
                                 directions=_directions(args.direction), cache=args.cache,
                                 tf32=args.tf32, memory_format=args.memory_format)
-        sweep_plan.partner(args.paired_with)
+        partner = sweep_plan.partner(args.paired_with)
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -162,7 +164,8 @@ def cli(args: argparse.Namespace) -> int:
         for path in paths.values():
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
-    stale = _kept_from_other_code(results, cases, args.limit)
+    partner = partner.name if partner else None  # as the rows name it
+    stale = _kept_from_other_code(results, cases, args.limit, partner)
     if stale:
         print(f"warning: {stale}", file=sys.stderr)
     # What this sweep sets out to measure: a report of the file says what has no row yet.
@@ -170,7 +173,7 @@ def cli(args: argparse.Namespace) -> int:
                     "keys": [c.key for c in cases]})
     since = results.size()  # rows from here on are this sweep's own, whatever their status
     code = supervise(cases, results, _child_command(args, results.path, since),
-                     _child_env(args.threads), args.timeout, since, args.limit)
+                     _child_env(args.threads), args.timeout, since, args.limit, partner)
     if code == 130 or code == 2:
         return code
     doc = records.report([results])
@@ -178,13 +181,13 @@ def cli(args: argparse.Namespace) -> int:
     return summarize(cases, results, paths, shard=args.shard) or code
 
 
-def _kept_from_other_code(results: records.ResultsFile, cases, limit) -> str:
+def _kept_from_other_code(results: records.ResultsFile, cases, limit, partner=None) -> str:
     """Why the rows this sweep keeps may be of other code than the tree's now, or "": they
     are kept as they are (that is resuming), but "fix my kernel, rerun" must not show
     the old kernel's times unremarked. Judged by the commits pytest-benchmark recorded."""
     from pytest_benchmark.utils import get_commit_info
 
-    kept = results.done(limit=limit) & {c.key for c in cases}
+    kept = results.done(limit=limit, partner=partner) & {c.key for c in cases}
     measured_at, commit = {}, None  # a row's commit: that of the run record before it
     for record in results.records():
         if record.get("record") == "run":
@@ -290,20 +293,22 @@ def _child_env(threads: int | None) -> dict:
 
 
 def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
-              timeout: float, since: int | None = None, limit: float | None = None) -> int:
-    """Run children until every case has a row it keeps (records.settled under ``limit``)
+              timeout: float, since: int | None = None, limit: float | None = None,
+              partner: str | None = None) -> int:
+    """Run children until every case has a row it keeps (records.settled under ``limit``
+    and ``partner``, as ``cmd``'s --limit and --paired-with)
     or one written by this sweep (from byte ``since`` of the results file on, which
     ``cmd`` must name as its --rows-since); 0, or 2 (a child died outside any case), or
     130 (interrupted: rerun the same command to resume)."""
     by_key = {c.key: c for c in cases}
     paths = _paths(results.path)
     since = results.size() if since is None else since
-    kept = results.done(limit=limit) & set(by_key)
+    kept = results.done(limit=limit, partner=partner) & set(by_key)
     retried = {r["key"] for r in results.rows()} & (set(by_key) - kept)
     progress = Progress(cases, kept, since, retried=len(retried))
 
     def done() -> set[str]:
-        return results.done(since, limit)
+        return results.done(since, limit, partner)
 
     for _ in range(len(cases) + 1):  # every restart adds a row, so this always ends
         if not set(by_key) - done():

@@ -169,7 +169,7 @@ def _ratio(ran: dict, base: dict, show: bool, baseline: str) -> str:
     common = [d for d in ran if d in base]
     if not (show and common):
         return ""
-    speedup = math.exp(sum(math.log(base[d]["median_s"] / ran[d]["median_s"])
+    speedup = math.exp(sum(math.log(records.speedup(ran[d], base[d])[0])
                            for d in common) / len(common))
     return f"  speedup over {baseline}: x{speedup:.3g} (geomean of {len(common)})"
 

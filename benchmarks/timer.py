@@ -118,21 +118,28 @@ def time_interleaved(fns: list[Callable[[], object]], device: str, budget: float
 
 
 def paired_ratio(rounds: list[float], iterations: int, partner: list[float],
-                 partner_iterations: int) -> tuple[float, list[float]]:
+                 partner_iterations: int) -> tuple[float, list[float] | None]:
     """The median over neighbouring rounds of partner time / own time per call (above 1
-    when the rounds' own function is the faster), and its 95% confidence interval.
-
-    The interval is the distribution-free one of a median: the order statistics of ranks
-    n/2 - 0.98 sqrt(n) and 1 + n/2 + 0.98 sqrt(n), rounded outwards (the count of ratios
-    below the true median is binomial(n, 1/2)); so a long tail of disturbed rounds widens
-    it without any assumption on their shape. Three rounds: the whole range."""
+    when the rounds' own function is the faster), and its 95% confidence interval."""
     ratios = sorted((p / partner_iterations) / (r / iterations)
                     for r, p in zip(rounds, partner))
-    n = len(ratios)
-    half = 0.98 * math.sqrt(n)
-    low = max(0, math.floor(n / 2 - half) - 1)  # 0-based indices of those ranks
-    high = min(n - 1, math.ceil(n / 2 + 1 + half) - 1)
-    return statistics.median(ratios), [ratios[low], ratios[high]]
+    return statistics.median(ratios), median_interval(ratios)
+
+
+def median_interval(ordered: list[float], level: float = 0.95) -> list[float] | None:
+    """The distribution-free confidence interval of the median of ``ordered`` (sorted):
+    the k-th smallest and k-th largest values, k the largest count with P(B < k) at most
+    (1 - level) / 2 for B ~ binomial(n, 1/2), the count of values below the true median.
+    No assumption on the shape of the values, so a tail of disturbed rounds widens it
+    honestly. None below 6 values, where no such interval reaches 95% (n = 5: 94%)."""
+    n, tail, k = len(ordered), 0.0, 0
+    while k <= n // 2:
+        tail += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                         - n * math.log(2))  # P(B = k)
+        if tail > (1 - level) / 2:
+            break
+        k += 1
+    return [ordered[k - 1], ordered[n - k]] if k else None
 
 
 def time_graph(fn: Callable[[], object], device: str, budget: float, iterations: int = 1,

@@ -21,6 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from benchmarks import records
 from benchmarks.records import VARIANT_FIELDS
 from reports.results import grid_point
 
@@ -127,8 +128,9 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
     precision, cache mode: records.VARIANT_FIELDS) in the same file (the same run): torch's
     median / this backend's median (> 1: faster than torch). A backward time is only ever
     divided by the baseline's time of the same backward direction. On CUDA, where both rows
-    have a CUDA-graph time (graph_median_s), those are divided, as reports.targets does:
-    the wall-clock median of a small layer is mostly launch overhead, not the kernel."""
+    have a CUDA-graph time (graph_median_s), those are divided: the wall-clock median of a
+    small layer is mostly launch overhead, not the kernel; a row timed in turn with torch
+    (sweep --paired-with torch) gives its paired_ratio (benchmarks.records.speedup)."""
     def key(r):  # the variant too: a merged file may hold several
         return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
                 *(get(r) for get in VARIANT_FIELDS.values()))
@@ -139,9 +141,8 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
         b = base.get(key(r))
         if r["status"] != "ok" or r["backend"] == baseline or not b or not r["median_s"]:
             continue
-        timing = "graph_median_s" if r.get("graph_median_s") and b.get("graph_median_s") \
-            else "median_s"
-        out.append({**r, "speedup": b[timing] / r[timing], "speedup_timing": timing})
+        ratio, timing = records.speedup(r, b)
+        out.append({**r, "speedup": ratio, "speedup_timing": timing})
     return out
 
 

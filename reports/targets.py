@@ -155,37 +155,60 @@ def table(results: list[dict]) -> list[list[str]]:
 
 
 def _paired(target: Target, mine: dict, here: dict) -> dict | None:
-    """The shape's ratio from rounds alternated with one partner (sweep --paired-with), or
-    None where the rows cannot give it. Against a named baseline: the backend's paired
-    ratio when its partner is that baseline. Against BEST: every backend's paired ratio to
-    the same partner (the partner's own is 1), the fastest other by those, and the quotient
-    of the two ratios; its interval is bounded by the quotients of their intervals."""
-    partner = mine.get("paired_backend")
-    if not partner or mine.get("paired_ratio") is None:
+    """The shape's ratio from rounds taken in turn (sweep --paired-with), or None where the
+    rows cannot give it. Each backend's speed is put on one scale through the chain of
+    paired ratios from its row to the row timed alone (torch's: auto was paired with the
+    backend it ran, that one with torch). The ratio of two speeds is the product of the
+    ratios their chains do not share, its interval their log half-widths added in
+    quadrature, as for independent errors: auto against the backend it ran is its one
+    paired ratio, untouched by how that backend compared with torch. Against BEST, the
+    fastest other backend by those speeds. None as soon as a backend the comparison
+    needs is unpaired (no common scale); an interval is None under 6 rounds (the
+    dagger)."""
+    chain = _chain(target.backend, here, mine)
+    if chain is None or len(chain) < 2:
         return None
-    if target.baseline != BEST:
-        if partner != target.baseline:
+    names = [target.baseline] if target.baseline != BEST else [
+        n for n in here if n != target.backend and here[n]["status"] == "ok"
+        and _same_machine(here[n], mine)]
+    others = {n: _chain(n, here, mine) for n in names}
+    if not others or any(c is None or c[-1] is not chain[-1] for c in others.values()):
+        return None
+    base_name = max(others, key=lambda n: _log_speed(others[n]))
+    links = {r["backend"]: r for r in chain[:-1]}
+    base_links = {r["backend"]: r for r in others[base_name][:-1]}
+    ratio = math.exp(_log_speed(chain) - _log_speed(others[base_name]))
+    apart = [r for n, r in {**links, **base_links}.items() if (n in links) != (n in base_links)]
+    out = {"ratio": ratio, "baseline": base_name, "paired": True, "ci": None, "noisy": None}
+    if all(r.get("paired_ci") for r in apart):
+        half = math.hypot(*(math.log(r["paired_ci"][1] / r["paired_ci"][0]) / 2
+                            for r in apart))
+        out.update(ci=(ratio * math.exp(-half), ratio * math.exp(half)),
+                   noisy=math.exp(half) - 1 > NOISY)
+    return out
+
+
+def _chain(name: str, here: dict, mine: dict) -> list[dict] | None:
+    """The rows whose paired ratios lead from ``name``'s to one timed alone (the sweep's
+    partner), ``name``'s first and that one last; None where a row on the way is missing,
+    not ok, from another machine, or a paired row without its ratio."""
+    rows = []
+    while len(rows) <= len(here):  # a chain visits each row once
+        row = here.get(name)
+        if row is None or row["status"] != "ok" or not _same_machine(row, mine):
             return None
-        base_name, base = partner, (1.0, [1.0, 1.0])
-    else:
-        speeds = {}
-        for name, row in here.items():
-            if name == target.backend or row["status"] != "ok" or not _same_machine(row, mine):
-                continue
-            if name == partner:
-                speeds[name] = (1.0, [1.0, 1.0])
-            elif row.get("paired_backend") == partner and row.get("paired_ratio") is not None:
-                speeds[name] = (row["paired_ratio"], row["paired_ci"])
-            else:
-                return None  # one other backend timed unpaired: no common scale
-        if not speeds:
+        rows.append(row)
+        if not row.get("paired_backend"):
+            return rows
+        if row.get("paired_ratio") is None:
             return None
-        base_name = max(speeds, key=lambda n: speeds[n][0])
-        base = speeds[base_name]
-    (r, (low, high)), (b, (b_low, b_high)) = (mine["paired_ratio"], mine["paired_ci"]), base
-    ratio, interval = r / b, (low / b_high, high / b_low)
-    return {"ratio": ratio, "baseline": base_name, "paired": True, "ci": interval,
-            "noisy": (interval[1] - interval[0]) / 2 / ratio > NOISY}
+        name = row["paired_backend"]
+    return None
+
+
+def _log_speed(chain: list[dict]) -> float:
+    """Log of a chain's speed over its last row's: > 0 is faster."""
+    return sum(math.log(r["paired_ratio"]) for r in chain[:-1])
 
 
 def _x(ratio: float, noisy: bool | None = False, wall: float | None = None,
@@ -316,8 +339,9 @@ def provenance(result_set: ResultSet) -> str:
             "excluded) where both have one, the wall-clock ratio beside it where it "
             f"differs. *: noisy, the IQR of either time the ratio divides was over "
             f"{NOISY:.0%} of its median, or a paired ratio's 95% confidence interval was "
-            f"wider than \u00b1{NOISY:.0%}. \u2020: device times whose spread these rows do not "
-            "record (rows older than graph_noise, or a single replay round): noise unknown.")
+            f"wider than \u00b1{NOISY:.0%}. \u2020: noise unknown: device times whose spread "
+            "these rows do not record (rows older than graph_noise, or a single replay "
+            "round), or a paired ratio of under 6 rounds, too few for a 95% interval.")
 
 
 def _when(result_set: ResultSet) -> str:

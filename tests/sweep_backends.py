@@ -5,6 +5,7 @@ thing rather than on a mock: one hangs inside native code while holding the GIL 
 timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget,
 one raises a CUDA error that (as on a GPU) breaks every later call in its process, three
 return what F.conv2d never would (an ndarray, float64 for float32, a row short).
+One gives up (NotImplementedError) after three calls, as a partner of ``--paired-with``.
 Two decline politely: one declares (``accepts``) that it takes 1x1 kernels only, one raises
 NotImplementedError; both must become skipped rows, not failures. For the backward
 directions: one declares no autograd (its gradients must be skipped rows with that reason),
@@ -80,6 +81,18 @@ def after_cuda_error(input, weight, bias, stride, padding, dilation, groups):
 
 def not_implemented(input, weight, bias, stride, padding, dilation, groups):
     raise NotImplementedError("this backend has no such kernel")
+
+
+_calls = {"gives_up_later": 0}
+
+
+def gives_up_later(input, weight, bias, stride, padding, dilation, groups):
+    """F.conv2d for its first three calls (the probe, the first full call, one warm-up),
+    then NotImplementedError: a partner that fails only once it is being timed."""
+    _calls["gives_up_later"] += 1
+    if _calls["gives_up_later"] > 3:
+        raise NotImplementedError("gave up after three calls")
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
 only_1x1 = Backend(name="sweep_backends:only_1x1", fn=F.conv2d,

@@ -64,10 +64,10 @@ def test_interleaved_rounds_take_turns_and_their_ratio_cancels_a_shared_drift():
     finally:
         timer.time.perf_counter = perf_counter
     assert calls == ["a", "b", "b"] * 4 and len(mine) == len(theirs) == 4
-    ratio, (low, high) = timer.paired_ratio(mine, 1, theirs, 2)
+    ratio, interval = timer.paired_ratio(mine, 1, theirs, 2)
     # Each call costs more than the last (a slowing machine): a's rounds grow from 1 to 10
     # units, yet b's per call over a's neighbouring round stays within 3 * (1 .. 2.5).
-    assert low <= ratio <= high and 3.0 < ratio < 3.0 * 2.5
+    assert 3.0 < ratio < 3.0 * 2.5 and interval is None  # 4 rounds: too few for 95%
     assert timer.paired_ratio([1.0] * 9, 1, [2.0] * 9, 1) == (2.0, [2.0, 2.0])
 
 
@@ -75,7 +75,11 @@ def test_a_paired_ratio_s_interval_is_the_median_s_order_statistics():
     ratios = [float(i) for i in range(1, 101)]  # partner time i against own time 1
     median, (low, high) = timer.paired_ratio([1.0] * 100, 1, ratios, 1)
     assert median == 50.5 and (low, high) == (40.0, 61.0)  # ranks 40 and 61 of 100
-    assert timer.paired_ratio([1.0] * 3, 1, [1.0, 5.0, 9.0], 1) == (5.0, [1.0, 9.0])
+    # Below 6 values no order statistics hold the median with 95% (5: 94%); 6: the range.
+    assert timer.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None
+    assert timer.median_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == [1.0, 6.0]
+    low, high = timer.median_interval([float(i) for i in range(20_000)])
+    assert (low, high) == (9860.0, 10139.0)  # n/2 -+ 1.96 sqrt(n)/2, as the normal limit
 
 
 def test_the_peak_gemm_grows_only_while_a_call_stays_short(monkeypatch):
@@ -86,7 +90,8 @@ def test_the_peak_gemm_grows_only_while_a_call_stays_short(monkeypatch):
     sizes = []
     monkeypatch.setattr(timer, "time_once", lambda fn, device: sizes.append(
         fn.args[0].shape[0]) or (2 * fn.args[0].shape[0] ** 3 / 1e9))  # 1 GFLOP/s
-    assert machine.peak_gflops("cpu", torch.float32) == pytest.approx(1.0)
+    gflops, n = machine.peak_gemm("cpu", torch.float32)
+    assert gflops == pytest.approx(1.0) and n == 512
     # 256: 34 ms a call, 8x is 0.27 s, so 512 is tried; 512: 0.27 s, 8x over 0.5 s: kept.
     assert set(sizes) == {256, 512}
 
@@ -530,28 +535,54 @@ def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path
 def test_a_paired_sweep_alternates_each_case_with_its_partner_and_says_why_not(tmp_path):
     (tmp_path / "tiny").write_text(TINY)
     run = _sweep(tmp_path, "--direction", "forward", "--backend", "torch", "--backend",
-                 "unfold", "--paired-with", "torch")
+                 "unfold", "--backend", "auto", "--paired-with", "torch")
     assert run.returncode == 0, run.stdout + run.stderr
     rows = {r["backend"]: r for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    # auto is paired with the backend it ran: its ratio is its own overhead
+    assert rows["auto"]["paired_backend"] == rows["auto"]["ran"]
     paired = rows["unfold"]
     assert paired["paired_backend"] == "torch" and paired["paired_median_s"] > 0
-    low, high = paired["paired_ci"]
-    assert low <= paired["paired_ratio"] <= high and paired["rounds"] >= 3
+    # The ratio is torch's time over unfold's, as the medians of the two rounds say.
+    medians = paired["paired_median_s"] / paired["median_s"]
+    assert 0.5 < paired["paired_ratio"] / medians < 2.0
+    assert paired["rounds"] >= 6 and len(paired["paired_ci"]) == 2
     assert rows["torch"]["paired_backend"] is None and rows["torch"]["paired_error"] is None
-    # A partner that refuses the case or fails in it leaves the case timed, unpaired.
+    # A partner that refuses the case or fails in it leaves the case timed, unpaired; one
+    # whose NotImplementedError comes only in the timed rounds must not skip the case.
     for partner, why in (("sweep_backends:only_1x1", "does not run this case"),
-                         ("sweep_backends:fails", "failed: RuntimeError: deliberate failure")):
+                         ("sweep_backends:fails", "failed: RuntimeError: deliberate failure"),
+                         ("sweep_backends:gives_up_later",
+                          "failed: NotImplementedError: gave up after three calls")):
         run = _sweep(tmp_path, "--direction", "forward", "--backend", "unfold",
                      "--paired-with", partner, "--fresh")
         assert run.returncode == 0, run.stdout + run.stderr
         (row,) = records.ResultsFile(tmp_path / "out.jsonl").rows()
         assert row["status"] == "ok" and row["paired_backend"] is None
-        assert why in row["paired_error"]
+        assert why in row["paired_error"] and row["rounds"] >= 3
     run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "toarch")
     assert run.returncode == 2 and "--paired-with: unknown backend 'toarch'" in run.stderr
 
 
 # --- resume: what a rerun keeps, and what it measures again ---------------------------------
+
+def test_a_rerun_measures_again_what_was_timed_under_another_pairing():
+    alone = {"status": "ok", "backend": "unfold"}
+    with_torch = {**alone, "paired_backend": "torch", "paired_ratio": 0.8}
+    unpairable = {**alone, "paired_error": "torch failed: ..."}
+    partner = {"status": "ok", "backend": "torch"}
+    skip = {"status": "skipped", "backend": "unfold", "reason": "unfold does not support x"}
+    assert [records.settled(r, partner="torch")
+            for r in (alone, with_torch, unpairable, partner, skip)] == [
+        False, True, True, True, True]
+    assert [records.settled(r, partner=None)
+            for r in (alone, with_torch, unpairable, partner, skip)] == [
+        True, False, True, True, True]
+    assert records.settled(with_torch, partner="fft") is False
+    dispatched = {**alone, "backend": "auto", "ran": "fft", "paired_backend": "fft"}
+    assert records.settled(dispatched, partner="torch")  # auto: paired with what it ran
+    assert all(records.settled(r) for r in (alone, with_torch))  # by default, any pairing
+
+
 
 def _rows_for(tmp_path, backends=("torch",), threads=1, **by_direction):
     """A results file for the tiny shape's cases, one row per direction given, as

@@ -163,12 +163,38 @@ def test_auto_against_the_fastest_other_through_their_ratios_to_one_partner(tmp_
     result = _evaluate(tmp_path, "auto, batch 1", rows)
     first, last = result["shapes"][0], result["shapes"][-1]  # in the order of ``shapes``
     assert first["ratio"] == pytest.approx(0.95) and first["baseline"] == "fft"
-    assert first["ci"] == pytest.approx((1.8 / 2.1, 2.0 / 1.9)) and first["noisy"]
+    # Half-widths in log added in quadrature: ln(2/1.8)/2 and ln(2.1/1.9)/2, about 7.5%.
+    half = math.hypot(math.log(2.0 / 1.8) / 2, math.log(2.1 / 1.9) / 2)
+    assert first["ci"] == pytest.approx((0.95 / math.exp(half), 0.95 * math.exp(half)))
+    assert first["noisy"] is False
     assert last["ratio"] == pytest.approx(0.98) and last["baseline"] == "torch"
+    rows[-1]["paired_ci"] = None  # under 6 rounds: no interval, noise unknown
+    result = _evaluate(tmp_path, "auto, batch 1", rows)
+    assert result["shapes"][-1]["noisy"] is None and result["shapes"][-1]["ci"] is None
+    assert "1 of unknown spread\u2020" in targets.table([result])[0][2]
     rows[-3]["paired_backend"] = None  # an unpaired other backend: the medians, and said
     result = _evaluate(tmp_path, "auto, batch 1", rows)
     assert [x["paired"] for x in result["shapes"]].count(False) == 1
     assert "1 of separately timed cases (unpaired)" in targets.table([result])[0][2]
+
+
+def test_auto_paired_with_the_backend_it_ran_is_judged_by_that_ratio_alone(tmp_path):
+    rows, shapes = [], [(s, e) for s in ("resnet50", "large-kernel") for e in shape_set(s, 1)]
+    for s, e in shapes:
+        auto = _paired(_row(s, e, "auto", 1e-3), 0.97, 0.96, 0.98, partner="fft")
+        auto["ran"] = "fft"
+        rows += [_row(s, e, "torch", 1e-3), _paired(_row(s, e, "fft", 1e-3), 2.0, 1.0, 4.0),
+                 _paired(_row(s, e, "unfold", 1e-3), 0.5), auto]
+    result = _evaluate(tmp_path, "auto, batch 1", rows)
+    first = result["shapes"][0]  # fft's wide interval against torch is shared: it cancels
+    assert first["ratio"] == pytest.approx(0.97) and first["baseline"] == "fft"
+    assert first["ci"] == pytest.approx((0.97 * math.sqrt(0.96 / 0.98),
+                                         0.97 * math.sqrt(0.98 / 0.96)))
+    # Where auto ran unfold but fft is the fastest: auto's cost times unfold against fft.
+    _paired(rows[-1], 0.97, partner="unfold")["ran"] = "unfold"
+    last = _evaluate(tmp_path, "auto, batch 1", rows)["shapes"][-1]
+    assert last["ratio"] == pytest.approx(0.97 * 0.5 / 2.0) and last["baseline"] == "fft"
+    assert last["noisy"]  # fft's interval (1 to 4) is now part of it
 
 
 def test_a_file_without_the_targets_shapes(tmp_path):
