@@ -291,11 +291,13 @@ def coverage_table(rows: list[dict]) -> list[dict]:
 
 def speedup_table(rows: list[dict]) -> list[dict]:
     """Per file, direction, shape set and backend: geometric mean of the speedup over the
-    baseline in the same direction across the shapes both ran, with how many shapes that is."""
-    groups = defaultdict(list)
+    baseline in the same direction across the shapes both ran, with how many shapes that is
+    and how many of those ratios are of rounds taken in turn (sweep --paired-with)."""
+    groups, paired = defaultdict(list), defaultdict(int)
     for r in plots.speedups(rows, BASELINE):
-        groups[(r["source"], r["direction"], r["shape_set"], r["backend_variant"])].append(
-            r["speedup"])
+        key = (r["source"], r["direction"], r["shape_set"], r["backend_variant"])
+        groups[key].append(r["speedup"])
+        paired[key] += r["speedup_timing"] == "paired_ratio"
     ran = defaultdict(int)
     for r in rows:
         if r["status"] == "ok":
@@ -303,7 +305,7 @@ def speedup_table(rows: list[dict]) -> list[dict]:
     order = _direction_order(rows)
     return [{"source": k[0], "direction": k[1], "shape_set": k[2], "backend": k[3],
              "geomean_speedup": math.exp(sum(map(math.log, v)) / len(v)), "shapes": len(v),
-             "ran": ran[k]}
+             "paired": paired[k], "ran": ran[k]}
             for k, v in sorted(groups.items(), key=lambda kv: (kv[0][0], order(kv[0][1]),
                                                                 *kv[0][2:]))]
 

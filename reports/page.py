@@ -48,8 +48,12 @@ def _problem_rows(problems) -> list[list]:
 
 PROBLEM_HEADER = ["file", "status", "backend", "shape set", "name", "descriptor", "direction",
                   "reason"]
+#: What "of them paired" means, under the speedup table.
+PAIRED_NOTE = ("Paired: the ratio of rounds taken in turn with torch's (sweep --paired-with "
+               "torch), which the machine's drift between two cases cannot move; the others "
+               "divide two medians timed apart.")
 RATIO_HEADER = ["file", "direction", "shape set", "backend", "speedup over torch (geomean)",
-                "shapes compared", "shapes timed"]
+                "shapes compared", "of them paired", "shapes timed"]
 COVERAGE_HEADER = ["file", "direction", "backend", "timed", "skipped",
                    "failed, timed out or crashed"]
 #: What each direction's numbers are: the headings of the page's chart sections.
@@ -64,7 +68,8 @@ CHECK_HEADER = ["backend", "feature", "passed", "failed", "skipped", "max |error
 
 def _ratio_rows(ratios) -> list[list]:
     return [[r["source"], r["direction"], r["shape_set"], r["backend"],
-             f"x{r['geomean_speedup']:.3g}", r["shapes"], r["ran"]] for r in ratios]
+             f"x{r['geomean_speedup']:.3g}", r["shapes"], r.get("paired", 0), r["ran"]]
+            for r in ratios]
 
 
 def _coverage_rows(coverage) -> list[list]:
@@ -118,7 +123,7 @@ def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=()
              "<h2 id=coverage>Cases per backend and direction</h2>",
              _table(COVERAGE_HEADER, _coverage_rows(coverage)), *_chart_parts(charts)]
     parts += ["<h2 id=speedup>Speedup over torch, per shape set and direction</h2>",
-              _table(RATIO_HEADER, _ratio_rows(ratios)),
+              f"<p>{_e(PAIRED_NOTE)}</p>", _table(RATIO_HEADER, _ratio_rows(ratios)),
               f"<h2 id=problems>Cases not timed ({len(problems)})</h2>",
               "<p>" + _e(", ".join(f"{n} {s}" for s, n in
                                    sorted(Counter(r["status"] for r in problems).items())))
@@ -153,6 +158,7 @@ def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=
            "## Cases per backend and direction", "",
            _md_table(COVERAGE_HEADER, _coverage_rows(coverage)), "",
            "## Speedup over torch (geometric mean over the shapes both ran, per direction)", "",
+           PAIRED_NOTE, "",
            _md_table(RATIO_HEADER, _ratio_rows(ratios)), "",
            f"## Cases not timed ({len(problems)})", "",
            _md_table(PROBLEM_HEADER, _problem_rows(problems)), "",

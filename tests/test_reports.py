@@ -251,6 +251,30 @@ def test_cuda_speedups_divide_graph_times_where_both_have_one():
                    "b": (pytest.approx(0.5), "median_s")}
 
 
+def test_speedups_take_a_paired_ratio_and_the_table_counts_them():
+    """A row timed in turn with torch's (sweep --paired-with torch) gives its paired ratio,
+    not the quotient of medians timed apart; a row paired with another backend (auto, with
+    the one it ran) and an unpaired one divide medians; the speedup table says how many
+    of its ratios are paired."""
+    from reports import build, plots
+
+    def row(backend, name, median, **paired):
+        return {"source": "cpu", "shape_set": "tiny", "descriptor": name, "backend": backend,
+                "backend_variant": backend, "status": "ok", "direction": "forward",
+                "device": "cpu", "dtype": "float32", "median_s": median, **paired}
+
+    rows = [row("torch", "a", 1e-3), row("torch", "b", 1e-3), row("torch", "c", 1e-3),
+            row("unfold", "a", 2e-3, paired_backend="torch", paired_ratio=0.8),
+            row("unfold", "b", 2e-3, paired_backend="fft", paired_ratio=0.9),
+            row("unfold", "c", 2e-3)]
+    got = {r["descriptor"]: (r["speedup"], r["speedup_timing"]) for r in plots.speedups(rows)}
+    assert got == {"a": (pytest.approx(0.8), "paired_ratio"),
+                   "b": (pytest.approx(0.5), "median_s"), "c": (pytest.approx(0.5), "median_s")}
+    (table,) = build.speedup_table(rows)
+    assert (table["shapes"], table["paired"]) == (3, 1)
+    assert table["geomean_speedup"] == pytest.approx((0.8 * 0.5 * 0.5) ** (1 / 3))
+
+
 def test_missing_file_is_a_usage_error(tmp_path, capsys):
     assert main(["build", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -307,7 +331,7 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     assert "unfold" not in correctness and "naive" not in correctness  # not in the rows
     summary = (out / "summary.md").read_text()
     assert f"- **{zeros_backend} FAILED the correctness check" in summary
-    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 2 |" in summary
+    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 0 | 2 |" in summary
 
 
 def test_without_matplotlib_the_command_says_what_to_install(monkeypatch, capsys):
