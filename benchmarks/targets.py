@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import impls
-from benchmarks.sweep_plan import positive_or_inf_seconds, positive_seconds, precision_name
+from benchmarks.sweep_plan import precision_name
+from impls.cli_types import positive_or_inf_seconds, positive_seconds
 from impls.spec import ConvSpec
 
 #: The baseline meaning "the fastest other backend timed on the same shape".

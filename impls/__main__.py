@@ -26,6 +26,7 @@ from impls import isolated
 from impls.backward import DIRECTIONS, BackwardResult
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, CaseResult, summarize
+from impls.cli_types import positive_or_inf_seconds
 from impls.display import plain, print_table, say, status
 from impls.fill import MODES
 from impls.frontend import device_arg
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
     check.add_argument("--no-module", action="store_true", help="skip module parity")
-    check.add_argument("--timeout", type=_seconds, default=TIMEOUT_S,
+    check.add_argument("--timeout", type=positive_or_inf_seconds, default=TIMEOUT_S,
                        help=f"kill a comparison still running after this many seconds and "
                        f"carry on (default {TIMEOUT_S:g}; each runs in a child process)")
     check.add_argument("--in-process", action="store_true",
@@ -76,17 +77,6 @@ def _parser() -> argparse.ArgumentParser:
                        "work; a hang or crash of the backend is then the check's)")
     check.add_argument("--format", choices=("table", "json"), default="table")
     return parser
-
-
-def _seconds(text: str) -> float:
-    """--timeout: seconds above 0, or "inf" (no limit: a hang then waits for Ctrl-C)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: need a number > 0")
-    return value
 
 
 def _seed(text: str) -> int:

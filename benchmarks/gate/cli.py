@@ -30,7 +30,7 @@ from benchmarks.gate.cases import DEFAULT_THRESHOLD, gate_cases
 from benchmarks.gate.measure import Worker, WorkerError, checkout, git, run_rounds
 from benchmarks.gate.worker import parse_inject
 from benchmarks.machine import busy_warning
-from benchmarks.sweep_plan import positive_fraction, positive_seconds, probability
+from impls.cli_types import positive_fraction, positive_seconds, probability
 
 #: Seconds of timed rounds: the full gate, and the quick mode CI runs.
 BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
