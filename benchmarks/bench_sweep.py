@@ -15,10 +15,12 @@ keeps the median ratio of neighbouring rounds (``paired_ratio``, torch's time pe
 the backend's) and its 95% confidence interval (``paired_ci``): a ratio that the machine's
 drift between two cases cannot move, which is what the speed targets compare. A dispatcher
 (auto) alternates with the backend it runs the case on instead (``paired_backend`` says
-which), so its ratio is its own overhead. Each round
-then follows one of the other's, whose data fills the caches, on both sides alike; the
-row's median_s is of those rounds. ``paired_error`` says why a case is unpaired (the
-partner refuses it, would exceed --limit, or failed: the case is then timed alone).
+which), so its ratio is its own overhead. Each round then starts with the other's data in
+the caches: the ratio is of two kernels run in turn, and where a layer's data fits in cache
+it can differ from the ratio of two medians timed alone (torch's median_s, beside unfold's
+rounds, rose from 1.6 to 2.3 ms on one layer); the row's median_s is of those rounds.
+``paired_error`` says why a case is unpaired (the partner refuses it, would exceed --limit,
+or failed: the case is then timed alone).
 
 Operands: seeded random input and weight, NCHW, or both channels_last (NHWC) under
 ``--memory-format channels_last`` (layout copies a backend makes are then its own).
@@ -148,6 +150,7 @@ def measure(benchmark, case, sweep, row, entry) -> None:
     cold = case.cache == "cold"
     iterations = 1 if cold else timer.calls_per_round(per_call)
     flush = timer.cache_flusher(device) if cold else None
+    row["paired_with"] = sweep.partner.name if sweep.partner else None
     budget, paired = sweep.budget, {}
     partner = partner_of(case, sweep, entry)
     partner_fn, why_not = partner_call(case, sweep, partner)

@@ -65,6 +65,8 @@ ROW_FIELDS = {
     "graph_noise": "the replayed rounds' IQR / median: the spread of graph_median_s, as "
                    "noise is of median_s (rows from before 2026-11-26 lack it)",
     "graph_error": "why a CUDA case has no graph_median_s (its calls could not be captured)",
+    "paired_with": "the sweep's --paired-with (null: none), on every row it timed: what "
+                   "a resumed sweep matches (records.settled)",
     "paired_backend": "the backend whose rounds alternated with this case's (sweep "
                       "--paired-with's; a dispatcher's: the backend it ran), so that each of "
                       "its rounds followed one of that backend's (median_s included); null "
@@ -152,25 +154,32 @@ def settled(row: dict, limit: float | None = None, partner: str | None = ANY_PAR
 
 
 def _timed_as(row: dict, partner: str | None) -> bool:
-    """Whether an ok row was timed as a sweep paired with ``partner`` would time it: the
-    partner's own cases are timed alone either way; a dispatcher's (auto) are paired with
-    the backend it ran; a case that could not be paired (paired_error) counts as tried."""
-    if partner is None or row.get("backend") == partner:
-        return not row.get("paired_backend")
-    return (row.get("paired_backend") in (partner, row.get("ran") or partner)
-            or bool(row.get("paired_error")))
+    """Whether an ok row was timed by a sweep with this ``--paired-with`` (None: none), as
+    its paired_with says (rows from before the field: unpaired)."""
+    return row.get("paired_with") == partner
 
 
-def speedup(row: dict, base: dict) -> tuple[float, str]:
+def speedup(row: dict, base: dict, peers: dict | None = None) -> tuple[float, str]:
     """``base``'s time over ``row``'s, two ok rows of one shape, direction and variant (> 1:
     ``row`` is faster), and which times gave it: CUDA-graph device times where both have
-    one (a small GPU layer's wall clock is mostly launches); else the ratio of rounds
-    taken in turn with ``base``'s backend (sweep --paired-with) where ``row`` has one, as
-    the machine's drift between the two cases cancels there; else the medians."""
+    one (a small GPU layer's wall clock is mostly launches); else paired ratios (sweep
+    --paired-with), as the machine's drift between two cases cancels there: ``row``'s own
+    where it was paired with ``base``'s backend, or the product along a chain of them
+    through ``peers`` (backend -> row of the same shape: auto is paired with the backend it
+    ran, that one with torch); else the medians."""
     if row.get("graph_median_s") and base.get("graph_median_s"):
         return base["graph_median_s"] / row["graph_median_s"], "graph_median_s"
-    if row.get("paired_ratio") and row.get("paired_backend") == base.get("backend"):
-        return row["paired_ratio"], "paired_ratio"
+    ratio, link, peers = 1.0, row, peers or {}
+    for _ in range(len(peers) + 1):  # a chain visits each peer once
+        partner = link.get("paired_backend")
+        if not partner or not link.get("paired_ratio"):
+            break
+        ratio *= link["paired_ratio"]
+        if partner == base.get("backend"):
+            return ratio, "paired_ratio"
+        link = peers.get(partner)
+        if link is None or link.get("status") != "ok":
+            break
     return base["median_s"] / row["median_s"], "median_s"
 
 

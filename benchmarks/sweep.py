@@ -24,8 +24,7 @@ row's key: a file whose kept rows were measured with another count than this run
 ``--threads`` is refused (exit 2) rather than resumed into, since the report would mix both;
 name another ``--results`` file. ``--budget`` and ``--min-rounds`` only set how long a case
 is timed: rows timed under other values are kept. ``--paired-with`` changes what a row
-holds: ok rows timed with another partner, or none, are measured again (the partner's own
-rows and cases it could not be paired with aside).
+holds: ok rows timed under another ``--paired-with``, or none, are measured again.
 
 A case is a backend, a shape and a direction: ``--direction`` forward, backward-data,
 backward-weights or all (benchmarks/bench_sweep.py says what is timed in each). Default: all
@@ -143,11 +142,12 @@ def cli(args: argparse.Namespace) -> int:
         print(f"python -m benchmarks sweep: error: --device {args.device}, but {missing}",
               file=sys.stderr)
         return 2
-    unloadable = sweep_plan.unloadable([*(args.backend or ()), *filter(None, [args.paired_with])])
-    if unloadable:  # a typo or a missing package: refused, not a sweep of skipped rows
-        for line in unloadable:
-            print(f"python -m benchmarks sweep: error: --backend: {line}", file=sys.stderr)
-        return 2
+    for flag, names in (("--backend", args.backend), ("--paired-with", [args.paired_with])):
+        unloadable = sweep_plan.unloadable(filter(None, names or ()))
+        for line in unloadable:  # a typo or a missing package: refused, not skipped rows
+            print(f"python -m benchmarks sweep: error: {flag}: {line}", file=sys.stderr)
+        if unloadable:
+            return 2
     results = records.ResultsFile((args.results or sweep_plan.results_path(
         args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
     paths = _paths(results.path)
@@ -178,7 +178,25 @@ def cli(args: argparse.Namespace) -> int:
         return code
     doc = records.report([results])
     records.write_json(paths["report"], doc)
-    return summarize(cases, results, paths, shard=args.shard) or code
+    code = summarize(cases, results, paths, shard=args.shard) or code
+    unpaired = _unpaired(results, cases, since) if partner else ""
+    if unpaired:
+        print(f"warning: {unpaired}", file=sys.stderr)
+    return code
+
+
+def _unpaired(results: records.ResultsFile, cases, since: int) -> str:
+    """How many of this sweep's timed cases could not be paired, and the first reason: a
+    "paired" file without paired ratios must not pass unremarked (``--paired-with triton``
+    on a machine without CUDA times every case alone)."""
+    keys = {c.key for c in cases}
+    rows = [r for r in results.records(since) if r.get("record") == "case"
+            and r.get("key") in keys and r.get("status") == "ok"]
+    missed = [r for r in rows if r.get("paired_error")]
+    if not missed:
+        return ""
+    return (f"{len(missed)} of {len(rows)} timed cases could not be paired and were timed "
+            f"alone (paired_error in their rows), e.g. {missed[0]['paired_error']}")
 
 
 def _kept_from_other_code(results: records.ResultsFile, cases, limit, partner=None) -> str:

@@ -42,7 +42,8 @@ class Progress:
             again = (f"; measuring the other {self.total}, {retried} of them again (their "
                      "rows measured nothing that stands: failed, timed out or crashed, "
                      "skipped as unavailable or untimed, or by the budget guard under a "
-                     "lower --limit; see records.settled)" if retried else "")
+                     "lower --limit; or they were timed under another --paired-with; see "
+                     "records.settled)" if retried else "")
             print(f"resuming: {resumed} of {len(keys)} cases already have a row{again}",
                   file=stream)
 
@@ -160,16 +161,18 @@ def ratio_lines(rows: list[dict], baseline: str = "torch") -> list[str]:
         width = max(11, *map(len, backends))
         for name, ran in sorted(backends.items()):
             lines.append(f"  {name:<{width}} ran {len(ran):>3}"
-                         + _ratio(ran, base, name != baseline, baseline)
+                         + _ratio(ran, base, name != baseline, baseline, backends)
                          + _total(ran, len(shapes[where])))
     return lines
 
 
-def _ratio(ran: dict, base: dict, show: bool, baseline: str) -> str:
+def _ratio(ran: dict, base: dict, show: bool, baseline: str, backends: dict) -> str:
     common = [d for d in ran if d in base]
     if not (show and common):
         return ""
-    speedup = math.exp(sum(math.log(records.speedup(ran[d], base[d])[0])
+    peers = {d: {b: by_shape[d] for b, by_shape in backends.items() if d in by_shape}
+             for d in common}  # for chains of paired ratios (records.speedup)
+    speedup = math.exp(sum(math.log(records.speedup(ran[d], base[d], peers[d])[0])
                            for d in common) / len(common))
     return f"  speedup over {baseline}: x{speedup:.3g} (geomean of {len(common)})"
 

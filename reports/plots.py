@@ -136,12 +136,16 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
                 *(get(r) for get in VARIANT_FIELDS.values()))
 
     base = {key(r): r for r in rows if r["backend"] == baseline and r["status"] == "ok"}
+    peers = defaultdict(dict)  # the shape's other rows, for a chain of paired ratios
+    for r in rows:
+        if r["status"] == "ok":
+            peers[key(r)][r["backend"]] = r
     out = []
     for r in rows:
         b = base.get(key(r))
         if r["status"] != "ok" or r["backend"] == baseline or not b or not r["median_s"]:
             continue
-        ratio, timing = records.speedup(r, b)
+        ratio, timing = records.speedup(r, b, peers[key(r)])
         out.append({**r, "speedup": ratio, "speedup_timing": timing})
     return out
 

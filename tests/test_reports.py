@@ -273,6 +273,10 @@ def test_speedups_take_a_paired_ratio_and_the_table_counts_them():
     (table,) = build.speedup_table(rows)
     assert (table["shapes"], table["paired"]) == (3, 1)
     assert table["geomean_speedup"] == pytest.approx((0.8 * 0.5 * 0.5) ** (1 / 3))
+    # auto, paired with unfold (the backend it ran), reaches torch through unfold's ratio.
+    rows.append(row("auto", "a", 1e-3, paired_backend="unfold", paired_ratio=0.95))
+    got = {r["backend"]: r["speedup"] for r in plots.speedups(rows) if r["descriptor"] == "a"}
+    assert got["auto"] == pytest.approx(0.95 * 0.8)  # not torch's median over auto's: 1.0
 
 
 def test_missing_file_is_a_usage_error(tmp_path, capsys):

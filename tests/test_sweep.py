@@ -559,28 +559,29 @@ def test_a_paired_sweep_alternates_each_case_with_its_partner_and_says_why_not(t
         (row,) = records.ResultsFile(tmp_path / "out.jsonl").rows()
         assert row["status"] == "ok" and row["paired_backend"] is None
         assert why in row["paired_error"] and row["rounds"] >= 3
+        assert "1 of 1 timed cases could not be paired" in run.stderr  # said, not only kept
     run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "toarch")
     assert run.returncode == 2 and "--paired-with: unknown backend 'toarch'" in run.stderr
+    run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "sweep_backends:nope")
+    assert run.returncode == 2 and "error: --paired-with: backend 'sweep_backends:nope'" \
+        in run.stderr
 
 
 # --- resume: what a rerun keeps, and what it measures again ---------------------------------
 
 def test_a_rerun_measures_again_what_was_timed_under_another_pairing():
-    alone = {"status": "ok", "backend": "unfold"}
-    with_torch = {**alone, "paired_backend": "torch", "paired_ratio": 0.8}
-    unpairable = {**alone, "paired_error": "torch failed: ..."}
-    partner = {"status": "ok", "backend": "torch"}
+    alone = {"status": "ok", "backend": "unfold", "paired_with": None}
+    with_torch = {**alone, "paired_with": "torch", "paired_backend": "torch"}
+    unpairable = {**alone, "paired_with": "winograd-f4", "paired_error": "... does not run"}
+    dispatched = {**with_torch, "backend": "auto", "ran": "fft", "paired_backend": "fft"}
+    old = {"status": "ok", "backend": "unfold"}  # before rows said: unpaired
     skip = {"status": "skipped", "backend": "unfold", "reason": "unfold does not support x"}
-    assert [records.settled(r, partner="torch")
-            for r in (alone, with_torch, unpairable, partner, skip)] == [
-        False, True, True, True, True]
-    assert [records.settled(r, partner=None)
-            for r in (alone, with_torch, unpairable, partner, skip)] == [
-        True, False, True, True, True]
-    assert records.settled(with_torch, partner="fft") is False
-    dispatched = {**alone, "backend": "auto", "ran": "fft", "paired_backend": "fft"}
-    assert records.settled(dispatched, partner="torch")  # auto: paired with what it ran
-    assert all(records.settled(r) for r in (alone, with_torch))  # by default, any pairing
+    rows = (alone, with_torch, unpairable, dispatched, old, skip)
+    assert [records.settled(r, partner="torch") for r in rows] == [
+        False, True, False, True, False, True]
+    assert [records.settled(r, partner=None) for r in rows] == [
+        True, False, False, False, True, True]
+    assert all(records.settled(r) for r in rows)  # by default, any pairing
 
 
 
