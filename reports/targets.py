@@ -269,7 +269,11 @@ def _measured_cell(result: dict) -> str:
     timed = [s for s in result["shapes"] if s["ratio"] is not None]
     unpaired = sum(not s.get("paired") for s in timed) if any(
         s.get("paired") for s in timed) else 0  # a paired run with gaps in its pairing
-    return (f"geomean {_x(result['geomean'])}, worst {_x(result['worst'])} (vs {base})"
+    worst = min(timed, key=lambda s: s["ratio"])
+    interval = (f", 95% interval {worst['ci'][0]:.2f}-{worst['ci'][1]:.2f}"
+                if worst.get("ci") else "")  # paired: how far the verdict is from noise
+    return (f"geomean {_x(result['geomean'])}, worst {_x(result['worst'])}{interval} "
+            f"(vs {base})"
             + (f"; {noisy} noisy*" if noisy else "")
             + (f"; {unknown} of unknown spread\u2020" if unknown else "")
             + (f"; {wall_only} by wall clock only (no CUDA-graph time)" if wall_only else "")

@@ -146,6 +146,7 @@ def test_paired_rows_give_the_ratio_of_their_neighbouring_rounds(tmp_path):
     result = _evaluate(tmp_path, "unfold, batch 1", rows)
     assert result["worst"] == pytest.approx(0.7) and result["met"] == "yes"
     assert "0.70x*" not in targets.table([result])[0][1]
+    assert "worst 0.70x, 95% interval 0.69-0.71 (vs torch)" in targets.table([result])[0][2]
     _paired(rows[-1], 0.7, 0.5, 0.9)  # a wide interval is noisy
     result = _evaluate(tmp_path, "unfold, batch 1", rows)
     assert "res5a_branch2b 0.70x*" in targets.table([result])[0][1]
