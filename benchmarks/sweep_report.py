@@ -130,9 +130,15 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
     out = [w for w in (machine.busy_warning(m) for m in machines) if w]
     over = [r for r in rows if (r.get("fraction_of_peak") or 0) > 1.05]
     if over:
-        out.append(f"{len(over)} cases ran faster than the measured peak: it was measured low "
-                   "(a busy machine?); the times stand, only their fraction of peak is "
-                   "off: a sweep into another --results file measures the peak again")
+        by = defaultdict(int)
+        for r in over:  # a dispatcher's row is its delegate's method
+            by[r["backend"] + (f" (ran {r['ran']})" if r.get("ran") else "")] += 1
+        out.append(f"{len(over)} cases ran above the measured GEMM peak in direct-"
+                   f"convolution FLOPs ({', '.join(f'{b}: {n}' for b, n in sorted(by.items()))})"
+                   ": a method that does fewer operations than it is credited with (FFT, "
+                   "Winograd) can; for a direct one the peak was measured low (a busy "
+                   "machine?), and only its fraction of peak is off: a sweep into another "
+                   "--results file measures the peak again")
     noisy = [r for r in rows if r["status"] == "ok" and r["reason"]]
     if noisy:
         out.append(f"{len(noisy)} of {sum(r['status'] == 'ok' for r in rows)} timed cases have "

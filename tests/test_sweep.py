@@ -262,6 +262,20 @@ def test_sweep_cli_direction_flag():
     assert _directions(["forward", "all"]) == sweep_plan.DIRECTIONS
 
 
+def test_a_case_above_the_peak_is_not_called_a_mismeasured_peak_when_its_method_saves_flops():
+    """FFT and Winograd beat the GEMM peak in direct-convolution FLOPs by design: the warning
+    names each backend (auto by the backend it ran) instead of blaming the peak alone."""
+    def row(backend, fraction, **extra):
+        return {"backend": backend, "fraction_of_peak": fraction, "status": "ok",
+                "reason": "", **extra}
+
+    rows = [row("fft", 4.6), row("auto", 4.5, ran="fft"), row("torch", 1.0), row("fft", 1.5)]
+    (text,) = sweep_report.doubts(rows, [])
+    assert text.startswith("3 cases ran above the measured GEMM peak in direct-convolution "
+                           "FLOPs (auto (ran fft): 1, fft: 2)")
+    assert "fewer operations" in text and sweep_report.doubts([row("torch", 1.0)], []) == []
+
+
 def test_summary_ratios_compare_within_one_direction():
     def row(backend, direction, seconds):
         return records.case_row(key=f"{backend}|{direction}", backend=backend, shape_set="s",
