@@ -156,8 +156,8 @@ def measure(benchmark, case, sweep, row, entry) -> None:
     partner_fn, why_not = partner_call(case, sweep, partner)
     if partner_fn is not None:
         try:
-            rounds, paired = paired_rounds(call, iterations, partner, partner_fn, case, sweep,
-                                           flush)
+            rounds, paired = paired_rounds(call, per_call * iterations, iterations, partner,
+                                           partner_fn, case, sweep, flush)
             budget = 2 * sweep.budget
         except PartnerFailed as exc:  # the partner's trouble: this case is timed alone
             why_not = str(exc)
@@ -209,10 +209,19 @@ class PartnerFailed(Exception):
     """The ``--paired-with`` backend raised while it was timed beside a case."""
 
 
-def paired_rounds(call, iterations: int, partner, partner_fn, case, sweep, flush):
+#: Rounds a paired case takes at least when --limit affords them: fewer give no 95% interval
+#: of the median ratio (timer.median_interval), and a slow pair (torch's 31x31 layer, 0.4 s
+#: a call) would otherwise stop at --min-rounds.
+PAIRED_MIN_ROUNDS = 6
+
+
+def paired_rounds(call, round_s: float, iterations: int, partner, partner_fn, case, sweep,
+                  flush):
     """(the case's rounds, the row's paired fields): the partner warmed up as the case was,
-    then rounds of each in turn for twice the budget. Raises PartnerFailed, never the
-    partner's own exception: a NotImplementedError of the partner's must not skip the case."""
+    then rounds of each in turn for twice the budget, PAIRED_MIN_ROUNDS at least where a
+    pair of rounds (``round_s``, the case's, and the partner's) times them fits in --limit.
+    Raises PartnerFailed, never the partner's own exception: a NotImplementedError of the
+    partner's must not skip the case."""
     def partner_once():
         try:
             return partner_fn()
@@ -224,9 +233,12 @@ def paired_rounds(call, iterations: int, partner, partner_fn, case, sweep, flush
     per_call = timer.warm_up(partner_once, device, WARMUP_SHARE * sweep.budget,
                              WARMUP_CALLS - 1)
     theirs_per_round = 1 if case.cache == "cold" else timer.calls_per_round(per_call)
+    pair_s = round_s + per_call * theirs_per_round
+    least = max(sweep.min_rounds, PAIRED_MIN_ROUNDS) \
+        if pair_s * PAIRED_MIN_ROUNDS <= sweep.limit else sweep.min_rounds
     mine, theirs = timer.time_interleaved(
         [call, partner_once], device, 2 * sweep.budget, [iterations, theirs_per_round],
-        sweep.min_rounds, before_round=flush)
+        least, before_round=flush)
     ratio, interval = timer.paired_ratio(mine, iterations, theirs, theirs_per_round)
     return mine, {"paired_backend": partner.name, "paired_ratio": ratio,
                   "paired_ci": interval,

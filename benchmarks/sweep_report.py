@@ -141,8 +141,12 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
                    "--results file measures the peak again")
     noisy = [r for r in rows if r["status"] == "ok" and r["reason"]]
     if noisy:
+        paired = sum(bool(r.get("paired_ci")) for r in noisy)
         out.append(f"{len(noisy)} of {sum(r['status'] == 'ok' for r in rows)} timed cases have "
-                   "IQR > 10% of the median")
+                   "IQR > 10% of the median" + (
+                       f" ({paired} of them paired: their ratios are judged by the 95% "
+                       "interval of the paired ratio, paired_ci, not by this spread)"
+                       if paired else ""))
     return out
 
 

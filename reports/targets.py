@@ -91,7 +91,24 @@ def evaluate(target: Target, rows: list[dict]) -> dict:
         held = all(_CMP[op](out[stat], value) for stat, op, value in target.goals)
         # A goal held on some shapes only proves nothing about the others.
         out["met"] = "no" if not held else "yes" if len(ratios) == len(shapes) else "incomplete"
+        out["close"] = _close_calls(target, shapes, held)
     return out
+
+
+def _close_calls(target: Target, shapes: list[dict], held: bool) -> list[str]:
+    """Shapes whose 95% interval (paired ratios) crosses a "worst" goal on the side that
+    would turn the verdict: for a "yes", a shape that may be below it; for a "no", the
+    shapes below it, when every one of them may be above (the miss may be noise)."""
+    for stat, op, value in target.goals:
+        if stat != "worst":
+            continue
+        timed = [s for s in shapes if s["ratio"] is not None]
+        failing = [s for s in timed if not _CMP[op](s["ratio"], value)]
+        if held:
+            return [s["name"] for s in timed if s.get("ci") and not _CMP[op](s["ci"][0], value)]
+        if failing and all(s.get("ci") and _CMP[op](s["ci"][1], value) for s in failing):
+            return [s["name"] for s in failing]
+    return []
 
 
 def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
@@ -151,7 +168,15 @@ def _short(here: dict, descriptor: str) -> str:
 def table(results: list[dict]) -> list[list[str]]:
     """The table's cells, one row per target, in TARGETS order."""
     return [[r["target"].title, _shapes_cell(r), _measured_cell(r), _goal_cell(r["target"]),
-             r["met"]] for r in results]
+             _met_cell(r)] for r in results]
+
+
+def _met_cell(result: dict) -> str:
+    close = result.get("close")
+    if not close:
+        return result["met"]
+    return (f"{result['met']} (within noise: the 95% interval of {', '.join(close)} "
+            "reaches past the goal)")
 
 
 def _paired(target: Target, mine: dict, here: dict) -> dict | None:

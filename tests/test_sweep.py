@@ -267,13 +267,18 @@ def test_a_case_above_the_peak_is_not_called_a_mismeasured_peak_when_its_method_
     names each backend (auto by the backend it ran) instead of blaming the peak alone."""
     def row(backend, fraction, **extra):
         return {"backend": backend, "fraction_of_peak": fraction, "status": "ok",
-                "reason": "", **extra}
+                **{"reason": "", **extra}}
 
     rows = [row("fft", 4.6), row("auto", 4.5, ran="fft"), row("torch", 1.0), row("fft", 1.5)]
     (text,) = sweep_report.doubts(rows, [])
     assert text.startswith("3 cases ran above the measured GEMM peak in direct-convolution "
                            "FLOPs (auto (ran fft): 1, fft: 2)")
     assert "fewer operations" in text and sweep_report.doubts([row("torch", 1.0)], []) == []
+    noisy = [row("torch", 1.0, reason="noisy"), row("unfold", 0.5, reason="noisy",
+                                                    paired_ci=[0.49, 0.51])]
+    assert sweep_report.doubts(noisy, []) == [
+        "2 of 2 timed cases have IQR > 10% of the median (1 of them paired: their ratios are "
+        "judged by the 95% interval of the paired ratio, paired_ci, not by this spread)"]
 
 
 def test_summary_ratios_compare_within_one_direction():
@@ -574,6 +579,12 @@ def test_a_paired_sweep_alternates_each_case_with_its_partner_and_says_why_not(t
         assert row["status"] == "ok" and row["paired_backend"] is None
         assert why in row["paired_error"] and row["rounds"] >= 3
         assert "1 of 1 timed cases could not be paired" in run.stderr  # said, not only kept
+    # Cold caches: one call a round, a flush between; still enough rounds for an interval.
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "unfold", "--cache", "cold",
+                 "--paired-with", "torch", "--fresh")
+    assert run.returncode == 0, run.stdout + run.stderr
+    (row,) = records.ResultsFile(tmp_path / "out.jsonl").rows()
+    assert row["rounds"] >= 6 and row["iterations"] == 1 and row["paired_ci"] is not None
     run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "toarch")
     assert run.returncode == 2 and "--paired-with: unknown backend 'toarch'" in run.stderr
     run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "sweep_backends:nope")
