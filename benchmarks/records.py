@@ -18,6 +18,7 @@ Nothing here measures; nothing here imports torch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -159,27 +160,38 @@ def _timed_as(row: dict, partner: str | None) -> bool:
     return row.get("paired_with") == partner
 
 
+def paired_chain(row: dict, peers: dict) -> list[dict] | None:
+    """The rows whose paired ratios lead from ``row`` to one timed alone (the sweep's
+    partner), ``row`` first and that one last, through ``peers`` (backend -> row of the
+    same shape: auto is paired with the backend it ran, that one with torch); None where a
+    row on the way is missing, not ok, or paired without its ratio."""
+    rows, link = [], row
+    while len(rows) <= len(peers):  # a chain visits each peer once
+        if link is None or link.get("status") != "ok":
+            return None
+        rows.append(link)
+        if not link.get("paired_backend"):
+            return rows
+        if not link.get("paired_ratio"):
+            return None
+        link = peers.get(link["paired_backend"])
+    return None
+
+
 def speedup(row: dict, base: dict, peers: dict | None = None) -> tuple[float, str]:
     """``base``'s time over ``row``'s, two ok rows of one shape, direction and variant (> 1:
     ``row`` is faster), and which times gave it: CUDA-graph device times where both have
     one (a small GPU layer's wall clock is mostly launches); else paired ratios (sweep
-    --paired-with), as the machine's drift between two cases cancels there: ``row``'s own
-    where it was paired with ``base``'s backend, or the product along a chain of them
-    through ``peers`` (backend -> row of the same shape: auto is paired with the backend it
-    ran, that one with torch); else the medians."""
+    --paired-with), as the machine's drift between two cases cancels there: the product
+    along ``row``'s :func:`paired_chain` up to ``base``'s backend, through ``peers``; else
+    the medians."""
     if row.get("graph_median_s") and base.get("graph_median_s"):
         return base["graph_median_s"] / row["graph_median_s"], "graph_median_s"
-    ratio, link, peers = 1.0, row, peers or {}
-    for _ in range(len(peers) + 1):  # a chain visits each peer once
-        partner = link.get("paired_backend")
-        if not partner or not link.get("paired_ratio"):
-            break
-        ratio *= link["paired_ratio"]
-        if partner == base.get("backend"):
-            return ratio, "paired_ratio"
-        link = peers.get(partner)
-        if link is None or link.get("status") != "ok":
-            break
+    chain = paired_chain(row, {**(peers or {}), base["backend"]: base}) or []
+    names = [r["backend"] for r in chain]
+    if base["backend"] in names[1:]:
+        upto = chain[:names.index(base["backend"], 1)]
+        return math.prod(r["paired_ratio"] for r in upto), "paired_ratio"
     return base["median_s"] / row["median_s"], "median_s"
 
 

@@ -28,6 +28,7 @@ import re
 import sys
 from pathlib import Path
 
+from benchmarks import records
 from benchmarks.records import VARIANT_FIELDS
 from benchmarks.shapes import shape_set
 from benchmarks.targets import BEST, TARGETS, Target
@@ -214,21 +215,10 @@ def _paired(target: Target, mine: dict, here: dict) -> dict | None:
 
 
 def _chain(name: str, here: dict, mine: dict) -> list[dict] | None:
-    """The rows whose paired ratios lead from ``name``'s to one timed alone (the sweep's
-    partner), ``name``'s first and that one last; None where a row on the way is missing,
-    not ok, from another machine, or a paired row without its ratio."""
-    rows = []
-    while len(rows) <= len(here):  # a chain visits each row once
-        row = here.get(name)
-        if row is None or row["status"] != "ok" or not _same_machine(row, mine):
-            return None
-        rows.append(row)
-        if not row.get("paired_backend"):
-            return rows
-        if row.get("paired_ratio") is None:
-            return None
-        name = row["paired_backend"]
-    return None
+    """records.paired_chain from ``name``'s row, through the shape's rows timed on
+    ``mine``'s machine."""
+    peers = {n: r for n, r in here.items() if _same_machine(r, mine)}
+    return records.paired_chain(peers.get(name), peers)
 
 
 def _log_speed(chain: list[dict]) -> float:
