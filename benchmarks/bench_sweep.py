@@ -266,44 +266,46 @@ def partner_call(case, sweep, partner):
     reason = refusal(partner, spec, sweep.dtype, device, case.direction)
     if reason:
         return None, f"{partner.name} does not run this case: {reason}"
-    calls = guard_calls(case.direction, sweep.min_rounds)
     try:
-        guess, call = predict_call(case, sweep, partner, ceiling=sweep.limit / calls)
-        if guess.seconds * calls > sweep.limit:
-            return None, (f"{partner.name} predicted {guess.seconds:.3g} s per call "
-                          f"({guess.how}); {calls} calls exceed --limit {sweep.limit:g} s")
-        call = call or conv_call(partner, spec, sweep.dtype, device, case.direction,
-                                 memory_format=case.memory_format)
-        first = timer.time_once(call, device)  # as guarded_call: the prediction may be a crop's
-        if first * calls > sweep.limit:
-            return None, (f"{partner.name}'s first full call took {first:.3g} s; {calls} "
-                          f"calls exceed --limit {sweep.limit:g} s")
-        return call, ""
+        call, _, why = affordable_call(case, sweep, partner)
+        return call, (f"{partner.name}: {why}" if why else "")
     except Exception as exc:  # noqa: BLE001 - the partner's failure is not this case's
         return None, f"{partner.name} failed: {type(exc).__name__}: {exc}"[:500]
 
 
 def guarded_call(case, sweep, row, entry):
     """The case's call, built only once the budget guard allows it; else skip with why."""
-    spec, device = case.entry.spec, case.device
+    spec = case.entry.spec
     calls, limit = guard_calls(case.direction, sweep.min_rounds), sweep.limit
     peak = sweep.machine["peak_gflops"]
     if spec.flops / (peak * 1e9) * calls > limit:
         pytest.skip(f"budget guard: even at this machine's measured peak ({peak:.0f} GFLOP/s) "
                     f"{calls} calls take {spec.flops / (peak * 1e9) * calls:.3g} s > --limit "
                     f"{limit:g} s")
-    guess, call = predict_call(case, sweep, entry, ceiling=limit / calls)
+    call, guess, why = affordable_call(case, sweep, entry)
     row.update(predicted_s=guess.seconds, prediction=guess.how)
+    if why:
+        pytest.skip(why)
+    return call
+
+
+def affordable_call(case, sweep, entry):
+    """(the call of ``entry`` on the case, the prediction of one call, "") once the guard's
+    calls fit in --limit, predicted and then as the first full call took; else (None, the
+    prediction, why not). For the case itself and for its --paired-with partner alike."""
+    spec, device = case.entry.spec, case.device
+    calls, limit = guard_calls(case.direction, sweep.min_rounds), sweep.limit
+    guess, call = predict_call(case, sweep, entry, ceiling=limit / calls)
     if guess.seconds * calls > limit:
-        pytest.skip(f"budget guard: predicted {guess.seconds:.3g} s per call ({guess.how}); "
-                    f"{calls} calls exceed --limit {limit:g} s")
+        return None, guess, (f"budget guard: predicted {guess.seconds:.3g} s per call "
+                             f"({guess.how}); {calls} calls exceed --limit {limit:g} s")
     call = call or conv_call(entry, spec, sweep.dtype, device, case.direction,
                              memory_format=case.memory_format)
     first = timer.time_once(call, device)  # the prediction may be a crop's: check the real one
     if first * calls > limit:
-        pytest.skip(f"budget guard: the first full call took {first:.3g} s; {calls} calls "
-                    f"exceed --limit {limit:g} s")
-    return call
+        return None, guess, (f"budget guard: the first full call took {first:.3g} s; "
+                             f"{calls} calls exceed --limit {limit:g} s")
+    return call, guess, ""
 
 
 def predict_call(case, sweep, entry, ceiling: float):
