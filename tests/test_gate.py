@@ -87,11 +87,12 @@ def test_gate_cases_quick_mode_and_bands():
     assert bands == {"fft": 0.2, "naive": 0.10, "mine": 0.08}
     assert gate_cases(["torch"])[0].threshold == DEFAULT_THRESHOLD
     # Against a stored baseline: scaled bands, and FFT's own (its ratio follows the host).
-    stored = {c.key: c.threshold for c in gate_cases(["torch", "fft", "auto"], scale=2.0,
-                                                       stored=True)}
+    stored = {c.key: c.threshold for c in gate_cases(["torch", "fft", "auto", "naive"],
+                                                       scale=2.0, stored=True)}
     assert stored["torch|" + SHAPES["3x3 256@14"]] == 2 * DEFAULT_THRESHOLD
     assert stored["fft|" + SHAPES["13x13 32@28"]] == 0.25
     assert stored["auto|" + SHAPES["17x17 32@32"]] == 0.25
+    assert stored["naive|" + SHAPES["3x3 4@10"]] == 0.5  # Python vs torch's dispatch
     assert stored["auto|" + SHAPES["3x3 256@14"]] == 2 * DEFAULT_THRESHOLD
     assert gate_cases(["fft"], threshold=0.08, stored=True)[0].threshold == 0.08
     assert gate_cases(["fft"], overrides={"fft": 0.3}, stored=True)[0].threshold == 0.3
