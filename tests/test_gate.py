@@ -166,11 +166,57 @@ def test_baseline_round_trip(tmp_path):
         baseline.load(path)
 
 
-def test_the_committed_baseline_covers_the_quick_gate_set():
-    data = baseline.load(baseline.DEFAULT)
+@pytest.mark.parametrize("path", sorted(baseline.DEFAULT.glob("*.json")), ids=lambda p: p.name)
+def test_each_committed_baseline_covers_the_quick_gate_set_and_is_named_for_its_kind(path):
+    data = baseline.load(path)
     missing = [c.key for c in gate_cases(quick=True) if c.key not in data["cases"]]
-    assert not missing, f"re-record benchmarks/gate/baseline.json: {missing}"
+    assert not missing, f"re-record {path}: {missing}"
     assert data["machine"]["cpu"] and data["commit"]
+    assert path.name == baseline.kind_name(data["machine"])
+
+
+def _stored(tmp_path, name, created, **machine):
+    here = {"cpu": "Xeon", "cpu_flags": ["avx2", "avx512f"], "torch_threads": 2,
+            "torch": "2.13.0+cpu", "host": "a", **machine}
+    path = tmp_path / name
+    path.write_text(json.dumps({"format": baseline.FORMAT, "created": created,
+                                "machine": here, "cases": {}}))
+    return path
+
+
+def test_a_baseline_directory_gives_the_file_of_this_kind_of_machine(tmp_path):
+    """CI's hosts are of several kinds (AMX one day, not the next): each kind's ratios are
+    compared with a baseline recorded on that kind; another kind's newest is the fallback,
+    and the caller is told."""
+    amx = _stored(tmp_path, "amx.json", "2026-11-25", cpu_flags=["avx2", "amx_tile"])
+    old = _stored(tmp_path, "avx512-old.json", "2026-11-20")
+    new = _stored(tmp_path, "avx512-new.json", "2026-11-26")
+    here = {"cpu": "Xeon", "cpu_flags": ["avx2", "avx512f"], "torch_threads": 2,
+            "torch": "2.13.0+cpu", "host": "b"}
+    assert baseline.pick(tmp_path, here) == (new, "recorded on this kind of machine")
+    assert baseline.pick(amx, here) == (amx, "")  # a file is taken as given
+    path, why = baseline.pick(tmp_path, {**here, "torch_threads": 1})
+    assert path == new and why.startswith("none of 3") and old.exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no baseline"):
+        baseline.pick(tmp_path / "empty", here)
+
+
+def test_record_into_a_directory_names_the_file_for_this_machine(tmp_path):
+    from benchmarks.gate import cli
+
+    assert cli._record_path(tmp_path, "cpu") == tmp_path / baseline.kind_name(
+        cli._machine("cpu"))
+    assert cli._record_path(tmp_path / "b.json", "cpu") == tmp_path / "b.json"
+
+
+def test_kind_name():
+    machine = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_flags": ["avx2", "avx512f",
+               "amx_tile"], "torch_threads": 2, "torch": "2.13.0+cpu"}
+    assert baseline.kind_name(machine) == "intel-xeon-processor-amx-2threads-torch2.13.0.json"
+    gpu = {**machine, "cpu_flags": ["avx2"], "gpu": {"name": "NVIDIA H100 80GB HBM3"}}
+    assert baseline.kind_name(gpu) == \
+        "intel-xeon-processor-avx2-2threads-torch2.13.0-nvidia-h100-80gb-hbm3.json"
 
 
 def test_parse_inject():
@@ -250,7 +296,7 @@ def test_cli_bad_baseline_exits_2(tmp_path):
     (["--inject", "unfodl=1.5"], "--inject unfodl: not a backend or case the gate measures"),
     (["--band", "unfodl=0.1"], "--band unfodl: not a backend or case the gate measures"),
     (["--inject", "unfold=0.5"], "expected NAME=FACTOR with FACTOR >= 1"),
-    (["--backend", "nosuch", "--budget", "0.5", "--baseline", "benchmarks/gate/baseline.json"],
+    (["--backend", "nosuch", "--budget", "0.5", "--baseline", "benchmarks/gate/baselines"],
      "--backend nosuch: no such backend in the working tree or the baseline"),
     (["--band", "fft=-0.5"], "'-0.5': need a number > 0"),
     (["--threshold", "-1"], "argument --threshold: '-1': need a number > 0"),
@@ -312,12 +358,13 @@ def test_table_prints_notes_as_text_not_markup():
 def test_a_baseline_from_another_kind_of_machine_is_named():
     """Ratios carry across machines of one kind only: a baseline timed with 2 threads,
     compared on 1, moved naive's ratio 55% with no code change."""
-    from benchmarks.gate.cli import _other_kind
-
     here = {"cpu": "Xeon", "torch_threads": 1, "torch": "2.13.0+cpu", "host": "b"}
-    assert _other_kind({**here, "host": "a"}, here) == ""
-    assert _other_kind({**here, "torch_threads": 2}, here) == \
+    assert baseline.other_kind({**here, "host": "a"}, here) == ""
+    assert baseline.other_kind({**here, "torch_threads": 2}, here) == \
         "torch_threads 2 there, 1 here"
+    flags = {**here, "cpu_flags": ["avx2", "amx_tile"]}  # one name, two generations
+    assert baseline.other_kind(flags, {**here, "cpu_flags": ["avx2"]}).startswith("cpu_flags")
+    assert baseline.other_kind(here, flags) == ""  # a baseline written before flags were
 
 
 def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudgeable():

@@ -5,18 +5,26 @@ measured beside it, so a comparison can use their *ratio*: a machine of the same
 another instance (a CI runner) moves both, and the ratio carries over. The file also says
 where and when it was measured, and from which commit: updating it is a deliberate commit
 whose message says why (see the README's gate section).
+
+Ratios carry across instances of one kind of machine, not across kinds: this project's
+2-core VM came up on a host with AMX one day and on one without it the next, and every ratio
+to torch moved (winograd's +12% to +16%, naive's +35%). So a directory holds one baseline per
+kind (asv keeps results per machine the same way), and the gate compares with the one
+recorded on a machine of this kind.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 from benchmarks.gate.measure import Samples
 
 FORMAT = "convbench-gate-baseline/1"
-DEFAULT = Path(__file__).with_name("baseline.json")
+#: The committed baselines, one file per kind of machine (CI's hosts are of several).
+DEFAULT = Path(__file__).with_name("baselines")
 
 
 def save(path: Path, results: dict[str, dict[str, Samples]], label: str, cases, meta: dict):
@@ -42,3 +50,52 @@ def load(path: Path) -> dict:
         raise ValueError(f"--baseline {path}: not a gate baseline (format {FORMAT!r}); "
                          "write one with `nox -s gate -- --save FILE`")
     return data
+
+
+def kind(machine: dict) -> dict:
+    """What must match for a stored baseline's ratios to carry over to another machine: the
+    CPU (its name is often generic, "Intel(R) Xeon(R) Processor": its vector and matrix
+    extensions tell the generations apart), torch's threads and version, and the GPU."""
+    return {"cpu": machine.get("cpu"), "cpu_flags": machine.get("cpu_flags"),
+            "torch_threads": machine.get("torch_threads"), "torch": machine.get("torch"),
+            "gpu": (machine.get("gpu") or {}).get("name")}
+
+
+def other_kind(stored: dict, here: dict) -> str:
+    """How the baseline's machine differs from this one in what moves ratios, or "" (a
+    field the baseline lacks, written before it was recorded, is not held against it)."""
+    a, b = kind(stored), kind(here)
+    return ", ".join(f"{k} {a[k]} there, {b[k]} here" for k in a
+                     if a[k] is not None and a[k] != b[k])
+
+
+def kind_name(machine: dict) -> str:
+    """A file name for a baseline of this kind of machine (what ``--record DIR`` writes)."""
+    flags = machine.get("cpu_flags") or []
+    isa = next((name for flag, name in (("amx_tile", "amx"), ("avx512f", "avx512"),
+                                        ("avx2", "avx2")) if flag in flags), "cpu")
+    gpu = (machine.get("gpu") or {}).get("name") or ""
+    parts = [machine.get("cpu") or "cpu", isa, f"{machine.get('torch_threads')}threads",
+             f"torch{str(machine.get('torch', '')).split('+')[0]}", gpu]
+    slug = "-".join(p for p in parts if p).lower()
+    return re.sub(r"[^a-z0-9.]+", "-", re.sub(r"\(r\)|\(tm\)", "", slug)).strip("-") + ".json"
+
+
+def pick(path: Path, here: dict) -> tuple[Path, str]:
+    """The baseline to compare with, and why it: ``path`` itself when it is a file; in a
+    directory, the newest recorded on this kind of machine, else the newest of all (the
+    caller warns that its machine is of another kind)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path, ""
+    files = sorted(path.glob("*.json"))
+    if not files:
+        raise ValueError(f"--baseline {path}: no baseline (*.json) in this directory; "
+                         f"record one with `nox -s gate -- --record {path}`")
+    stored = sorted(((load(f), f) for f in files), key=lambda df: df[0].get("created", ""),
+                    reverse=True)
+    same = [f for data, f in stored if not other_kind(data.get("machine") or {}, here)]
+    if same:
+        return same[0], "recorded on this kind of machine"
+    return stored[0][1], (f"none of {len(files)} in {path} was recorded on this kind of "
+                          "machine: the newest")

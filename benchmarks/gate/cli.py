@@ -2,9 +2,11 @@
 
     gate [BASE]                BASE (default: the merge base with main) against the working
                                tree, both measured now, interleaved
-    gate --baseline FILE       the working tree against stored samples (CI: no BASE to build)
+    gate --baseline FILE|DIR   the working tree against stored samples (CI: no BASE to
+                               build); in a directory, the file of this kind of machine
     gate --save FILE           also store the working tree's samples as a baseline
-    gate --record FILE         only measure the working tree and store it as a baseline
+    gate --record FILE|DIR     only measure the working tree and store it as a baseline
+                               (in a directory: a file named for this kind of machine)
     gate --self-test           the gate must pass unchanged code and fail a 1.5x slowdown,
                                interleaved and against a baseline it records first
 
@@ -66,10 +68,13 @@ def add_parser(subparsers) -> None:
         "gate", help="fail on a statistically significant slowdown against BASE or a baseline",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("base", nargs="?", help="git ref (default: merge base of HEAD and main)")
-    p.add_argument("--baseline", type=Path, help="compare with this stored baseline instead")
+    p.add_argument("--baseline", type=Path, metavar="FILE|DIR",
+                   help="compare with this stored baseline instead (a directory: the one "
+                        "recorded on this kind of machine)")
     p.add_argument("--save", type=Path, help="store the working tree's samples here")
-    p.add_argument("--record", type=Path, metavar="FILE",
-                   help="measure the working tree alone and store it here (no comparison)")
+    p.add_argument("--record", type=Path, metavar="FILE|DIR",
+                   help="measure the working tree alone and store it here (no comparison; "
+                        "a directory: a file named for this kind of machine)")
     p.add_argument("--quick", action="store_true", help="one shape per backend, 30 s budget")
     p.add_argument("--backend", action="append", help="repeatable; default: the gate set's")
     p.add_argument("--threshold", type=positive_fraction,
@@ -100,10 +105,12 @@ def main(args: argparse.Namespace) -> int:
                        args.threshold, bands, args.budget, args.confidence, args.statistic,
                        args.inject, args.device, args.markdown, args.json)
         _check_names(opts)
+        if opts.baseline:
+            opts.baseline = _pick_baseline(opts)
         if args.self_test:
             return self_test(opts)
         if args.record:
-            record(replace(opts, save=args.record))
+            record(replace(opts, save=_record_path(args.record, opts.device)))
             return 0
         rows, title = run(opts)
     except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start,
@@ -124,6 +131,19 @@ def _check_names(opts: Options) -> None:
                              f"measures ({', '.join(sorted({c.backend for c in cases}))})")
 
 
+def _pick_baseline(opts: Options) -> Path:
+    """--baseline's file (in a directory, the one of this kind of machine), said aloud."""
+    path, why = store.pick(opts.baseline, _machine(opts.device))
+    if why:
+        console.print(f"baseline: {path} ({why})")
+    return path
+
+
+def _record_path(path: Path, device: str) -> Path:
+    """Where --record writes: the file given, or in a directory this machine kind's file."""
+    return path / store.kind_name(_machine(device)) if path.is_dir() else path
+
+
 def _band(text: str) -> tuple[str, float]:
     name, _, value = text.rpartition("=")
     try:
@@ -141,7 +161,7 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     with contextlib.ExitStack() as stack:
         if opts.baseline:
             data = store.load(opts.baseline)
-            other = _other_kind(data.get("machine") or {}, _machine(opts.device))
+            other = store.other_kind(data.get("machine") or {}, _machine(opts.device))
             if other:  # ratios carry across machines of one kind only
                 console.print(f"[yellow]warning: the baseline was recorded on another kind "
                               f"of machine ({other}): a verdict may be the machine's, not "
@@ -228,16 +248,6 @@ def _machine(device: str) -> dict:
     here["torch_threads"] = int(os.environ.get("CONVBENCH_GATE_THREADS") or
                                 here["torch_threads"])
     return here
-
-
-#: What must match for a stored baseline's ratios to carry over to this machine.
-_SAME_KIND = ("cpu", "torch_threads", "torch")
-
-
-def _other_kind(stored: dict, here: dict) -> str:
-    """How the baseline's machine differs from this one in what moves ratios, or ""."""
-    return ", ".join(f"{k} {stored.get(k)} there, {here.get(k)} here" for k in _SAME_KIND
-                     if stored.get(k) is not None and stored.get(k) != here.get(k))
 
 
 def _publish(rows, title: str, opts: Options) -> None:
