@@ -99,19 +99,23 @@ def time_rounds(fn: Callable[[], object], device: str, budget: float, iterations
 def time_interleaved(fns: list[Callable[[], object]], device: str, budget: float,
                      iterations: list[int], min_rounds: int = 3,
                      before_round: Callable[[], None] | None = None) -> list[list[float]]:
-    """Rounds of each of ``fns`` in turn (A B A B ...), ``iterations[i]`` calls per round of
-    ``fns[i]``, until ``budget`` seconds have passed and each has ``min_rounds``; one list
-    of round durations per function.
+    """Rounds of each of ``fns`` in turn, the order reversed every other round (A B, B A,
+    A B, ...), ``iterations[i]`` calls per round of ``fns[i]``, until ``budget`` seconds
+    have passed and each has ``min_rounds``; one list of round durations per function.
 
     Why: two times measured one after the other differ by whatever the machine did in
     between (another process, a frequency change), and on a shared 2-core machine that
     drift can exceed the difference asked about. Rounds taken in turn see the same drift,
     so the ratio of neighbouring rounds cancels it (the gate's paired mode, in one process).
+    The alternation is why it cancels: with A always first, a steady drift would favour A
+    in every pair, and the median ratio would carry that bias (as the gate, an order effect
+    must never fall on one side only).
     """
     rounds = [[] for _ in fns]
     deadline = time.perf_counter() + budget
     while len(rounds[-1]) < min_rounds or time.perf_counter() < deadline:
-        for fn, calls, out in zip(fns, iterations, rounds):
+        order = list(zip(fns, iterations, rounds))
+        for fn, calls, out in order if len(rounds[0]) % 2 == 0 else order[::-1]:
             out.extend(time_rounds(fn, device, 0.0, calls, min_rounds=1, max_rounds=1,
                                    before_round=before_round))
     return rounds
