@@ -178,20 +178,48 @@ def paired_chain(row: dict, peers: dict) -> list[dict] | None:
     return None
 
 
+def paired_speedup(row: dict, base: dict, peers: dict) -> dict | None:
+    """``base``'s time over ``row``'s from paired ratios, with its 95% interval, or None
+    where they cannot give it: both rows' :func:`paired_chain` (through ``peers``) must end
+    at one row, the common scale (auto was paired with the backend it ran, that one with
+    torch). The ratio is the product of the ratios the two chains do not share; its
+    interval adds their log half-widths in quadrature, as independent errors do (auto
+    against the backend it ran is its one paired ratio, whatever that backend did against
+    torch); None when a link has no interval (under 6 rounds)."""
+    peers = {**peers, row["backend"]: row, base["backend"]: base}
+    mine, theirs = paired_chain(row, peers), paired_chain(base, peers)
+    if not mine or not theirs or mine[-1] is not theirs[-1] or row is base:
+        return None
+    links = {r["backend"]: r for r in mine[:-1]}
+    base_links = {r["backend"]: r for r in theirs[:-1]}
+    apart = [r for n, r in {**links, **base_links}.items() if (n in links) != (n in base_links)]
+    if not apart:
+        return None
+    ratio = math.exp(_log_speed(mine) - _log_speed(theirs))
+    ci = None
+    if all(r.get("paired_ci") for r in apart):
+        half = math.hypot(*(math.log(r["paired_ci"][1] / r["paired_ci"][0]) / 2
+                            for r in apart))
+        ci = (ratio * math.exp(-half), ratio * math.exp(half))
+    return {"ratio": ratio, "ci": ci}
+
+
+def _log_speed(chain: list[dict]) -> float:
+    """Log of a chain's speed over its last row's: > 0 is faster."""
+    return sum(math.log(r["paired_ratio"]) for r in chain[:-1])
+
+
 def speedup(row: dict, base: dict, peers: dict | None = None) -> tuple[float, str]:
     """``base``'s time over ``row``'s, two ok rows of one shape, direction and variant (> 1:
     ``row`` is faster), and which times gave it: CUDA-graph device times where both have
     one (a small GPU layer's wall clock is mostly launches); else paired ratios (sweep
-    --paired-with), as the machine's drift between two cases cancels there: the product
-    along ``row``'s :func:`paired_chain` up to ``base``'s backend, through ``peers``; else
-    the medians."""
+    --paired-with), as the machine's drift between two cases cancels there
+    (:func:`paired_speedup`, through ``peers``); else the medians."""
     if row.get("graph_median_s") and base.get("graph_median_s"):
         return base["graph_median_s"] / row["graph_median_s"], "graph_median_s"
-    chain = paired_chain(row, {**(peers or {}), base["backend"]: base}) or []
-    names = [r["backend"] for r in chain]
-    if base["backend"] in names[1:]:
-        upto = chain[:names.index(base["backend"], 1)]
-        return math.prod(r["paired_ratio"] for r in upto), "paired_ratio"
+    paired = paired_speedup(row, base, peers or {})
+    if paired:
+        return paired["ratio"], "paired_ratio"
     return base["median_s"] / row["median_s"], "median_s"
 
 

@@ -92,14 +92,18 @@ def evaluate(target: Target, rows: list[dict]) -> dict:
         held = all(_CMP[op](out[stat], value) for stat, op, value in target.goals)
         # A goal held on some shapes only proves nothing about the others.
         out["met"] = "no" if not held else "yes" if len(ratios) == len(shapes) else "incomplete"
-        out["close"] = _close_calls(target, shapes, held)
+        out["close"] = _close_calls(target, shapes, out, held)
     return out
 
 
-def _close_calls(target: Target, shapes: list[dict], held: bool) -> list[str]:
+def _close_calls(target: Target, shapes: list[dict], out: dict, held: bool) -> list[str]:
     """Shapes whose 95% interval (paired ratios) crosses a "worst" goal on the side that
     would turn the verdict: for a "yes", a shape that may be below it; for a "no", the
-    shapes below it, when every one of them may be above (the miss may be noise)."""
+    shapes below it, when every one of them may be above (the miss may be noise) and no
+    other goal failed (a geomean far below its goal is no closer for it)."""
+    if not held and any(stat != "worst" and not _CMP[op](out[stat], value)
+                        for stat, op, value in target.goals):
+        return []
     for stat, op, value in target.goals:
         if stat != "worst":
             continue
@@ -135,10 +139,12 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
     wall = base["median_s"] / mine["median_s"]
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
            "ratio": wall, "noisy": noisy, "ran": mine.get("ran"), "paired": False}
-    paired = None if mine.get("graph_median_s") else _paired(target, mine, here)
+    # As records.speedup: device times where both have them, else paired ratios.
+    graphs = bool(mine.get("graph_median_s") and base.get("graph_median_s"))
+    paired = None if graphs else _paired(target, mine, here)
     if paired is not None:  # drift between the two cases cancelled: preferred
         out.update(paired)
-    elif mine.get("graph_median_s") and base.get("graph_median_s"):  # CUDA: device time
+    elif graphs:  # CUDA: device time
         spread = [r.get("graph_noise") for r in (mine, base)]
         # Noisy as the times the ratio is of; None (unknown) for rows without the spread.
         noisy = None if None in spread else max(spread) > NOISY
@@ -181,49 +187,23 @@ def _met_cell(result: dict) -> str:
 
 
 def _paired(target: Target, mine: dict, here: dict) -> dict | None:
-    """The shape's ratio from rounds taken in turn (sweep --paired-with), or None where the
-    rows cannot give it. Each backend's speed is put on one scale through the chain of
-    paired ratios from its row to the row timed alone (torch's: auto was paired with the
-    backend it ran, that one with torch). The ratio of two speeds is the product of the
-    ratios their chains do not share, its interval their log half-widths added in
-    quadrature, as for independent errors: auto against the backend it ran is its one
-    paired ratio, untouched by how that backend compared with torch. Against BEST, the
-    fastest other backend by those speeds. None as soon as a backend the comparison
-    needs is unpaired (no common scale); an interval is None under 6 rounds (the
-    dagger)."""
-    chain = _chain(target.backend, here, mine)
-    if chain is None or len(chain) < 2:
-        return None
-    names = [target.baseline] if target.baseline != BEST else [
-        n for n in here if n != target.backend and here[n]["status"] == "ok"
-        and _same_machine(here[n], mine)]
-    others = {n: _chain(n, here, mine) for n in names}
-    if not others or any(c is None or c[-1] is not chain[-1] for c in others.values()):
-        return None
-    base_name = max(others, key=lambda n: _log_speed(others[n]))
-    links = {r["backend"]: r for r in chain[:-1]}
-    base_links = {r["backend"]: r for r in others[base_name][:-1]}
-    ratio = math.exp(_log_speed(chain) - _log_speed(others[base_name]))
-    apart = [r for n, r in {**links, **base_links}.items() if (n in links) != (n in base_links)]
-    out = {"ratio": ratio, "baseline": base_name, "paired": True, "ci": None, "noisy": None}
-    if all(r.get("paired_ci") for r in apart):
-        half = math.hypot(*(math.log(r["paired_ci"][1] / r["paired_ci"][0]) / 2
-                            for r in apart))
-        out.update(ci=(ratio * math.exp(-half), ratio * math.exp(half)),
-                   noisy=math.exp(half) - 1 > NOISY)
-    return out
-
-
-def _chain(name: str, here: dict, mine: dict) -> list[dict] | None:
-    """records.paired_chain from ``name``'s row, through the shape's rows timed on
-    ``mine``'s machine."""
+    """The shape's ratio from rounds taken in turn (sweep --paired-with), with its 95%
+    interval (records.paired_speedup: the ratios of the two backends' chains to a common
+    row), or None where the rows cannot give it. Against BEST, the fastest other backend
+    by those ratios; None as soon as a backend the comparison needs is unpaired (no common
+    scale); an interval is None under 6 rounds (the dagger)."""
     peers = {n: r for n, r in here.items() if _same_machine(r, mine)}
-    return records.paired_chain(peers.get(name), peers)
-
-
-def _log_speed(chain: list[dict]) -> float:
-    """Log of a chain's speed over its last row's: > 0 is faster."""
-    return sum(math.log(r["paired_ratio"]) for r in chain[:-1])
+    names = [target.baseline] if target.baseline != BEST else [
+        n for n, r in peers.items() if n != target.backend and r["status"] == "ok"]
+    ratios = {n: records.paired_speedup(mine, peers[n], peers) if n in peers else None
+              for n in names}
+    if not ratios or None in ratios.values():
+        return None
+    base_name = min(ratios, key=lambda n: ratios[n]["ratio"])  # the fastest of them
+    paired = ratios[base_name]
+    noisy = None if paired["ci"] is None else paired["ci"][1] / paired["ratio"] - 1 > NOISY
+    return {"ratio": paired["ratio"], "baseline": base_name, "paired": True,
+            "ci": paired["ci"], "noisy": noisy}
 
 
 def _x(ratio: float, noisy: bool | None = False, wall: float | None = None,

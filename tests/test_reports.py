@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import math
 import re
 import sys
 import textwrap
 
 import pytest
 
+from benchmarks import records
 from benchmarks.records import ResultsFile, case_row, derived
 from reports import correctness
 from reports.__main__ import main
@@ -277,6 +279,21 @@ def test_speedups_take_a_paired_ratio_and_the_table_counts_them():
     rows.append(row("auto", "a", 1e-3, paired_backend="unfold", paired_ratio=0.95))
     got = {r["backend"]: r["speedup"] for r in plots.speedups(rows) if r["descriptor"] == "a"}
     assert got["auto"] == pytest.approx(0.95 * 0.8)  # not torch's median over auto's: 1.0
+    # A sweep --paired-with fft: unfold and torch each against fft, so unfold against torch
+    # divides the two (fft/unfold 0.25, fft/torch 0.5: torch/unfold 0.5), as the targets
+    # table does; not the medians (1.0), nor only a chain that passes through torch.
+    fft = row("fft", "d", 1e-3)
+    peers = {"fft": fft}
+    unfold = row("unfold", "d", 1e-3, paired_backend="fft", paired_ratio=0.25,
+                 paired_ci=[0.2, 0.3])
+    torch_row = row("torch", "d", 1e-3, paired_backend="fft", paired_ratio=0.5)
+    assert records.speedup(unfold, torch_row, peers) == (pytest.approx(0.5), "paired_ratio")
+    paired = records.paired_speedup(unfold, torch_row, peers)
+    assert paired["ci"] is None  # torch's link has no interval
+    torch_row["paired_ci"] = [0.5, 0.5]
+    low, high = records.paired_speedup(unfold, torch_row, peers)["ci"]
+    assert (low, high) == (pytest.approx(0.5 * math.sqrt(0.2 / 0.3)),
+                           pytest.approx(0.5 * math.sqrt(0.3 / 0.2)))
 
 
 def test_missing_file_is_a_usage_error(tmp_path, capsys):
