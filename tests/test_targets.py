@@ -169,6 +169,19 @@ def test_a_miss_whose_every_failing_shape_may_be_noise_says_so(tmp_path):
     assert targets.table([_evaluate(tmp_path, "winograd-f4, batch 8", rows)])[0][4] == "no"
 
 
+def test_no_hedge_on_a_worst_goal_when_another_goal_failed(tmp_path):
+    """auto at 0.79x of the best everywhere, each interval reaching 0.8: its worst shape
+    may be noise, its geomean (goal 0.95) is not; the miss is no closer for the first."""
+    rows = []
+    for s in ("resnet50", "large-kernel"):
+        for e in shape_set(s, 1):
+            rows += [_row(s, e, "torch", 1e-3), _paired(_row(s, e, "auto", 1e-3), 0.79, 0.75,
+                                                        0.83)]
+    result = _evaluate(tmp_path, "auto, batch 1", rows)
+    assert result["geomean"] == pytest.approx(0.79) and result["close"] == []
+    assert targets.table([result])[0][4] == "no"
+
+
 def test_auto_against_the_fastest_other_through_their_ratios_to_one_partner(tmp_path):
     rows, shapes = [], [(s, e) for s in ("resnet50", "large-kernel") for e in shape_set(s, 1)]
     for s, e in shapes:
