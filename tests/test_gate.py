@@ -9,6 +9,7 @@ checked by its self-test in CI (`nox -s gate -- --self-test`) and measured by
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -92,7 +93,7 @@ def test_gate_cases_quick_mode_and_bands():
     assert stored["torch|" + SHAPES["3x3 256@14"]] == 2 * DEFAULT_THRESHOLD
     assert stored["fft|" + SHAPES["13x13 32@28"]] == 0.25
     assert stored["auto|" + SHAPES["17x17 32@32"]] == 0.25
-    assert stored["naive|" + SHAPES["3x3 4@10"]] == 0.5  # Python vs torch's dispatch
+    assert stored["naive|" + SHAPES["3x3 4@10"]] == 2 * 0.10
     assert stored["auto|" + SHAPES["3x3 256@14"]] == 2 * DEFAULT_THRESHOLD
     assert gate_cases(["fft"], threshold=0.08, stored=True)[0].threshold == 0.08
     assert gate_cases(["fft"], overrides={"fft": 0.3}, stored=True)[0].threshold == 0.3
@@ -166,13 +167,17 @@ def test_baseline_round_trip(tmp_path):
         baseline.load(path)
 
 
+def test_baselines_are_committed():
+    assert list(baseline.DEFAULT.glob("*.json")), f"no baseline in {baseline.DEFAULT}"
+
+
 @pytest.mark.parametrize("path", sorted(baseline.DEFAULT.glob("*.json")), ids=lambda p: p.name)
 def test_each_committed_baseline_covers_the_quick_gate_set_and_is_named_for_its_kind(path):
     data = baseline.load(path)
     missing = [c.key for c in gate_cases(quick=True) if c.key not in data["cases"]]
     assert not missing, f"re-record {path}: {missing}"
     assert data["machine"]["cpu"] and data["commit"]
-    assert path.name == baseline.kind_name(data["machine"])
+    assert path.name == baseline.kind_name(baseline.machine_of(data))
 
 
 def _stored(tmp_path, name, created, **machine):
@@ -189,14 +194,16 @@ def test_a_baseline_directory_gives_the_file_of_this_kind_of_machine(tmp_path):
     compared with a baseline recorded on that kind; another kind's newest is the fallback,
     and the caller is told."""
     amx = _stored(tmp_path, "amx.json", "2026-11-25", cpu_flags=["avx2", "amx_tile"])
-    old = _stored(tmp_path, "avx512-old.json", "2026-11-20")
+    _stored(tmp_path, "avx512-old.json", "2026-11-20")  # older, of this kind: not picked
     new = _stored(tmp_path, "avx512-new.json", "2026-11-26")
-    here = {"cpu": "Xeon", "cpu_flags": ["avx2", "avx512f"], "torch_threads": 2,
-            "torch": "2.13.0+cpu", "host": "b"}
+    here = {"device": "cpu", "cpu": "Xeon", "cpu_flags": ["avx2", "avx512f"],
+            "torch_threads": 2, "torch": "2.13.0+cpu", "host": "b"}
     assert baseline.pick(tmp_path, here) == (new, "recorded on this kind of machine")
     assert baseline.pick(amx, here) == (amx, "")  # a file is taken as given
     path, why = baseline.pick(tmp_path, {**here, "torch_threads": 1})
-    assert path == new and why.startswith("none of 3") and old.exists()
+    assert path == new and why.startswith("none of 3")
+    # A CPU baseline is not one for the GPU of the same host.
+    assert baseline.pick(tmp_path, {**here, "device": "cuda"})[1].startswith("none of 3")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no baseline"):
         baseline.pick(tmp_path / "empty", here)
@@ -211,12 +218,21 @@ def test_record_into_a_directory_names_the_file_for_this_machine(tmp_path):
 
 
 def test_kind_name():
+    """Readable, and unique per kind: two hosts alike in the readable words (one with
+    avx512_bf16, one without; torch +cpu and +cu121) get two files, not one overwritten."""
     machine = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_flags": ["avx2", "avx512f",
-               "amx_tile"], "torch_threads": 2, "torch": "2.13.0+cpu"}
-    assert baseline.kind_name(machine) == "intel-xeon-processor-amx-2threads-torch2.13.0.json"
+               "amx_tile"], "torch_threads": 2, "torch": "2.13.0+cpu", "device": "cpu"}
+    name = baseline.kind_name(machine)
+    assert re.fullmatch(r"intel-xeon-processor-amx-2threads-torch2\.13\.0-[0-9a-f]{6}\.json",
+                        name), name
+    assert baseline.kind_name(dict(machine)) == name
     gpu = {**machine, "cpu_flags": ["avx2"], "gpu": {"name": "NVIDIA H100 80GB HBM3"}}
-    assert baseline.kind_name(gpu) == \
-        "intel-xeon-processor-avx2-2threads-torch2.13.0-nvidia-h100-80gb-hbm3.json"
+    assert baseline.kind_name(gpu).startswith(
+        "intel-xeon-processor-avx2-2threads-torch2.13.0-nvidia-h100-80gb-hbm3-")
+    avx = {**machine, "cpu_flags": ["avx2", "avx512f"]}
+    assert baseline.kind_name(avx) != baseline.kind_name({**avx, "cpu_flags": [
+        "avx2", "avx512f", "avx512_bf16"]})
+    assert baseline.kind_name(avx) != baseline.kind_name({**avx, "torch": "2.13.0+cu121"})
 
 
 def test_parse_inject():
@@ -364,7 +380,8 @@ def test_a_baseline_from_another_kind_of_machine_is_named():
         "torch_threads 2 there, 1 here"
     flags = {**here, "cpu_flags": ["avx2", "amx_tile"]}  # one name, two generations
     assert baseline.other_kind(flags, {**here, "cpu_flags": ["avx2"]}).startswith("cpu_flags")
-    assert baseline.other_kind(here, flags) == ""  # a baseline written before flags were
+    # A baseline without a field cannot be shown to be of this kind: it differs.
+    assert baseline.other_kind(here, flags).startswith("cpu_flags None there")
 
 
 def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudgeable():

@@ -15,6 +15,7 @@ recorded on a machine of this kind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -54,23 +55,30 @@ def load(path: Path) -> dict:
 
 def kind(machine: dict) -> dict:
     """What must match for a stored baseline's ratios to carry over to another machine: the
-    CPU (its name is often generic, "Intel(R) Xeon(R) Processor": its vector and matrix
-    extensions tell the generations apart), torch's threads and version, and the GPU."""
-    return {"cpu": machine.get("cpu"), "cpu_flags": machine.get("cpu_flags"),
-            "torch_threads": machine.get("torch_threads"), "torch": machine.get("torch"),
-            "gpu": (machine.get("gpu") or {}).get("name")}
+    device timed, the CPU (its name is often generic, "Intel(R) Xeon(R) Processor": its
+    vector and matrix extensions tell the generations apart), torch's threads and version,
+    and the GPU."""
+    return {"device": machine.get("device"), "cpu": machine.get("cpu"),
+            "cpu_flags": machine.get("cpu_flags"), "torch_threads": machine.get("torch_threads"),
+            "torch": machine.get("torch"), "gpu": (machine.get("gpu") or {}).get("name")}
+
+
+def machine_of(data: dict) -> dict:
+    """A stored baseline's machine, with the device it timed (kept beside it in the file)."""
+    return {**(data.get("machine") or {}), "device": data.get("device", "cpu")}
 
 
 def other_kind(stored: dict, here: dict) -> str:
-    """How the baseline's machine differs from this one in what moves ratios, or "" (a
-    field the baseline lacks, written before it was recorded, is not held against it)."""
+    """How the baseline's machine differs from this one in what moves ratios, or "". A field
+    the baseline lacks differs too: its machine cannot be shown to be of this kind."""
     a, b = kind(stored), kind(here)
-    return ", ".join(f"{k} {a[k]} there, {b[k]} here" for k in a
-                     if a[k] is not None and a[k] != b[k])
+    return ", ".join(f"{k} {a[k]} there, {b[k]} here" for k in a if a[k] != b[k])
 
 
 def kind_name(machine: dict) -> str:
-    """A file name for a baseline of this kind of machine (what ``--record DIR`` writes)."""
+    """A file name for a baseline of this kind of machine (what ``--record DIR`` writes):
+    readable (CPU, its widest extension, threads, torch, GPU), and a hash of the whole kind,
+    so that two kinds alike in those words do not overwrite each other's file."""
     flags = machine.get("cpu_flags") or []
     isa = next((name for flag, name in (("amx_tile", "amx"), ("avx512f", "avx512"),
                                         ("avx2", "avx2")) if flag in flags), "cpu")
@@ -78,7 +86,9 @@ def kind_name(machine: dict) -> str:
     parts = [machine.get("cpu") or "cpu", isa, f"{machine.get('torch_threads')}threads",
              f"torch{str(machine.get('torch', '')).split('+')[0]}", gpu]
     slug = "-".join(p for p in parts if p).lower()
-    return re.sub(r"[^a-z0-9.]+", "-", re.sub(r"\(r\)|\(tm\)", "", slug)).strip("-") + ".json"
+    slug = re.sub(r"[^a-z0-9.]+", "-", re.sub(r"\(r\)|\(tm\)", "", slug)).strip("-")
+    digest = hashlib.sha1(json.dumps(kind(machine), sort_keys=True).encode()).hexdigest()
+    return f"{slug}-{digest[:6]}.json"
 
 
 def pick(path: Path, here: dict) -> tuple[Path, str]:
@@ -94,7 +104,7 @@ def pick(path: Path, here: dict) -> tuple[Path, str]:
                          f"record one with `nox -s gate -- --record {path}`")
     stored = sorted(((load(f), f) for f in files), key=lambda df: df[0].get("created", ""),
                     reverse=True)
-    same = [f for data, f in stored if not other_kind(data.get("machine") or {}, here)]
+    same = [f for data, f in stored if not other_kind(machine_of(data), here)]
     if same:
         return same[0], "recorded on this kind of machine"
     return stored[0][1], (f"none of {len(files)} in {path} was recorded on this kind of "

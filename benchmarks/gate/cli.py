@@ -161,7 +161,7 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     with contextlib.ExitStack() as stack:
         if opts.baseline:
             data = store.load(opts.baseline)
-            other = store.other_kind(data.get("machine") or {}, _machine(opts.device))
+            other = store.other_kind(store.machine_of(data), _machine(opts.device))
             if other:  # ratios carry across machines of one kind only
                 console.print(f"[yellow]warning: the baseline was recorded on another kind "
                               f"of machine ({other}): a verdict may be the machine's, not "
@@ -244,7 +244,7 @@ def _machine(device: str) -> dict:
     when set, is not this process's)."""
     from benchmarks.machine import describe
 
-    here = describe(device)
+    here = {**describe(device), "device": device}
     here["torch_threads"] = int(os.environ.get("CONVBENCH_GATE_THREADS") or
                                 here["torch_threads"])
     return here
