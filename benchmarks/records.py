@@ -120,6 +120,8 @@ def case_row(**fields) -> dict:
 #: "NAME unavailable: ..."), or the case was not timed (pytest-benchmark disabled).
 _RETRIED_SKIPS = re.compile(r"\S+ unavailable: |not timed ")
 _GUARD_LIMIT = re.compile(r"--limit (\S+) s")
+#: A paired_error of a partner that raised (bench_sweep.partner_call, PartnerFailed).
+_PARTNER_FAILED = re.compile(r"\S+ failed: ")
 
 
 #: ``partner`` of settled/done meaning "however the row was paired".
@@ -139,13 +141,26 @@ def settled(row: dict, limit: float | None = None, partner: str | None = ANY_PAR
     machine's or the driver's), and skips because the backend was unavailable or the case
     was not timed (_RETRIED_SKIPS). An ok row counts only if it was timed as a sweep with
     ``partner`` (its --paired-with name, None: unpaired) times it: a paired row's median is
-    of rounds that followed the partner's, and a file's ratios should be of one kind."""
+    of rounds that followed the partner's, and a file's ratios should be of one kind. A row
+    timed alone because the partner failed, or would have exceeded a lower --limit, is
+    measured again by the same rules (its paired_error says which); one the partner
+    refuses is kept."""
     status, reason = row.get("status"), row.get("reason") or ""
     if status == "ok":
-        return partner == ANY_PARTNER or _timed_as(row, partner)
+        if partner == ANY_PARTNER:
+            return True
+        unpaired = row.get("paired_error") or ""
+        return _timed_as(row, partner) and not _PARTNER_FAILED.match(unpaired) and (
+            _guard_holds(unpaired, limit))
     if status != "skipped" or _RETRIED_SKIPS.match(reason):
         return False  # failed, timeout, crashed; or a skip that may not recur
-    skipped_under = _GUARD_LIMIT.search(reason) if reason.startswith("budget guard:") else None
+    return not reason.startswith("budget guard:") or _guard_holds(reason, limit)
+
+
+def _guard_holds(reason: str, limit: float | None) -> bool:
+    """Whether a budget guard's verdict in ``reason`` holds under this run's ``limit``: it
+    does unless the limit is higher than the --limit the reason names."""
+    skipped_under = _GUARD_LIMIT.search(reason)
     if limit is None or skipped_under is None:
         return True
     try:  # compared as the reason writes it ({limit:g}): an unchanged limit reads equal

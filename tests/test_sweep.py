@@ -609,6 +609,16 @@ def test_a_rerun_measures_again_what_was_timed_under_another_pairing():
     assert [records.settled(r, partner=None) for r in rows] == [
         True, False, False, False, True, True]
     assert all(records.settled(r) for r in rows)  # by default, any pairing
+    # Timed alone because the partner failed, or would have passed a lower --limit: the
+    # next run with the partner tries again (by the guard's rule); a refusal is kept.
+    refused = {**with_torch, "paired_error": "torch does not run this case: x"}
+    failed = {**with_torch, "paired_error": "torch failed: RuntimeError: boom"}
+    guarded = {**with_torch, "paired_error": "torch: budget guard: predicted 3.1 s per call "
+                                             "(measured); 5 calls exceed --limit 10 s"}
+    assert records.settled(refused, partner="torch")
+    assert not records.settled(failed, partner="torch") and records.settled(failed)
+    assert records.settled(guarded, 10.0, "torch") and records.settled(guarded, None, "torch")
+    assert not records.settled(guarded, 20.0, "torch")
 
 
 
