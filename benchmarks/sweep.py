@@ -179,19 +179,21 @@ def cli(args: argparse.Namespace) -> int:
     doc = records.report([results])
     records.write_json(paths["report"], doc)
     code = summarize(cases, results, paths, shard=args.shard) or code
-    unpaired = _unpaired(results, cases, since) if partner else ""
+    unpaired = _unpaired(results, cases, since, partner) if partner else ""
     if unpaired:
         print(f"warning: {unpaired}", file=sys.stderr)
     return code
 
 
-def _unpaired(results: records.ResultsFile, cases, since: int) -> str:
+def _unpaired(results: records.ResultsFile, cases, since: int, partner: str) -> str:
     """How many of this sweep's timed cases could not be paired, and the first reason: a
     "paired" file without paired ratios must not pass unremarked (``--paired-with triton``
-    on a machine without CUDA times every case alone)."""
+    on a machine without CUDA times every case alone). The partner's own cases are not
+    counted: they are what the others are paired with."""
     keys = {c.key for c in cases}
     rows = [r for r in results.records(since) if r.get("record") == "case"
-            and r.get("key") in keys and r.get("status") == "ok"]
+            and r.get("key") in keys and r.get("status") == "ok"
+            and r.get("backend") != partner]
     missed = [r for r in rows if r.get("paired_error")]
     if not missed:
         return ""
