@@ -42,6 +42,7 @@ from impls.checker import (
     CaseResult,
     declined,
     descriptor,
+    error_reason,
     judge,
     runner,
 )
@@ -97,7 +98,7 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
     try:
         grads = _backend_gradients(entry, case, direction, data, go, dtype, device)
     except Exception as exc:
-        result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        result.status, result.reason = ERROR, error_reason(exc)
         return result
     _compare(result, runner(entry, case, dtype, device, autograd=True), case, (x, w, go),
              grads, refs, absrefs, dtype, tf32)

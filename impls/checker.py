@@ -197,7 +197,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         if not wrong_type:  # a meta result cannot be compared: the wrong type is the failure
             out = out.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
-        result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        result.status, result.reason = ERROR, error_reason(exc)
         return result
     if changed or wrong_type or reused:  # F.conv2d does none of these
         # (a result that changes when the backend is called again is memory it reuses)
@@ -208,6 +208,21 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
         return result
     _compare(result, runner(entry, case, dtype, device), case, data, out, dtype, tf32, again)
     return result
+
+
+def error_reason(exc: BaseException) -> str:
+    """An ERROR row's reason: the exception, and the deepest line of Python outside torch
+    that it passed through (the backend's own line, mostly: "view size is not
+    compatible..." alone does not say which of a backend's views it was)."""
+    import os
+    import traceback
+
+    torch_dir = os.path.dirname(torch.__file__) + os.sep
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(torch_dir)]
+    where = (f" (at {frames[-1].filename}:{frames[-1].lineno}, in {frames[-1].name})"
+             if frames else "")
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def type_mismatch(out: torch.Tensor, dtype: torch.dtype, device: str) -> str:

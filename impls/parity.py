@@ -24,6 +24,7 @@ from impls.checker import (
     CaseResult,
     declined,
     descriptor,
+    error_reason,
     judge,
     problem,
     runner,
@@ -92,7 +93,7 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
             if not wrong_type:
                 got = got_tensor.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
-        result.status, result.reason = ERROR, f"{type(exc).__name__}: {exc}"
+        result.status, result.reason = ERROR, error_reason(exc)
         return result
     if wrong_type:
         result.status, result.reason = FAILED, wrong_type

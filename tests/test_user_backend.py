@@ -180,6 +180,24 @@ def test_user_callable_receives_normalised_arguments(user_module):
     torch.testing.assert_close(got, F.conv2d(x, w, padding="same"))
 
 
+VIEWER = """
+    import torch.nn.functional as F
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        flat = weight.transpose(0, 1).view(-1)  # not contiguous: view raises inside torch
+        return F.conv2d(input, flat.view_as(weight), bias, stride, padding, dilation, groups)
+"""
+
+
+def test_an_error_row_names_the_backend_s_line_that_raised(user_module):
+    """"view size is not compatible..." alone does not say which of a backend's views it
+    was: the reason names the deepest line outside torch the exception came through."""
+    name = user_module("cb_viewer", VIEWER)
+    result = check_case(f"{name}:conv", CASES_BY_ID["basic-3x3-pad1"], "exact")
+    assert result.status == "error" and result.reason.startswith("RuntimeError: view size")
+    assert result.reason.endswith(f"(at {sys.modules[name].__file__}:5, in conv)")
+
+
 # -- what cannot load is unavailable, with the reason --------------------------------------
 
 BROKEN = """
