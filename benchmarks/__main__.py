@@ -40,7 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in missing:  # before parsing: its options are unknown here
         print(f"python -m benchmarks {argv[0]}: error: {missing[argv[0]]}", file=sys.stderr)
         return 2
+    # What follows "--" goes on to pytest (sweep) and nowhere else: split off before
+    # parsing, so that a stray word ("sweep torch" for "sweep --backend torch") is a usage
+    # error here, not a file name pytest fails to find after the sweep has started.
+    passed_on = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = parser.parse_args(argv)
+    if passed_on and not hasattr(args, "pytest_args"):
+        parser.error(f"{args.command} takes no arguments after --")
+    if passed_on:
+        args.pytest_args = passed_on
     return args.func(args)
 
 

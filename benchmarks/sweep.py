@@ -96,8 +96,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--results", type=Path, help="JSON-lines results file (resumed if present)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results first")
     p.add_argument("--list", action="store_true", help="print the cases and exit")
-    p.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
-    p.set_defaults(func=cli)
+    # After "--", the rest goes to pytest (benchmarks.__main__ splits it off).
+    p.set_defaults(func=cli, pytest_args=[])
 
 
 #: pytest options that choose tests: the sweep's cases are planned by sweep_plan instead.
