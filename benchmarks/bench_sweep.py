@@ -46,7 +46,7 @@ import torch
 from pytest_benchmark.stats import Stats
 
 import impls
-from benchmarks import memory, records, timer
+from benchmarks import machine, memory, records, timer
 from impls.backward import gradient_call
 from impls.frontend import check_output, normalize, used_features
 from impls.spec import ConvSpec
@@ -154,6 +154,7 @@ def measure(benchmark, case, sweep, row, entry) -> None:
     budget, paired = sweep.budget, {}
     partner = partner_of(case, sweep, entry)
     partner_fn, why_not = partner_call(case, sweep, partner)
+    ticks = machine.cpu_ticks()
     if partner_fn is not None:
         try:
             rounds, paired = paired_rounds(call, per_call * iterations, iterations, partner,
@@ -165,12 +166,17 @@ def measure(benchmark, case, sweep, row, entry) -> None:
         rounds = timer.time_rounds(call, device, sweep.budget, iterations, sweep.min_rounds,
                                    before_round=flush)
         paired = {"paired_error": why_not} if why_not else {}
-    row.update(paired)
+    row.update(paired, steal=machine.stolen(ticks, machine.cpu_ticks()),
+               loadavg_1min=machine.load_average())
     stats = record(benchmark, rounds, iterations,
                    {"min_rounds": sweep.min_rounds, "max_time": budget,
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter",
                     "paired_with": paired.get("paired_backend")})
     row.update(measured(stats, iterations, case, sweep))
+    stolen = machine.steal_warning(row["steal"])
+    if stolen:  # steady rounds can hide it: said beside (or instead of) the spread's warning
+        row["reason"] = "; ".join(filter(None, (row.get("reason"), stolen)))
+        warnings.warn(f"{case.id}: {stolen}", stacklevel=1)
     if entry.delegate is not None:  # a dispatcher: which backend its time is of
         row["ran"] = dispatched_to(entry, case.entry.spec, sweep.dtype, device, case.direction)
     row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)

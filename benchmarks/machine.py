@@ -106,7 +106,7 @@ def describe(device: str = "cpu") -> dict:
         "blas": _version_in(torch.__config__.show(), r"BLAS_INFO=(\w+)"),
         "libraries": _versions("numpy", "scipy", "triton", "pytest_benchmark"),
         "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
-        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "loadavg_1min": load_average(),
     }
     if device.startswith("cuda"):
         info["gpu"] = _gpu(torch.device(device))
@@ -136,6 +136,46 @@ def machine_id(info: dict) -> str:
 def same_machine(a: dict, b: dict) -> bool:
     """True when a recorded machine is this one, as far as the numbers are concerned."""
     return machine_id(a) == machine_id(b)
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) of this machine's CPU time so far, in clock ticks (/proc/stat's first
+    line), or None where the kernel does not say (not Linux)."""
+    fields = _read("/proc/stat").split("\n", 1)[0].split()
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(f) for f in fields[1:]]
+    return ticks[7], sum(ticks[:8])  # user nice system idle iowait irq softirq steal
+
+
+def stolen(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time between two cpu_ticks() the hypervisor gave to other guests
+    (steal time), or None where unknown or too short to tell (under 20 ticks, ~0.1 s).
+
+    Why: on a shared VM, a case timed while the host runs other guests is slowed in a way
+    no process on this machine shows: the load average stays low, and the rounds can even
+    agree with each other (a quota that parks the vCPUs makes every round take 8, 16 or
+    32 ms), so their spread does not give it away. Steal time does."""
+    if before is None or after is None or after[1] - before[1] < 20:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+#: Steal above this share of a case's CPU time marks its row (its reason) as disturbed.
+STEAL_NOISY = 0.10
+
+
+def steal_warning(share: float | None) -> str:
+    """"" unless the hypervisor took more than STEAL_NOISY of the CPU while a case ran."""
+    if share is None or share <= STEAL_NOISY:
+        return ""
+    return (f"stolen: the hypervisor gave {share:.0%} of this machine's CPU time to other "
+            "guests while the case ran (steal time): its times are slower than this "
+            "machine can do, however steady they look")
+
+
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def busy_warning(info: dict) -> str:

@@ -19,7 +19,7 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks import machine, records
+from benchmarks import machine, records, timer
 
 
 class Progress:
@@ -139,7 +139,8 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
                    "Winograd) can; for a direct one the peak was measured low (a busy "
                    "machine?), and only its fraction of peak is off: a sweep into another "
                    "--results file measures the peak again")
-    noisy = [r for r in rows if r["status"] == "ok" and r["reason"]]
+    out += _disturbed(rows, machines)
+    noisy = [r for r in rows if r["status"] == "ok" and (r.get("noise") or 0) > timer.NOISY]
     if noisy:
         paired = sum(bool(r.get("paired_ci")) for r in noisy)
         out.append(f"{len(noisy)} of {sum(r['status'] == 'ok' for r in rows)} timed cases have "
@@ -147,6 +148,28 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
                        f" ({paired} of them paired: their ratios are judged by the 95% "
                        "interval of the paired ratio, paired_ci, not by this spread)"
                        if paired else ""))
+    return out
+
+
+def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
+    """What the rows themselves say of the machine while they ran: a load average that rose
+    after the sweep started (the machine record has only the start's), and steal time."""
+    out, ok = [], [r for r in rows if r["status"] == "ok"]
+    cpus = max((m.get("cpus_usable") or 1 for m in machines), default=1)
+    loads = [r["loadavg_1min"] for r in ok if r.get("loadavg_1min") is not None]
+    at_start = any(machine.busy_warning(m) for m in machines)
+    if loads and not at_start and machine.busy_warning({"loadavg_1min": max(loads),
+                                                        "cpus_usable": cpus}):
+        busy = sum(load > 0.5 * cpus for load in loads)
+        out.append(f"load average up to {max(loads):.1f} on {cpus} CPUs while {busy} of "
+                   f"{len(ok)} timed cases ran (loadavg_1min in their rows): other processes "
+                   "were running; those times are slower and noisier than this machine can do")
+    stolen = [r["steal"] for r in ok if (r.get("steal") or 0) > machine.STEAL_NOISY]
+    if stolen:
+        out.append(f"{len(stolen)} of {len(ok)} timed cases lost over "
+                   f"{machine.STEAL_NOISY:.0%} of the CPU (up to {max(stolen):.0%}) to other "
+                   "guests of the hypervisor (steal in their rows): their times are slower "
+                   "than this machine can do, however steady their rounds look")
     return out
 
 

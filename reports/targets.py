@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import records
+from benchmarks import machine, records
 from benchmarks.records import VARIANT_FIELDS
 from benchmarks.shapes import shape_set
 from benchmarks.targets import BEST, TARGETS, Target
@@ -135,7 +135,8 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
         return {"name": name, "set": set_name, "ratio": None, "baseline": None, "noisy": False,
                 "why": f"{target.backend} and {target.baseline} timed on different machines "
                        "(a run resumed elsewhere): no ratio"}
-    noisy = max(r.get("noise") or 0 for r in (mine, base)) > NOISY
+    noisy = any((r.get("noise") or 0) > NOISY or (r.get("steal") or 0) > machine.STEAL_NOISY
+                for r in (mine, base))  # steady rounds of a starved VM are no steadier
     wall = base["median_s"] / mine["median_s"]
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
            "ratio": wall, "noisy": noisy, "ran": mine.get("ran"), "paired": False}
@@ -338,7 +339,9 @@ def provenance(result_set: ResultSet) -> str:
             "of device times (the calls replayed from a CUDA graph, launch overhead "
             "excluded) where both have one, the wall-clock ratio beside it where it "
             f"differs. *: noisy, the IQR of either time the ratio divides was over "
-            f"{NOISY:.0%} of its median, or a paired ratio's 95% confidence interval was "
+            f"{NOISY:.0%} of its median or the hypervisor took over "
+            f"{machine.STEAL_NOISY:.0%} of the CPU while it was timed (steal), or a paired "
+            "ratio's 95% confidence interval was "
             f"wider than \u00b1{NOISY:.0%}. \u2020: noise unknown: device times whose spread "
             "these rows do not record (rows older than graph_noise, or a single replay "
             "round), or a paired ratio of under 6 rounds, too few for a 95% interval.")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import records, sweep_plan, sweep_report, timer
+from benchmarks import machine, records, sweep_plan, sweep_report, timer
 from benchmarks.__main__ import main as sweep_main
 from benchmarks.shapes import shape_set
 from impls import registry
@@ -276,11 +276,42 @@ def test_a_case_above_the_peak_is_not_called_a_mismeasured_peak_when_its_method_
     assert text.startswith("3 cases ran above the measured GEMM peak in direct-convolution "
                            "FLOPs (auto (ran fft): 1, fft: 2)")
     assert "fewer operations" in text and sweep_report.doubts([row("torch", 1.0)], []) == []
-    noisy = [row("torch", 1.0, reason="noisy"), row("unfold", 0.5, reason="noisy",
-                                                    paired_ci=[0.49, 0.51])]
+    noisy = [row("torch", 1.0, reason="noisy", noise=0.2),
+             row("unfold", 0.5, reason="noisy", noise=0.3, paired_ci=[0.49, 0.51])]
     assert sweep_report.doubts(noisy, []) == [
         "2 of 2 timed cases have IQR > 10% of the median (1 of them paired: their ratios are "
         "judged by the 95% interval of the paired ratio, paired_ci, not by this spread)"]
+
+
+def test_the_summary_doubts_rows_that_ran_on_a_busy_or_starved_machine():
+    """The machine record's load average is the sweep's start; contention that begins later
+    shows only in the rows. Steal time shows what no load average does: another guest of
+    the hypervisor took the CPU (rounds then can be slow and steady, 32.0 +- 0.1 ms)."""
+    def row(load, steal):
+        return {"backend": "torch", "status": "ok", "reason": "", "noise": 0.01,
+                "loadavg_1min": load, "steal": steal}
+
+    calm = {"loadavg_1min": 0.2, "cpus_usable": 2}
+    rows = [row(0.3, 0.0), row(3.3, 0.02), row(2.5, 0.4)]
+    load, steal = sweep_report.doubts(rows, [calm])
+    assert load.startswith("load average up to 3.3 on 2 CPUs while 2 of 3 timed cases ran")
+    assert steal.startswith("1 of 3 timed cases lost over 10% of the CPU (up to 40%)")
+    assert sweep_report.doubts([row(0.3, 0.05), row(None, None)], [calm]) == []
+    # Busy from the start: said once, by the machine record's warning.
+    (busy, _) = sweep_report.doubts(rows, [{**calm, "loadavg_1min": 1.8}])
+    assert busy.startswith("load average 1.8 on 2 CPUs")
+
+
+def test_steal_time_is_read_from_proc_stat_and_marks_a_row():
+    ticks = machine.cpu_ticks()
+    if ticks is None:
+        pytest.skip("no /proc/stat here")
+    assert 0 <= ticks[0] <= ticks[1]
+    assert machine.stolen((10, 1000), (40, 1100)) == pytest.approx(0.3)
+    assert machine.stolen((10, 1000), (10, 1010)) is None  # 10 ticks: too short to tell
+    assert machine.stolen(None, ticks) is None
+    assert machine.steal_warning(0.05) == "" and machine.steal_warning(None) == ""
+    assert machine.steal_warning(0.3).startswith("stolen: the hypervisor gave 30%")
 
 
 def test_summary_ratios_compare_within_one_direction():
@@ -582,8 +613,10 @@ def test_a_paired_sweep_alternates_each_case_with_its_partner_and_says_why_not(t
         assert why in row["paired_error"] and row["rounds"] >= 3
         assert "1 of 1 timed cases could not be paired" in run.stderr  # said, not only kept
     # Cold caches: one call a round, a flush between; still enough rounds for an interval.
+    # (Two flushes a pair of rounds: under a loaded machine the case once took over the
+    # 4 s the other runs allow.)
     run = _sweep(tmp_path, "--direction", "forward", "--backend", "unfold", "--cache", "cold",
-                 "--paired-with", "torch", "--fresh")
+                 "--paired-with", "torch", "--fresh", "--timeout", "30")
     assert run.returncode == 0, run.stdout + run.stderr
     (row,) = records.ResultsFile(tmp_path / "out.jsonl").rows()
     assert row["rounds"] >= 6 and row["iterations"] == 1 and row["paired_ci"] is not None
@@ -807,6 +840,19 @@ def test_a_device_the_harness_cannot_name_is_a_usage_error_up_front(device, caps
         main(["sweep", "--device", device, "--list"])
     assert exit_.value.code == 2
     assert f"argument --device: {device!r} is not cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "torch"], "unrecognized arguments: torch"),  # meant --backend torch
+    (["shapes", "resnet50", "--", "-x"], "shapes takes no arguments after --")])
+def test_a_stray_word_is_a_usage_error_not_a_pytest_file(argv, message, capsys):
+    """Only what follows "--" goes to pytest: "sweep torch" once started the sweep, wrote
+    its plan, and ended on pytest's "file or directory not found: torch"."""
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
