@@ -23,6 +23,7 @@ import os
 import re
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 SCHEMA = 1
@@ -59,6 +60,11 @@ ROW_FIELDS = {
     "rounds": "timed rounds",
     "iterations": "calls per round",
     "noise": "iqr_s / median_s",
+    "steal": "share of the machine's CPU time the hypervisor gave other guests while the "
+             "case was timed (/proc/stat's steal; null where unknown): over 10% marks the "
+             "row in its reason, as rounds slowed alike can look steady",
+    "loadavg_1min": "1-minute load average as the case's rounds ended (the machine record "
+                    "has it at the sweep's start only)",
     "graph_median_s": "CUDA forward, warm cache: median seconds per call of a round's calls "
                       "replayed from one CUDA graph (triton.testing.do_bench_cudagraph's "
                       "method): the device's time without Python and launch overhead; null "
@@ -254,6 +260,15 @@ def derived(flops: int, nbytes: int, median_s: float, peak_gflops: float | None,
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def seconds_apart(a: dict, b: dict) -> float | None:
+    """Seconds between two rows' starts (their ``started``), or None where either lacks it."""
+    try:
+        times = [datetime.fromisoformat(r["started"]) for r in (a, b)]
+        return abs((times[0] - times[1]).total_seconds())
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 #: Beside the backend, layer and direction, what tells two rows apart (the key; the batch is

@@ -97,7 +97,9 @@ def build(args: argparse.Namespace) -> int:
     targets.add_to_report(args.out, sets)  # the speed targets' table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
-    return 0
+    for line in alarms.values():  # as benchdnn: a wrong answer fails the run, not only the page
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if alarms else 0
 
 
 def check_backends(args: argparse.Namespace, rows: list[dict]) -> tuple[list[dict] | None, dict]:
@@ -291,13 +293,15 @@ def coverage_table(rows: list[dict]) -> list[dict]:
 
 def speedup_table(rows: list[dict]) -> list[dict]:
     """Per file, direction, shape set and backend: geometric mean of the speedup over the
-    baseline in the same direction across the shapes both ran, with how many shapes that is
-    and how many of those ratios are of rounds taken in turn (sweep --paired-with)."""
-    groups, paired = defaultdict(list), defaultdict(int)
+    baseline in the same direction across the shapes both ran, with how many shapes that is,
+    how many of those ratios are of rounds taken in turn (sweep --paired-with), and how many
+    divide medians timed over plots.APART_S apart (a resumed file's earlier rows)."""
+    groups, paired, apart = defaultdict(list), defaultdict(int), defaultdict(int)
     for r in plots.speedups(rows, BASELINE):
         key = (r["source"], r["direction"], r["shape_set"], r["backend_variant"])
         groups[key].append(r["speedup"])
         paired[key] += r["speedup_timing"] == "paired_ratio"
+        apart[key] += r["speedup_apart_s"] is not None
     ran = defaultdict(int)
     for r in rows:
         if r["status"] == "ok":
@@ -305,7 +309,7 @@ def speedup_table(rows: list[dict]) -> list[dict]:
     order = _direction_order(rows)
     return [{"source": k[0], "direction": k[1], "shape_set": k[2], "backend": k[3],
              "geomean_speedup": math.exp(sum(map(math.log, v)) / len(v)), "shapes": len(v),
-             "paired": paired[k], "ran": ran[k]}
+             "paired": paired[k], "apart": apart[k], "ran": ran[k]}
             for k, v in sorted(groups.items(), key=lambda kv: (kv[0][0], order(kv[0][1]),
                                                                 *kv[0][2:]))]
 

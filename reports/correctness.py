@@ -254,11 +254,22 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
         # Whole settings left out (a device this machine lacks): a pass must still say so.
         left_out = _few({r["reason"] for r in mine if r["status"] == "skipped"
                          and r.get("case") == "*" and r.get("reason")})
+        bad = [r for r in mine if r["status"] not in ("passed", "skipped")]
         out[name] = {"failed": failed, "passed": passed, "skipped": skipped, "reasons": reasons,
-                     "left_out": left_out,
+                     "left_out": left_out, "repro": repro(bad[0]) if bad else "",
                      "errors": len(errors), "first_error": errors[0] if errors else "",
                      "verdict": "failed" if failed else "passed" if passed else "unchecked"}
     return out
+
+
+def repro(result: dict) -> str:
+    """The command that reruns one comparison of impls check's JSON (CaseResult.repro's)."""
+    command = " ".join(f"--{k} {result[k]}" for k in ("case", "mode", "dtype", "device", "seed")
+                       if result.get(k) not in (None, ""))
+    direction = result.get("direction") or "forward"
+    return (f"python -m impls check --backend {result['backend']} {command}"
+            + (f" --direction {direction}" if direction != "forward" else "")
+            + (" --tf32" if result.get("tf32") else ""))
 
 
 def verdict_text(name: str, v: dict) -> str:
@@ -273,7 +284,8 @@ def verdict_text(name: str, v: dict) -> str:
                         f"{v.get('first_error', '')[:160]})")
         return (f"{name} FAILED the correctness check: {' and '.join(what)} of {checked} "
                 f"cases compared ({v['skipped']} skipped): its times and speedups here are "
-                + ("of wrong answers" if wrong else "of calls that do not all work"))
+                + ("of wrong answers" if wrong else "of calls that do not all work")
+                + (f"; rerun the first: {v['repro']}" if v.get("repro") else ""))
     if v["verdict"] == "unchecked":
         return f"{name}: not checked for correctness: {'; '.join(v['reasons']) or 'no cases'}"
     left_out = "; ".join(v.get("left_out") or [])

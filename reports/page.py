@@ -51,9 +51,14 @@ PROBLEM_HEADER = ["file", "status", "backend", "shape set", "name", "descriptor"
 #: What "of them paired" means, under the speedup table.
 PAIRED_NOTE = ("Paired: the ratio of rounds taken in turn with torch's (sweep --paired-with "
                "torch), which the machine's drift between two cases cannot move; the others "
-               "divide two medians timed apart.")
+               "divide two medians timed apart. Over 10 min apart: medians whose rows "
+               "started that far apart, as when a backend is swept into a file whose torch "
+               "rows an earlier run timed (a resumed sweep keeps the rows it has): the "
+               "machine may have been in another state; time them together with "
+               "--paired-with torch, or start the file anew with --fresh.")
 RATIO_HEADER = ["file", "direction", "shape set", "backend", "speedup over torch (geomean)",
-                "shapes compared", "of them paired", "shapes timed"]
+                "shapes compared", "of them paired", "of them over 10 min apart",
+                "shapes timed"]
 COVERAGE_HEADER = ["file", "direction", "backend", "timed", "skipped",
                    "failed, timed out or crashed"]
 #: What each direction's numbers are: the headings of the page's chart sections.
@@ -68,7 +73,8 @@ CHECK_HEADER = ["backend", "feature", "passed", "failed", "skipped", "max |error
 
 def _ratio_rows(ratios) -> list[list]:
     return [[r["source"], r["direction"], r["shape_set"], r["backend"],
-             f"x{r['geomean_speedup']:.3g}", r["shapes"], r.get("paired", 0), r["ran"]]
+             f"x{r['geomean_speedup']:.3g}", r["shapes"], r.get("paired", 0),
+             r.get("apart", 0), r["ran"]]
             for r in ratios]
 
 

@@ -130,7 +130,13 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
     divided by the baseline's time of the same backward direction. On CUDA, where both rows
     have a CUDA-graph time (graph_median_s), those are divided: the wall-clock median of a
     small layer is mostly launch overhead, not the kernel; a row timed in turn with torch
-    (sweep --paired-with torch) gives its paired_ratio (benchmarks.records.speedup)."""
+    (sweep --paired-with torch) gives its paired_ratio (benchmarks.records.speedup).
+
+    A quotient of medians whose rows started over APART_S apart is marked
+    (``speedup_apart_s``): one file holds every run that resumed it, and a backend swept
+    later is divided by torch's rows of the first run, on a machine that may have been in
+    another state (a user's backend read 50x torch's speed, against a torch timed nine
+    minutes earlier under other load)."""
     def key(r):  # the variant too: a merged file may hold several
         return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
                 *(get(r) for get in VARIANT_FIELDS.values()))
@@ -146,8 +152,14 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
         if r["status"] != "ok" or r["backend"] == baseline or not b or not r["median_s"]:
             continue
         ratio, timing = records.speedup(r, b, peers[key(r)])
-        out.append({**r, "speedup": ratio, "speedup_timing": timing})
+        apart = records.seconds_apart(r, b) if timing == "median_s" else None
+        out.append({**r, "speedup": ratio, "speedup_timing": timing,
+                    "speedup_apart_s": apart if apart and apart > APART_S else None})
     return out
+
+
+#: Rows that started further apart than this were not timed in one sweep's stretch.
+APART_S = 600.0
 
 
 def roofline(rows: list[dict], machines: dict[str, dict]) -> bytes | None:

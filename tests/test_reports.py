@@ -273,7 +273,15 @@ def test_speedups_take_a_paired_ratio_and_the_table_counts_them():
     assert got == {"a": (pytest.approx(0.8), "paired_ratio"),
                    "b": (pytest.approx(0.5), "median_s"), "c": (pytest.approx(0.5), "median_s")}
     (table,) = build.speedup_table(rows)
-    assert (table["shapes"], table["paired"]) == (3, 1)
+    assert (table["shapes"], table["paired"], table["apart"]) == (3, 1, 0)
+    # Medians of rows that started 9 minutes apart are counted: a backend swept later into
+    # a file divided by torch's earlier rows; paired ratios are not (drift cancelled).
+    late = [dict(r, started="2026-11-26T18:58:29+0000") for r in rows[3:]]
+    early = [dict(r, started="2026-11-26T18:47:10+0000") for r in rows[:3]]
+    (table,) = build.speedup_table(early + late)
+    assert table["apart"] == 2
+    apart = {r["descriptor"]: r["speedup_apart_s"] for r in plots.speedups(early + late)}
+    assert apart == {"a": None, "b": 679.0, "c": 679.0}
     assert table["geomean_speedup"] == pytest.approx((0.8 * 0.5 * 0.5) ** (1 / 3))
     # auto, paired with unfold (the backend it ran), reaches torch through unfold's ratio.
     rows.append(row("auto", "a", 1e-3, paired_backend="unfold", paired_ratio=0.95))
@@ -325,7 +333,8 @@ def zeros_backend(tmp_path, monkeypatch, isolated_registry):
         yield f"{module}:conv"
 
 
-def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_backend):
+def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_backend,
+                                                            capsys):
     """The rows name a user's backend (10x faster than torch, all zeros) and one that no
     longer imports: the report checks the backends of its rows, and only those, so the
     fast one is named as failing above the charts and in every legend and table, and the
@@ -340,7 +349,13 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     out = tmp_path / "out"
     # Each backend's first comparison runs whatever the budget: this one fails it, so the
     # verdict does not depend on how fast this machine is (5 s once was not, under load).
-    assert main(["build", str(path), "--out", str(out), "--correctness-budget", "0.01"]) == 0
+    # Exit 1, and said in the terminal with the first failure's repro: a report written
+    # is no success when a backend in it gives wrong answers (benchdnn fails the run too).
+    assert main(["build", str(path), "--out", str(out), "--correctness-budget", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(rf"error: {zeros_backend} FAILED the correctness check: .*; rerun the "
+                     rf"first: python -m impls check --backend {zeros_backend} --case \S+ "
+                     r"--mode exact --dtype float32 --device cpu --seed 0", err), err
 
     page = (out / "index.html").read_text()
     top, correctness = page.split('<h2 id=machine>')[0], page.split("id=correctness>")[1]
@@ -352,7 +367,7 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     assert "unfold" not in correctness and "naive" not in correctness  # not in the rows
     summary = (out / "summary.md").read_text()
     assert f"- **{zeros_backend} FAILED the correctness check" in summary
-    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 0 | 2 |" in summary
+    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 0 | 0 | 2 |" in summary
 
 
 def test_without_matplotlib_the_command_says_what_to_install(monkeypatch, capsys):
