@@ -131,6 +131,7 @@ def gate(session: nox.Session) -> None:
 
 @nox.session
 def targets(session: nox.Session) -> None:
-    """Measure the speed targets in one run (~2.5 min) and print the README's table."""
+    """Measure the speed targets in one run (~5 min: each CPU case paired with torch) and
+    print the README's table."""
     install(session, "bench")
     session.run("python", "-m", "benchmarks", "targets", *session.posargs)
