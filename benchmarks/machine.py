@@ -139,18 +139,21 @@ def same_machine(a: dict, b: dict) -> bool:
 
 
 def cpu_ticks() -> tuple[int, int] | None:
-    """(steal, all) of this machine's CPU time so far, in clock ticks (/proc/stat's first
-    line), or None where the kernel does not say (not Linux)."""
+    """(steal, wanted) of this machine's CPU time so far, in clock ticks (/proc/stat's first
+    line): wanted is the time spent running or stolen, idle left out (the hypervisor takes
+    time only from a vCPU that wants to run, so a case using one of two CPUs would read
+    half its loss), or None where the kernel does not say (not Linux)."""
     fields = _read("/proc/stat").split("\n", 1)[0].split()
     if len(fields) < 9 or fields[0] != "cpu":
         return None
-    ticks = [int(f) for f in fields[1:]]
-    return ticks[7], sum(ticks[:8])  # user nice system idle iowait irq softirq steal
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    return steal, user + nice + system + irq + softirq + steal
 
 
 def stolen(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """The share of CPU time between two cpu_ticks() the hypervisor gave to other guests
-    (steal time), or None where unknown or too short to tell (under 20 ticks, ~0.1 s).
+    """The share of the CPU time wanted between two cpu_ticks() that the hypervisor gave to
+    other guests (steal time), or None where unknown or too little to tell (under 20
+    ticks, ~0.2 s of CPU).
 
     Why: on a shared VM, a case timed while the host runs other guests is slowed in a way
     no process on this machine shows: the load average stays low, and the rounds can even

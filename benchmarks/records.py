@@ -264,8 +264,8 @@ def now() -> str:
 
 def seconds_apart(a: dict, b: dict) -> float | None:
     """Seconds between two rows' starts (their ``started``), or None where either lacks it."""
-    try:
-        times = [datetime.fromisoformat(r["started"]) for r in (a, b)]
+    try:  # now()'s format; "+0000" is not ISO to Python 3.10's fromisoformat
+        times = [datetime.strptime(r["started"], "%Y-%m-%dT%H:%M:%S%z") for r in (a, b)]
         return abs((times[0] - times[1]).total_seconds())
     except (KeyError, TypeError, ValueError):
         return None

@@ -82,11 +82,22 @@ class Progress:
             peak = row.get("fraction_of_peak")
             tail = (f"  {row['median_s'] * 1e3:.3g} ms  {row['gflops']:.1f} GFLOP/s"
                     + (f"  {peak:.0%} of peak" if peak is not None else "")
-                    + (f"  ({row['reason'].split(':')[0]}: IQR {row['noise']:.0%} of median)"
-                       if row["reason"] else ""))
+                    + "".join(f"  ({note})" for note in _doubts_of(row)))
         else:
             tail = f"  {(row['reason'] or '').splitlines()[0][:110] if row['reason'] else ''}"
         return head + tail
+
+
+def _doubts_of(row: dict) -> list[str]:
+    """A timed row's warnings in brief: its spread's (the reason's first word, as
+    timer.noise_warning words it) and the hypervisor's steal."""
+    out = []
+    if (row.get("noise") or 0) > timer.NOISY:
+        out.append(f"{(row['reason'] or 'noisy').split(':')[0]}: IQR {row['noise']:.0%} of "
+                   "median")
+    if (row.get("steal") or 0) > machine.STEAL_NOISY:
+        out.append(f"stolen: {row['steal']:.0%} of the CPU")
+    return out
 
 
 def _clock(seconds: float) -> str:
@@ -153,17 +164,18 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
 
 def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
     """What the rows themselves say of the machine while they ran: a load average that rose
-    after the sweep started (the machine record has only the start's), and steal time."""
+    after the sweep started (the machine record has only the start's) beyond the sweep's
+    own threads (a 2-thread sweep alone brings it near 2), and steal time."""
     out, ok = [], [r for r in rows if r["status"] == "ok"]
     cpus = max((m.get("cpus_usable") or 1 for m in machines), default=1)
-    loads = [r["loadavg_1min"] for r in ok if r.get("loadavg_1min") is not None]
-    at_start = any(machine.busy_warning(m) for m in machines)
-    if loads and not at_start and machine.busy_warning({"loadavg_1min": max(loads),
-                                                        "cpus_usable": cpus}):
-        busy = sum(load > 0.5 * cpus for load in loads)
-        out.append(f"load average up to {max(loads):.1f} on {cpus} CPUs while {busy} of "
-                   f"{len(ok)} timed cases ran (loadavg_1min in their rows): other processes "
-                   "were running; those times are slower and noisier than this machine can do")
+    others = [r["loadavg_1min"] - (r.get("threads") or 0) for r in ok
+              if r.get("loadavg_1min") is not None]
+    busy = [load for load in others if load > 0.5 * cpus]
+    if busy and not any(machine.busy_warning(m) for m in machines):
+        out.append(f"load average up to {max(busy):.1f} on {cpus} CPUs beyond the sweep's own "
+                   f"threads while {len(busy)} of {len(ok)} timed cases ran (loadavg_1min in "
+                   "their rows): other processes were running; those times are slower and "
+                   "noisier than this machine can do")
     stolen = [r["steal"] for r in ok if (r.get("steal") or 0) > machine.STEAL_NOISY]
     if stolen:
         out.append(f"{len(stolen)} of {len(ok)} timed cases lost over "

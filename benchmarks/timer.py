@@ -109,11 +109,13 @@ def time_interleaved(fns: list[Callable[[], object]], device: str, budget: float
     so the ratio of neighbouring rounds cancels it (the gate's paired mode, in one process).
     The alternation is why it cancels: with A always first, a steady drift would favour A
     in every pair, and the median ratio would carry that bias (as the gate, an order effect
-    must never fall on one side only).
+    must never fall on one side only). The rounds end on an even count, each order as
+    often as the other: with one more of one order, the median is a ratio biased that way.
     """
     rounds = [[] for _ in fns]
     deadline = time.perf_counter() + budget
-    while len(rounds[-1]) < min_rounds or time.perf_counter() < deadline:
+    while (len(rounds[-1]) < min_rounds or time.perf_counter() < deadline
+           or len(rounds[-1]) % 2):
         order = list(zip(fns, iterations, rounds))
         for fn, calls, out in order if len(rounds[0]) % 2 == 0 else order[::-1]:
             out.extend(time_rounds(fn, device, 0.0, calls, min_rounds=1, max_rounds=1,

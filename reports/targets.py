@@ -340,8 +340,9 @@ def provenance(result_set: ResultSet) -> str:
             "excluded) where both have one, the wall-clock ratio beside it where it "
             f"differs. *: noisy, the IQR of either time the ratio divides was over "
             f"{NOISY:.0%} of its median or the hypervisor took over "
-            f"{machine.STEAL_NOISY:.0%} of the CPU while it was timed (steal), or a paired "
-            "ratio's 95% confidence interval was "
+            f"{machine.STEAL_NOISY:.0%} of the CPU while it was timed (steal; a paired ratio "
+            "is of neighbouring rounds that lost alike, and its interval says the rest), or "
+            "a paired ratio's 95% confidence interval was "
             f"wider than \u00b1{NOISY:.0%}. \u2020: noise unknown: device times whose spread "
             "these rows do not record (rows older than graph_noise, or a single replay "
             "round), or a paired ratio of under 6 rounds, too few for a 95% interval.")

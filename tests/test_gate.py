@@ -139,17 +139,25 @@ def test_against_a_baseline_a_moved_reference_makes_a_ratio_inconclusive():
     stored = {"cases": {case.key: {"call_s": list(noisy(12, 1.0, 0.01)),
                                    "ref_s": list(noisy(12, 1.0, 0.01, seed=1))}}}
 
-    def row(call_factor, ref_factor):
+    def row(call_factor, ref_factor, other_kind=""):
         head = Samples(call=list(noisy(12, call_factor, 0.01, seed=2)),
                        ref=list(noisy(12, ref_factor, 0.01, seed=3)))
-        return verdicts.baseline_rows([case], stored, {case.key: {"head": head}}, "head")[0]
+        return verdicts.baseline_rows([case], stored, {case.key: {"head": head}}, "head",
+                                      other_kind=other_kind)[0]
 
     assert row(1.15, 1.0).verdict == stats.SLOWER  # the code got slower
     moved = row(1.15 * 1.2, 1.2)  # torch +20%, fft +38%: its ratio +15%
     assert moved.verdict == stats.UNSURE and "torch itself is +" in moved.note
-    assert moved.drift == pytest.approx(1.2, rel=0.05)  # what the self-test reads
-    assert row(1.15, 1.0).drift is None
+    assert moved.drift == pytest.approx(1.2, rel=0.05)
+    assert moved.not_comparable == moved.note  # what the self-test reads
+    assert row(1.15, 1.0).drift is None and not row(1.15, 1.0).not_comparable
     assert row(1.2, 1.2).verdict == stats.UNCHANGED  # uniformly slower: the ratio holds
+    # A baseline of another kind of machine judges nothing (how far ratios move between
+    # kinds is not known): slower becomes inconclusive, saying why; unchanged stays.
+    other = row(1.5, 1.0, other_kind="cpu_flags [amx] there, [avx512f] here")
+    assert other.verdict == stats.UNSURE and other.not_comparable.startswith(
+        "not comparable: the baseline is of another kind of machine (cpu_flags [amx]")
+    assert row(1.0, 1.0, other_kind="x").verdict == stats.UNCHANGED
     assert row(1.5 * 1.2, 1.2).verdict == stats.SLOWER  # +50%: more than the machine moved
 
 
@@ -394,7 +402,8 @@ def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudg
     def rows(verdict, note="", drift=None):
         victim = GateCase(cli.SELF_TEST_VICTIM, "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
         other = GateCase("torch", "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
-        return [verdicts.Row(victim, verdict, note=note, drift=drift),
+        return [verdicts.Row(victim, verdict, note=note, drift=drift,
+                             not_comparable=note if drift else ""),
                 verdicts.Row(other, stats.UNCHANGED)]
 
     drifted = rows(stats.UNSURE, "not comparable: torch itself is +28% on this shape", 1.28)

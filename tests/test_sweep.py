@@ -46,23 +46,27 @@ def test_rounds_stop_at_the_budget_but_not_before_the_minimum():
     assert len(grouped) == 1
 
 
-def test_interleaved_rounds_take_turns_and_their_ratio_cancels_a_shared_drift():
+def _drifting_rounds(monkeypatch, min_rounds, step=1.0):
+    """time_interleaved over a: 1 unit a call, b: 3, on a machine that slows by ``step``
+    units at every call; (the calls in order, a's rounds, b's rounds)."""
     calls, drift = [], iter(range(1, 10_000))
     clock = {"now": 0.0}
 
-    def fake(name, cost):  # the machine slows down by one unit at every round
+    def fake(name, cost):
         def call():
             calls.append(name)
-            clock["now"] += cost * next(drift)
+            clock["now"] += cost * (1 + step * (next(drift) - 1))
         return call
 
-    perf_counter = timer.time.perf_counter
-    timer.time.perf_counter = lambda: clock["now"]
-    try:
-        mine, theirs = timer.time_interleaved([fake("a", 1.0), fake("b", 3.0)], "cpu",
-                                              budget=0.0, iterations=[1, 2], min_rounds=4)
-    finally:
-        timer.time.perf_counter = perf_counter
+    monkeypatch.setattr(timer.time, "perf_counter", lambda: clock["now"])
+    mine, theirs = timer.time_interleaved([fake("a", 1.0), fake("b", 3.0)], "cpu",
+                                          budget=0.0, iterations=[1, 2], min_rounds=min_rounds)
+    monkeypatch.undo()
+    return calls, mine, theirs
+
+
+def test_interleaved_rounds_take_turns_and_their_ratio_cancels_a_shared_drift(monkeypatch):
+    calls, mine, theirs = _drifting_rounds(monkeypatch, 4)
     assert calls == ["a", "b", "b", "b", "b", "a"] * 2 and len(mine) == len(theirs) == 4
     ratio, interval = timer.paired_ratio(mine, 1, theirs, 2)
     # Each call costs more than the last (a slowing machine): a's rounds grow from 1 to 12
@@ -71,6 +75,12 @@ def test_interleaved_rounds_take_turns_and_their_ratio_cancels_a_shared_drift():
     # first it read 3.9: every pair had favoured a.)
     assert ratio == pytest.approx(3.0, rel=0.05) and interval is None  # 4 rounds: < 95%
     assert timer.paired_ratio([1.0] * 9, 1, [2.0] * 9, 1) == (2.0, [2.0, 2.0])
+    # An odd count would leave one order once more often, and the median on its side (5
+    # rounds read 3.3): the rounds end on an even count, each order as often.
+    for asked, got in ((3, 4), (5, 6), (7, 8)):
+        _, mine, theirs = _drifting_rounds(monkeypatch, asked, step=0.05)
+        assert len(mine) == len(theirs) == got
+        assert timer.paired_ratio(mine, 1, theirs, 2)[0] == pytest.approx(3.0, rel=0.01)
 
 
 def test_a_paired_ratio_s_interval_is_the_median_s_order_statistics():
@@ -289,25 +299,33 @@ def test_the_summary_doubts_rows_that_ran_on_a_busy_or_starved_machine():
     the hypervisor took the CPU (rounds then can be slow and steady, 32.0 +- 0.1 ms)."""
     def row(load, steal):
         return {"backend": "torch", "status": "ok", "reason": "", "noise": 0.01,
-                "loadavg_1min": load, "steal": steal}
+                "loadavg_1min": load, "steal": steal, "threads": 2}
 
     calm = {"loadavg_1min": 0.2, "cpus_usable": 2}
-    rows = [row(0.3, 0.0), row(3.3, 0.02), row(2.5, 0.4)]
+    # 2.5 is the sweep's own 2 threads and 0.5 more: not busy; 3.3 is 1.3 more.
+    rows = [row(0.3, 0.0), row(3.3, 0.02), row(2.5, 0.4), row(3.6, 0.0)]
     load, steal = sweep_report.doubts(rows, [calm])
-    assert load.startswith("load average up to 3.3 on 2 CPUs while 2 of 3 timed cases ran")
-    assert steal.startswith("1 of 3 timed cases lost over 10% of the CPU (up to 40%)")
-    assert sweep_report.doubts([row(0.3, 0.05), row(None, None)], [calm]) == []
+    assert load.startswith("load average up to 1.6 on 2 CPUs beyond the sweep's own threads "
+                           "while 2 of 4 timed cases ran")
+    assert steal.startswith("1 of 4 timed cases lost over 10% of the CPU (up to 40%)")
+    assert sweep_report.doubts([row(2.0, 0.05), row(None, None)], [calm]) == []
     # Busy from the start: said once, by the machine record's warning.
     (busy, _) = sweep_report.doubts(rows, [{**calm, "loadavg_1min": 1.8}])
     assert busy.startswith("load average 1.8 on 2 CPUs")
 
 
-def test_steal_time_is_read_from_proc_stat_and_marks_a_row():
+def test_steal_time_is_read_from_proc_stat(monkeypatch):
     ticks = machine.cpu_ticks()
     if ticks is None:
         pytest.skip("no /proc/stat here")
     assert 0 <= ticks[0] <= ticks[1]
     assert machine.stolen((10, 1000), (40, 1100)) == pytest.approx(0.3)
+    # Idle time is left out: one busy CPU of two that lost a fifth reads a fifth, not 10%.
+    proc = "cpu  {} 0 0 {} 0 0 0 {} 0 0\n"
+    monkeypatch.setattr(machine, "_read", lambda path: proc.format(80, 100, 20))
+    before = machine.cpu_ticks()
+    monkeypatch.setattr(machine, "_read", lambda path: proc.format(160, 200, 40))
+    assert machine.stolen(before, machine.cpu_ticks()) == pytest.approx(0.2)
     assert machine.stolen((10, 1000), (10, 1010)) is None  # 10 ticks: too short to tell
     assert machine.stolen(None, ticks) is None
     assert machine.steal_warning(0.05) == "" and machine.steal_warning(None) == ""

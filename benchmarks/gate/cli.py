@@ -164,12 +164,13 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
             other = store.other_kind(store.machine_of(data), _machine(opts.device))
             if other:  # ratios carry across machines of one kind only
                 console.print(f"[yellow]warning: the baseline was recorded on another kind "
-                              f"of machine ({other}): a verdict may be the machine's, not "
-                              f"the code's; record one here (--record)[/yellow]")
+                              f"of machine ({other}): its ratios need not hold here, so no "
+                              f"slower or faster verdict stands; record one here (--record "
+                              f"DIR)[/yellow]")
             workers = [_worker(stack, "head", repo, opts)]
             known = frozenset(key.split("|")[0] for key in data["cases"])
             results = run_rounds(cases, workers, budget, known=known)
-            rows = verdicts.baseline_rows(cases, data, results, "head", opts.confidence)
+            rows = verdicts.baseline_rows(cases, data, results, "head", opts.confidence, other)
             title = f"working tree vs baseline {opts.baseline} ({data.get('commit', '?')[:10]})"
         else:
             base_tree, base_name = repo, "the working tree itself"
@@ -291,8 +292,9 @@ def self_test(opts: Options) -> int:
     in this run (the stored-baseline path, in today's machine state).
 
     With ``--baseline FILE`` also against FILE, where the slowdown must fail unless the gate
-    finds the machine in another state than FILE's (torch itself moved on that shape, so
-    the gate rightly calls the comparison inconclusive): that is said, not counted wrong.
+    finds the machine in another state than FILE's (torch itself moved on that shape), or
+    of another kind, so that it rightly calls the comparison inconclusive: that is said,
+    not counted wrong.
     A stored file's samples are from another day; a self-test that failed whenever the
     host's state changed would fail CI on the machine, not on the gate."""
     victim = f"{SELF_TEST_VICTIM}={SELF_TEST_FACTOR}"
@@ -320,7 +322,7 @@ def _self_check(name: str, rows, should_fail: bool, drift_allowed: bool) -> bool
     passed = flagged == ({SELF_TEST_VICTIM} if should_fail else set())
     victim = next((r for r in rows if r.case.backend == SELF_TEST_VICTIM), None)
     if (not passed and drift_allowed and not flagged and victim is not None
-            and victim.drift is not None):
+            and victim.not_comparable):
         console.print(f"self-test: {name}: cannot judge ({victim.note})")
         return True
     console.print(f"self-test: {name}: {'ok' if passed else 'WRONG'} "

@@ -36,6 +36,9 @@ class Row:
     #: torch's own change on this shape since a stored baseline, where it made a verdict
     #: inconclusive ("not comparable": the machine is in another state).
     drift: float | None = None
+    #: Why a stored baseline could not judge this row (torch's drift, or a baseline of
+    #: another kind of machine), where that turned a verdict inconclusive; "" otherwise.
+    not_comparable: str = ""
 
 
 def _median(values) -> float | None:
@@ -82,8 +85,11 @@ def paired_rows(cases, results, base: str, head: str, statistic: str = "time",
 
 
 def baseline_rows(cases, baseline: dict, results, head: str,
-                  confidence: float = stats.CONFIDENCE) -> list[Row]:
-    """Rows comparing ``head``'s ratios to torch with a stored baseline's."""
+                  confidence: float = stats.CONFIDENCE, other_kind: str = "") -> list[Row]:
+    """Rows comparing ``head``'s ratios to torch with a stored baseline's. ``other_kind``:
+    how the baseline's machine is of another kind than this one (baseline.other_kind);
+    then no slower or faster verdict stands: how far ratios move between kinds is not
+    known (between two hosts of this VM, up to 35%), so it is no regression to fail on."""
     rows = []
     for case in cases:
         stored = baseline["cases"].get(case.key)
@@ -100,10 +106,16 @@ def baseline_rows(cases, baseline: dict, results, head: str,
             if (drift and row.verdict in (stats.SLOWER, stats.FASTER)
                     and abs(math.log(change.factor)) <= DRIFT_REACH * abs(math.log(drift))):
                 row.verdict, row.drift = stats.UNSURE, drift
-                row.note = (f"not comparable: torch itself is {drift - 1:+.0%} on this shape "
-                            f"since the baseline, and the ratio's {change.factor - 1:+.0%} is "
-                            f"within {DRIFT_REACH:g}x that (the machine is in another state); "
-                            "rerun, or re-record the baseline here")
+                row.note = row.not_comparable = (
+                    f"not comparable: torch itself is {drift - 1:+.0%} on this shape since "
+                    f"the baseline, and the ratio's {change.factor - 1:+.0%} is within "
+                    f"{DRIFT_REACH:g}x that (the machine is in another state); rerun, or "
+                    "re-record the baseline here")
+            if other_kind and row.verdict in (stats.SLOWER, stats.FASTER):
+                row.verdict = stats.UNSURE
+                row.note = row.not_comparable = (
+                    f"not comparable: the baseline is of another kind of machine "
+                    f"({other_kind}); record one here (--record DIR)")
         rows.append(row)
     return rows
 
