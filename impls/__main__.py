@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from impls import isolated
-from impls.backward import DIRECTIONS, BackwardResult
+from impls.backward import DIRECTIONS, result_from_dict
 from impls.cases import CASES, CASES_BY_ID
-from impls.checker import BAD, SKIPPED, CaseResult, summarize
+from impls.checker import BAD, SKIPPED, summarize
 from impls.cli_types import positive_or_inf_seconds
 from impls.display import plain, print_table, say, status
 from impls.fill import MODES
@@ -166,7 +165,7 @@ def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
     items = _items(args, cases, module, dtypes)
     with status(f"checking {entry.name}") as line:
         def progress(result: dict):
-            seen.append(_case_result(result))
+            seen.append(result_from_dict(result))
             if line is not None and len(seen) < len(items):
                 _, direction, dtype, case, mode = items[len(seen)][:5]
                 line.update(plain(f"checking {entry.name}: {case} {direction} {mode} "
@@ -198,15 +197,6 @@ def _items(args, cases, module, dtypes) -> list[list]:
         items += [[given, "module", dtype, f"{mc.id}/{pm}", "exact", *tail]
                   for mc, pm in module for dtype in names]
     return items
-
-
-def _case_result(result: dict) -> CaseResult:
-    """A checker result back from its JSON form (an item's row may lack a few fields): a
-    gradient's as a BackwardResult, whose repro and JSON keep its direction."""
-    kind = BackwardResult if result.get("direction") in DIRECTIONS else CaseResult
-    known = {f.name for f in fields(kind)}
-    kept = {k: v for k, v in result.items() if k in known and v is not None}
-    return kind(**{**kept, "where": tuple(kept.get("where", ()))})
 
 
 def _print_json(entry, results, interrupted: bool = False) -> None:

@@ -26,7 +26,7 @@ impls.reference.reference_conv2d_backward, NumPy from the definition).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -67,6 +67,15 @@ class BackwardResult(CaseResult):
         return f"{super().repro()} --direction {self.direction}"
 
 
+def result_from_dict(result: dict) -> CaseResult:
+    """A checker result back from its JSON form (an item's row may lack a few fields): a
+    gradient's as a BackwardResult, whose repro and JSON keep its direction."""
+    kind = BackwardResult if result.get("direction") in DIRECTIONS else CaseResult
+    known = {f.name for f in fields(kind)}
+    kept = {k: v for k, v in result.items() if k in known and v is not None}
+    return kind(**{**kept, "where": tuple(kept.get("where", ()))})
+
+
 def check_backward(backend: str | Backend, case: Case, direction: str = "backward-data",
                    mode: str = "exact", dtype: torch.dtype = torch.float32,
                    device: str = "cpu", seed: int = 0, tf32: bool = False) -> CaseResult:
@@ -77,7 +86,7 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
         raise ValueError(f"unknown fill mode {mode!r}; modes: {', '.join(MODES)}")
     entry = get_backend(backend)
     result = BackwardResult(entry.name, case.id, mode, str(dtype).removeprefix("torch."),
-                            device, seed, SKIPPED, case.tags(),
+                            device, seed, SKIPPED, case.tags(), tf32=tf32,
                             direction=direction)
     try:
         result.descriptor = descriptor(case)

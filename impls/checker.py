@@ -50,6 +50,7 @@ class CaseResult:
     bound: float = 0.0  # the bound at ``where``
     where: tuple[int, ...] = ()
     descriptor: str = ""
+    tf32: bool = False  # float32 compared with TF32 allowed (impls check --tf32)
 
     @property
     def ok(self) -> bool:
@@ -59,7 +60,7 @@ class CaseResult:
         """The one line that reruns this comparison, and what went wrong."""
         command = (f"python -m impls check --backend {self.backend} --case {self.case} "
                    f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
-                   f"--seed {self.seed}")
+                   f"--seed {self.seed}" + (" --tf32" if self.tf32 else ""))
         return f"{self.status.upper()} {self.descriptor} {self.detail()}\n  repro: {command}"
 
     def detail(self) -> str:
@@ -169,7 +170,7 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
     """Compare one backend with the reference on one case."""
     entry = get_backend(backend)
     result = CaseResult(entry.name, case.id, mode, _dtype_name(dtype), device, seed, SKIPPED,
-                        features=case.tags())
+                        features=case.tags(), tf32=tf32)
     try:
         result.descriptor = descriptor(case)
     except Exception as exc:  # a descriptor that cannot be printed must not hide a result
@@ -211,18 +212,36 @@ def check_case(backend: str | Backend, case: Case, mode: str = "exact",
 
 
 def error_reason(exc: BaseException) -> str:
-    """An ERROR row's reason: the exception, and the deepest line of Python outside torch
-    that it passed through (the backend's own line, mostly: "view size is not
-    compatible..." alone does not say which of a backend's views it was)."""
-    import os
+    """An ERROR row's reason: the exception, and the deepest line it passed through in the
+    backend's code (not torch's, numpy's, triton's, the standard library's or this
+    harness's): "view size is not compatible..." alone does not say which of a backend's
+    views it was."""
     import traceback
 
-    torch_dir = os.path.dirname(torch.__file__) + os.sep
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(torch_dir)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _backend_code(f.filename)]
     where = (f" (at {frames[-1].filename}:{frames[-1].lineno}, in {frames[-1].name})"
              if frames else "")
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _backend_code(filename: str) -> bool:
+    """Whether a traceback's file may be a backend's: not in a library it calls into, the
+    standard library (an installed backend's site-packages is kept), or impls' own
+    modules (impls/builtin/ holds backends, and is kept)."""
+    import os
+    import sys
+    import sysconfig
+
+    libraries = tuple(os.path.dirname(sys.modules[m].__file__) + os.sep
+                      for m in ("torch", "numpy", "triton", "scipy")
+                      if getattr(sys.modules.get(m), "__file__", None))
+    paths = sysconfig.get_paths()
+    if filename.startswith(libraries):
+        return False
+    if filename.startswith((paths["purelib"] + os.sep, paths["platlib"] + os.sep)):
+        return True
+    return (not filename.startswith(paths["stdlib"] + os.sep)
+            and os.path.dirname(filename) != os.path.dirname(__file__))
 
 
 def type_mismatch(out: torch.Tensor, dtype: torch.dtype, device: str) -> str:

@@ -263,13 +263,10 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
 
 
 def repro(result: dict) -> str:
-    """The command that reruns one comparison of impls check's JSON (CaseResult.repro's)."""
-    command = " ".join(f"--{k} {result[k]}" for k in ("case", "mode", "dtype", "device", "seed")
-                       if result.get(k) not in (None, ""))
-    direction = result.get("direction") or "forward"
-    return (f"python -m impls check --backend {result['backend']} {command}"
-            + (f" --direction {direction}" if direction != "forward" else "")
-            + (" --tf32" if result.get("tf32") else ""))
+    """The command that reruns one comparison of impls check's JSON: its CaseResult's."""
+    from impls.backward import result_from_dict
+
+    return result_from_dict(result).repro().split("repro: ", 1)[1]
 
 
 def verdict_text(name: str, v: dict) -> str:

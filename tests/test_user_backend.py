@@ -198,6 +198,21 @@ def test_an_error_row_names_the_backend_s_line_that_raised(user_module):
     assert result.reason.endswith(f"(at {sys.modules[name].__file__}:5, in conv)")
 
 
+def test_a_tf32_comparison_s_repro_reruns_it_with_tf32(user_module):
+    """Without --tf32 a TF32 failure's repro reran strict float32, which may pass."""
+    from impls.backward import check_backward, result_from_dict
+    from reports.correctness import repro
+
+    name = user_module("cb_viewer2", VIEWER)
+    forward = check_case(f"{name}:conv", CASES_BY_ID["basic-3x3-pad1"], "exact", tf32=True)
+    assert forward.repro().endswith("--seed 0 --tf32")
+    back = check_backward(f"{name}:conv", CASES_BY_ID["basic-3x3-pad1"], tf32=True)
+    assert back.repro().endswith("--tf32 --direction backward-data")
+    # The report reruns a failure with the checker's own command, read back from JSON.
+    assert repro(back.to_dict()) == back.repro().split("repro: ")[1]
+    assert result_from_dict(forward.to_dict()) == forward
+
+
 # -- what cannot load is unavailable, with the reason --------------------------------------
 
 BROKEN = """

@@ -4,7 +4,7 @@
                                tree, both measured now, interleaved
     gate --baseline FILE|DIR   the working tree against stored samples (CI: no BASE to
                                build); in a directory, the file of this kind of machine
-    gate --save FILE           also store the working tree's samples as a baseline
+    gate --save FILE|DIR       also store the working tree's samples as a baseline
     gate --record FILE|DIR     only measure the working tree and store it as a baseline
                                (in a directory: a file named for this kind of machine)
     gate --self-test           the gate must pass unchanged code and fail a 1.5x slowdown,
@@ -71,7 +71,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--baseline", type=Path, metavar="FILE|DIR",
                    help="compare with this stored baseline instead (a directory: the one "
                         "recorded on this kind of machine)")
-    p.add_argument("--save", type=Path, help="store the working tree's samples here")
+    p.add_argument("--save", type=Path, metavar="FILE|DIR",
+                   help="store the working tree's samples here (a directory: a file named "
+                        "for this kind of machine)")
     p.add_argument("--record", type=Path, metavar="FILE|DIR",
                    help="measure the working tree alone and store it here (no comparison; "
                         "a directory: a file named for this kind of machine)")
@@ -107,6 +109,8 @@ def main(args: argparse.Namespace) -> int:
         _check_names(opts)
         if opts.baseline:
             opts.baseline = _pick_baseline(opts)
+        if opts.save:  # a directory, as for --record: this machine kind's file in it
+            opts.save = _record_path(opts.save, opts.device)
         if args.self_test:
             return self_test(opts)
         if args.record:
