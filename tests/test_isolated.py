@@ -9,7 +9,8 @@ import time
 import pytest
 
 from impls import isolated
-from impls.__main__ import _case_result, main
+from impls.__main__ import main
+from impls.backward import result_from_dict
 
 
 def test_lines_already_in_the_pipe_are_read_without_waiting():
@@ -41,15 +42,16 @@ def test_the_child_s_start_is_not_charged_to_a_comparison_s_timeout(capsys):
 
 
 def test_a_gradient_result_keeps_its_direction_through_the_child():
-    result = _case_result({"backend": "b", "case": "valid-3x3", "mode": "exact",
-                           "dtype": "float32", "device": "cpu", "seed": 0, "status": "failed",
-                           "direction": "backward-weights", "tf32": False, "where": [0, 1]})
+    result = result_from_dict({"backend": "b", "case": "valid-3x3", "mode": "exact",
+                               "dtype": "float32", "device": "cpu", "seed": 0,
+                               "status": "failed", "direction": "backward-weights",
+                               "tf32": False, "where": [0, 1]})
     assert result.direction == "backward-weights" and result.where == (0, 1)
     assert result.repro().endswith("--direction backward-weights")
     assert result.to_dict()["direction"] == "backward-weights"
-    forward = _case_result({"backend": "b", "case": "valid-3x3", "mode": "exact",
-                            "dtype": "float32", "device": "cpu", "seed": 0,
-                            "status": "passed", "direction": "forward"})
+    forward = result_from_dict({"backend": "b", "case": "valid-3x3", "mode": "exact",
+                                "dtype": "float32", "device": "cpu", "seed": 0,
+                                "status": "passed", "direction": "forward"})
     assert "--direction" not in forward.repro()
 
 
