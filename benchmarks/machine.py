@@ -181,11 +181,15 @@ def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def busy_warning(info: dict) -> str:
-    """A warning when the load average says the CPU was shared while measuring."""
+def busy_warning(info: dict, own_threads: int = 0) -> str:
+    """A warning when the load average says the CPU was shared while measuring. Read while
+    a measurement runs (the gate's end), its ``own_threads`` are part of the load: only
+    what lies beyond them is other processes'."""
     load, cpus = info.get("loadavg_1min"), info.get("cpus_usable") or 1
-    if load is not None and load > 0.5 * cpus:
-        return (f"load average {load:.1f} on {cpus} CPUs: other processes are running; "
+    if load is not None and load - own_threads > 0.5 * cpus:
+        own = f", {load - own_threads:.1f} beyond its own {own_threads} threads" if (
+            own_threads) else ""
+        return (f"load average {load:.1f} on {cpus} CPUs{own}: other processes are running; "
                 "times will be slower and noisier than this machine can do")
     return ""
 

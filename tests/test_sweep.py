@@ -314,6 +314,16 @@ def test_the_summary_doubts_rows_that_ran_on_a_busy_or_starved_machine():
     assert busy.startswith("load average 1.8 on 2 CPUs")
 
 
+def test_a_load_read_mid_measurement_is_judged_beyond_its_own_threads():
+    """The gate reads the load average at its end, its 2 workers' threads still in it: a
+    load of 2.3 on 2 CPUs is 0.3 of other processes, no warning; 3.3 is."""
+    info = {"loadavg_1min": 2.3, "cpus_usable": 2}
+    assert machine.busy_warning(info).startswith("load average 2.3 on 2 CPUs: other")
+    assert machine.busy_warning(info, own_threads=2) == ""
+    assert machine.busy_warning({**info, "loadavg_1min": 3.3}, own_threads=2).startswith(
+        "load average 3.3 on 2 CPUs, 1.3 beyond its own 2 threads: other processes")
+
+
 def test_steal_time_is_read_from_proc_stat(monkeypatch):
     ticks = machine.cpu_ticks()
     if ticks is None:

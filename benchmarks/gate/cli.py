@@ -271,7 +271,8 @@ def _publish(rows, title: str, opts: Options) -> None:
         console.print("[yellow]warning: nothing was judged: every interval straddles its "
                       "band (a busy machine, or too short a --budget); a pass here proves "
                       "little[/yellow]")
-    busy = busy_warning(_machine(opts.device))
+    here = _machine(opts.device)  # read at the end: the workers' own threads are in it
+    busy = busy_warning(here, own_threads=here["torch_threads"])
     if busy:
         console.print(f"[yellow]warning: {busy}[/yellow]")
     if opts.markdown:
