@@ -168,9 +168,8 @@ def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
     own threads (a 2-thread sweep alone brings it near 2), and steal time."""
     out, ok = [], [r for r in rows if r["status"] == "ok"]
     cpus = max((m.get("cpus_usable") or 1 for m in machines), default=1)
-    others = [r["loadavg_1min"] - (r.get("threads") or 0) for r in ok
-              if r.get("loadavg_1min") is not None]
-    busy = [load for load in others if load > 0.5 * cpus]
+    busy = [r["loadavg_1min"] - (r.get("threads") or 0) for r in ok
+            if machine.busy_warning({**r, "cpus_usable": cpus}, own_threads=r.get("threads") or 0)]
     if busy and not any(machine.busy_warning(m) for m in machines):
         out.append(f"load average up to {max(busy):.1f} on {cpus} CPUs beyond the sweep's own "
                    f"threads while {len(busy)} of {len(ok)} timed cases ran (loadavg_1min in "

@@ -63,8 +63,8 @@ class BackwardResult(CaseResult):
 
     direction: str = "backward-data"
 
-    def repro(self) -> str:
-        return f"{super().repro()} --direction {self.direction}"
+    def command(self) -> str:
+        return f"{super().command()} --direction {self.direction}"
 
 
 def result_from_dict(result: dict) -> CaseResult:

@@ -56,12 +56,15 @@ class CaseResult:
     def ok(self) -> bool:
         return self.status not in BAD
 
+    def command(self) -> str:
+        """The command that reruns this comparison."""
+        return (f"python -m impls check --backend {self.backend} --case {self.case} "
+                f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
+                f"--seed {self.seed}" + (" --tf32" if self.tf32 else ""))
+
     def repro(self) -> str:
-        """The one line that reruns this comparison, and what went wrong."""
-        command = (f"python -m impls check --backend {self.backend} --case {self.case} "
-                   f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
-                   f"--seed {self.seed}" + (" --tf32" if self.tf32 else ""))
-        return f"{self.status.upper()} {self.descriptor} {self.detail()}\n  repro: {command}"
+        """What went wrong, and the command that reruns this comparison."""
+        return f"{self.status.upper()} {self.descriptor} {self.detail()}\n  repro: {self.command()}"
 
     def detail(self) -> str:
         """What went wrong: the reason, or the worst error against its bound (and the

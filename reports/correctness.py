@@ -266,7 +266,7 @@ def repro(result: dict) -> str:
     """The command that reruns one comparison of impls check's JSON: its CaseResult's."""
     from impls.backward import result_from_dict
 
-    return result_from_dict(result).repro().split("repro: ", 1)[1]
+    return result_from_dict(result).command()
 
 
 def verdict_text(name: str, v: dict) -> str:

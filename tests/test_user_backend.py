@@ -209,7 +209,8 @@ def test_a_tf32_comparison_s_repro_reruns_it_with_tf32(user_module):
     back = check_backward(f"{name}:conv", CASES_BY_ID["basic-3x3-pad1"], tf32=True)
     assert back.repro().endswith("--tf32 --direction backward-data")
     # The report reruns a failure with the checker's own command, read back from JSON.
-    assert repro(back.to_dict()) == back.repro().split("repro: ")[1]
+    assert back.repro().endswith(f"repro: {back.command()}")
+    assert repro(back.to_dict()) == back.command()
     assert result_from_dict(forward.to_dict()) == forward
 
 
