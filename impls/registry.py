@@ -11,6 +11,7 @@ or through the ``convbench.backends`` entry-point group; neither needs a file of
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import threading
@@ -374,9 +375,10 @@ def get_backend(name: str | Backend) -> Backend:
     if name in _REGISTRY:
         return _REGISTRY[name]
     known = ", ".join(sorted(_REGISTRY))
+    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
     raise ValueError(
-        f"unknown backend {name!r}; known backends: {known} "
-        "(or name a callable as 'package.module:function')"
+        f"unknown backend {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        + f"; known backends: {known} (or name a callable as 'package.module:function')"
     )
 
 

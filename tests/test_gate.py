@@ -223,6 +223,25 @@ def test_record_into_a_directory_names_the_file_for_this_machine(tmp_path):
     assert cli._record_path(tmp_path, "cpu") == tmp_path / baseline.kind_name(
         cli._machine("cpu"))
     assert cli._record_path(tmp_path / "b.json", "cpu") == tmp_path / "b.json"
+    fresh = tmp_path / "new" / "baselines"  # not there yet: made, and the kind's file in it
+    assert cli._record_path(fresh, "cpu").parent == fresh and fresh.is_dir()
+
+
+def test_a_baseline_directory_sorts_by_time_and_passes_over_a_broken_file(tmp_path):
+    """The newest by the clock, not by the text of ``created`` (a file recorded in UTC-08
+    at 20:00 is newer than one at 02:00 UTC the next day by its text); and one unreadable
+    file does not stop the gate, it is named in the reason."""
+    _stored(tmp_path, "a.json", "2026-11-26T02:00:00+0000")
+    later = _stored(tmp_path, "b.json", "2026-11-25T20:00:00-0800")  # 04:00 UTC
+    (tmp_path / "broken.json").write_text("{")
+    here = {"device": "cpu", "cpu": "Xeon", "cpu_flags": ["avx2", "avx512f"],
+            "torch_threads": 2, "torch": "2.13.0+cpu"}
+    path, why = baseline.pick(tmp_path, here)
+    assert path == later and "passed over" in why and "broken.json" in why
+    for f in ("a.json", "b.json"):
+        (tmp_path / f).unlink()
+    with pytest.raises(ValueError, match="no baseline.*broken.json"):
+        baseline.pick(tmp_path, here)
 
 
 def test_kind_name():

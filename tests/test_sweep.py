@@ -649,7 +649,8 @@ def test_a_paired_sweep_alternates_each_case_with_its_partner_and_says_why_not(t
     (row,) = records.ResultsFile(tmp_path / "out.jsonl").rows()
     assert row["rounds"] >= 6 and row["iterations"] == 1 and row["paired_ci"] is not None
     run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "toarch")
-    assert run.returncode == 2 and "--paired-with: unknown backend 'toarch'" in run.stderr
+    assert run.returncode == 2 and \
+        "--paired-with: unknown backend 'toarch' (did you mean 'torch'?)" in run.stderr
     run = _sweep(tmp_path, "--backend", "unfold", "--paired-with", "sweep_backends:nope")
     assert run.returncode == 2 and "error: --paired-with: backend 'sweep_backends:nope'" \
         in run.stderr

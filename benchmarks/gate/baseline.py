@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 
 from benchmarks.gate.measure import Samples
@@ -94,18 +95,39 @@ def kind_name(machine: dict) -> str:
 def pick(path: Path, here: dict) -> tuple[Path, str]:
     """The baseline to compare with, and why it: ``path`` itself when it is a file; in a
     directory, the newest recorded on this kind of machine, else the newest of all (the
-    caller warns that its machine is of another kind)."""
+    caller warns that its machine is of another kind). A file there that is not a readable
+    baseline is passed over, and named in the reason, rather than stopping the gate."""
     path = Path(path)
     if not path.is_dir():
         return path, ""
     files = sorted(path.glob("*.json"))
-    if not files:
-        raise ValueError(f"--baseline {path}: no baseline (*.json) in this directory; "
-                         f"record one with `nox -s gate -- --record {path}`")
-    stored = sorted(((load(f), f) for f in files), key=lambda df: df[0].get("created", ""),
-                    reverse=True)
+    stored, unreadable = [], []
+    for f in files:
+        try:
+            stored.append((load(f), f))
+        except ValueError as exc:
+            unreadable.append(str(exc).removeprefix("--baseline "))
+    if not stored:
+        raise ValueError(f"--baseline {path}: no baseline (*.json) in this directory"
+                         + "".join(f"; {why}" for why in unreadable)
+                         + f"; record one with `nox -s gate -- --record {path}`")
+    stored.sort(key=lambda df: created(df[0]), reverse=True)
     same = [f for data, f in stored if not other_kind(machine_of(data), here)]
+    passed_over = "".join(f"; passed over {why}" for why in unreadable)
     if same:
-        return same[0], "recorded on this kind of machine"
-    return stored[0][1], (f"none of {len(files)} in {path} was recorded on this kind of "
-                          "machine: the newest")
+        return same[0], "recorded on this kind of machine" + passed_over
+    return stored[0][1], (f"none of {len(stored)} in {path} was recorded on this kind of "
+                          "machine: the newest" + passed_over)
+
+
+def created(data: dict) -> float:
+    """When a baseline was recorded, in seconds since the epoch (0 when it does not say):
+    its ``created`` carries the recording machine's UTC offset, so two files' texts do not
+    sort in time order when their machines' time zones differ."""
+    text = str(data.get("created", ""))
+    for form in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, form).timestamp()
+        except ValueError:
+            continue
+    return 0.0

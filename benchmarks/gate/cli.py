@@ -144,8 +144,13 @@ def _pick_baseline(opts: Options) -> Path:
 
 
 def _record_path(path: Path, device: str) -> Path:
-    """Where --record writes: the file given, or in a directory this machine kind's file."""
-    return path / store.kind_name(_machine(device)) if path.is_dir() else path
+    """Where --record writes: the file given (NAME.json), or in a directory this machine
+    kind's file; a directory that does not exist yet is made, so that `--record baselines`
+    on a fresh checkout does not write a file named "baselines"."""
+    if not path.is_dir() and (path.suffix == ".json" or path.exists()):
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    return path / store.kind_name(_machine(device))
 
 
 def _band(text: str) -> tuple[str, float]:
