@@ -33,12 +33,15 @@ only make halves and quarters) but is not declared exact. Allowing 2x the worst 
 (c, c' = 8, 7 for F2 and 60, 70 for F4), the case table passes in both modes and dtypes
 (worst error/bound 0.30), as do the gradients through autograd.
 
-Speed against F.conv2d (oneDNN) on ResNet-50's 3x3 layers at batch 8, 2-core Xeon (a
-shared machine under load, so ranges), with the kernel transform kept: 1.0-1.2x on 14x14
-and 7x7; on 28x28 F2 0.7-0.9x, F4 0.8-1.2x; 0.5-0.75x on 64@56x56, where the transforms (~6
-passes over (m+2)^2/m^2 times the data) alone cost about what oneDNN takes for the whole
-convolution. Recomputing the kernel transform every call (36*K*C values for F4, 38 MB at
-512 channels) had cost the deep layers up to half their speed (F4 on 512@7x7: 0.4x).
+Speed against F.conv2d (oneDNN) on ResNet-50's 3x3 layers at batch 8, 2-core Xeon, with
+the kernel transform kept, paired rounds (`python -m benchmarks targets`, 2026-11-26): F4
+1.36x on 128@28x28, 1.18x on 256@14x14, 1.15x on 512@7x7, F2 about 1.0x there; 0.77x (F4)
+and 0.63x (F2) on 64@56x56, where the transforms (~6 passes over (m+2)^2/m^2 times the
+data) alone cost about what oneDNN takes for the whole convolution. Two choices made the
+deep layers: chunks of ~8 MB rather than 4 (F4 on 256@14x14 ran 4 images a chunk, now 8:
+larger GEMMs), and the GEMMs' orientation (_kernels_as_rows). Recomputing the kernel
+transform every call (36*K*C values for F4, 38 MB at 512 channels) had cost the deep layers
+up to half their speed (F4 on 512@7x7: 0.4x).
 
 What it must not do: take a problem outside the method (kernel not 3x3, stride or dilation
 not 1): ``accepts`` refuses those with the reason, never a silent fallback to another
