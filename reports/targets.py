@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import machine, records
+from benchmarks import machine, records, timer
 from benchmarks.records import VARIANT_FIELDS
 from benchmarks.shapes import shape_set
 from benchmarks.targets import BEST, TARGETS, Target
@@ -39,7 +39,7 @@ LIST_SHAPES = 6
 HEADER = ["target", "shapes", "measured ratio", "goal", "met?"]
 #: A ratio is marked when either side's IQR exceeds this share of its median (the sweep's
 #: own noise warning, after torch.utils.benchmark).
-NOISY = 0.10
+NOISY = timer.NOISY
 _CMP = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
 #: Column order of a per-layer table.
 _PRECISIONS = ("float64", "float32", "TF32", "float16", "bfloat16")
@@ -135,8 +135,7 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
         return {"name": name, "set": set_name, "ratio": None, "baseline": None, "noisy": False,
                 "why": f"{target.backend} and {target.baseline} timed on different machines "
                        "(a run resumed elsewhere): no ratio"}
-    noisy = any((r.get("noise") or 0) > NOISY or (r.get("steal") or 0) > machine.STEAL_NOISY
-                for r in (mine, base))  # steady rounds of a starved VM are no steadier
+    noisy = any(timer.in_doubt(r) for r in (mine, base))
     wall = base["median_s"] / mine["median_s"]
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
            "ratio": wall, "noisy": noisy, "ran": mine.get("ran"), "paired": False}
