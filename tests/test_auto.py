@@ -184,12 +184,14 @@ def test_results_are_judged_by_the_chosen_backends_error_model(results):
 
 
 def test_build_table_writes_what_auto_reads(results, tmp_path, monkeypatch):
-    sweep = results([row("unfold", SMALL_3X3, 1e-3), row("torch", SMALL_3X3, 3e-3),
+    run = {"record": "run", "commit_info": {"id": "0123456789abcdef", "dirty": True}}
+    sweep = results([run, row("unfold", SMALL_3X3, 1e-3), row("torch", SMALL_3X3, 3e-3),
                      row("unfold", SMALL_3X3, 2e-3, shape_set="again")])
     out = tmp_path / "table.json"
     assert auto.main(["build-table", str(sweep), "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["schema"] == SCHEMA and doc["entries"][0]["descriptor"] == SMALL_3X3
+    assert doc["commits"] == ["0123456789ab+dirty"]  # which code the table's times are of
     assert doc["entries"][0]["ranking"] == [["unfold", 1e-3], ["torch", 3e-3]]  # the fastest
     monkeypatch.setenv(auto.RESULTS_ENV, str(out))
     assert choose(SMALL_3X3)[0] == "unfold"

@@ -4,7 +4,8 @@ Why measurements, not a formula: the crossovers (FFT from ~100 taps, Winograd on
 layers, im2col against oneDNN) move with the machine, the thread count and the libraries,
 so they are read from sweeps run on the machine that matters.
 
-A table is JSON: ``{"schema": SCHEMA, "sources", "machines", "entries": [...]}``. An entry is
+A table is JSON: ``{"schema": SCHEMA, "sources", "machines", "commits", "entries": [...]}``
+(``commits``: the code the sweeps timed, as their run records say). An entry is
 one measured problem: its normalised arguments (``input``, ``weight`` shapes, ``stride``,
 ``padding``, ``dilation``, ``groups``), the benchdnn ``descriptor``, ``dtype``, ``device``
 type, and ``ranking``: [[backend, median seconds], ...], fastest first, from the rows with
@@ -76,8 +77,10 @@ def distance(a: dict, b: dict) -> float:
 class Table:
     """Entries indexed by problem, with nearest-neighbour lookup; ``source`` names them."""
 
-    def __init__(self, entries: list[Entry], source: str, machines: tuple[str, ...] = ()):
+    def __init__(self, entries: list[Entry], source: str, machines: tuple[str, ...] = (),
+                 commits: tuple[str, ...] = ()):
         self.entries, self.source, self.machines = entries, source, machines
+        self.commits = commits
         self._exact = {(e.problem, e.dtype, e.device): e for e in entries}
         self._features = [(e, features(e.problem)) for e in entries]
 
@@ -124,8 +127,8 @@ def build(rows: list[dict]) -> list[Entry]:
 
 def table_text(table: Table, sources: list[str]) -> str:
     """The table as JSON, one entry per line (a regenerated table diffs line by line)."""
-    head = json.dumps({"schema": SCHEMA, "sources": sources, "machines": list(table.machines)},
-                      indent=1)[:-2]
+    head = json.dumps({"schema": SCHEMA, "sources": sources, "machines": list(table.machines),
+                       "commits": list(table.commits)}, indent=1)[:-2]
     body = ",\n".join(json.dumps(e.to_json()) for e in table.entries)
     return f'{head},\n "entries": [\n{body}\n]}}\n'
 
@@ -133,22 +136,26 @@ def table_text(table: Table, sources: list[str]) -> str:
 def load(paths: list[str]) -> Table:
     """A table from auto tables (JSON) and sweep result files (JSON lines, or the sweep's
     JSON report); ValueError naming the file and line for anything malformed."""
-    entries, rows, machines = [], [], []
+    entries, rows, machines, commits = [], [], [], []
     for path in paths:
         doc = _read(Path(path))
         if isinstance(doc, dict) and doc.get("schema") == SCHEMA:
             entries += [_entry(e, path, i) for i, e in enumerate(doc.get("entries", []))]
             machines += doc.get("machines", [])
+            commits += doc.get("commits", [])
         elif isinstance(doc, dict) and "convbench" in doc:  # the sweep's JSON report
             rows += [_row(r, path, i) for i, r in enumerate(doc["convbench"].get("rows", []))]
+            commits += [_commit(r) for r in doc["convbench"].get("runs", [])]
         else:
             rows += [_row(r, path, i) for i, r in doc if r.get("record") == "case"]
             machines += [_machine(r) for _, r in doc if r.get("record") == "machine"]
+            commits += [_commit(r) for _, r in doc if r.get("record") == "run"]
     try:
         entries += build(rows)
     except ValueError as exc:  # a descriptor that does not parse
         raise ValueError(f"{', '.join(map(str, paths))}: {exc}") from None
-    return Table(entries, ", ".join(map(str, paths)), tuple(dict.fromkeys(machines)))
+    return Table(entries, ", ".join(map(str, paths)), tuple(dict.fromkeys(machines)),
+                 tuple(dict.fromkeys(c for c in commits if c)))
 
 
 def _read(path: Path):
@@ -186,6 +193,13 @@ def _row(row: dict, path, where) -> dict:
         what = f"no {', '.join(missing)}" if missing else f"median_s {row['median_s']!r}"
         raise ValueError(f"{path}:{where}: a case row with {what}")
     return row
+
+
+def _commit(run: dict) -> str:
+    """The commit a sweep's run record says it timed, "+dirty" when the tree had changes."""
+    info = run.get("commit_info") or {}
+    return (info.get("id") or "")[:12] + ("+dirty" if info.get("id") and info.get("dirty")
+                                          else "")
 
 
 def _machine(record: dict) -> str:
