@@ -355,6 +355,10 @@ def test_summary_ratios_compare_within_one_direction():
     assert "s forward (1 shapes)" in text and "s backward-data (1 shapes)" in text
     assert "speedup over torch: x0.5 " in lines[lines.index("s forward (1 shapes):") + 2]
     assert "speedup over torch: x4 " in lines[lines.index("s backward-data (1 shapes):") + 2]
+    assert "noisy" not in text
+    stolen = {**row("unfold", "forward", 2.0), "steal": 0.3}  # a noisy ratio says so
+    lines = sweep_report.ratio_lines([row("torch", "forward", 1.0), stolen])
+    assert "(geomean of 1, 1 of them from noisy or stolen times)" in lines[2], lines
 
 
 def test_summary_ratios_compare_within_one_precision():
