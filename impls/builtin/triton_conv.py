@@ -51,8 +51,9 @@ INTERPRET_MAX_MACS = 4_000_000
 #: block of the smallest GPU BLOCK_K (32) would otherwise be mostly masked lanes.
 FLAT_K_BELOW = 32
 
-_NO_DEVICE = ("no CUDA device; set TRITON_INTERPRET=1 before importing impls to run the "
-              "kernel on the CPU interpreter")
+_NO_DEVICE = ("no CUDA device: its timings need a GPU (README, section GPU); "
+              "TRITON_INTERPRET=1 set before importing impls runs the kernel on the CPU "
+              "interpreter, for tests on tiny shapes, not for timing")
 
 
 def _probe() -> str:
