@@ -253,7 +253,8 @@ def _measured_cell(result: dict) -> str:
         return (f"no {result['target'].backend} rows in this file: not registered when this "
                 "ran (or left out of the sweep)")
     if result["met"] == "not in this run":
-        return "no rows for these shapes in this file"
+        return ("no rows for these shapes in this file (`python -m benchmarks targets` "
+                "times every target's shapes)")
     if result["geomean"] is None:
         return "nothing timed"
     base = "the fastest other backend" if result["target"].baseline == BEST \
