@@ -341,12 +341,21 @@ def _load_spec(spec: str) -> Backend:
     module_name, _, attr = spec.partition(":")
 
     def load():
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
+        module = importlib.import_module(module_name)
+        try:
+            return _attribute(module, attr)
+        except AttributeError:
+            # Imported before its file gained the function (a notebook that fixed a typo in
+            # it): read the file again once, rather than fail on the stale module forever.
+            return _attribute(importlib.reload(module), attr)
 
     return _entry_from_object(load, spec)
+
+
+def _attribute(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def backends() -> list[Backend]:

@@ -481,6 +481,26 @@ def test_a_spec_that_fails_to_load_is_not_kept(isolated_registry, user_module):
     assert entry.available and spec in {e.name for e in impls.backends()}
 
 
+def test_a_function_added_to_an_imported_module_is_found(isolated_registry, user_module):
+    """The module imported, its function misspelt: once the file is fixed, the same process
+    (a notebook) finds the function instead of asking the stale module again."""
+    user_module("cb_misspelt", """
+        import torch.nn.functional as F
+
+        def cnov(*args):
+            return F.conv2d(*args)
+    """)
+    spec = "cb_misspelt:conv"
+    assert "has no attribute 'conv'" in impls.get_backend(spec).load_error
+    user_module("cb_misspelt", """
+        import torch.nn.functional as F
+
+        def conv(*args):  # fixed, and the file's size changed: its cached bytecode is stale
+            return F.conv2d(*args)
+    """)
+    assert impls.get_backend(spec).available
+
+
 @pytest.mark.parametrize("misbehaviour, says", [
     ("time.sleep(3600)", "the comparison did not finish in 2 s (killed)"),
     ("ctypes.string_at(0)", "the comparison killed its process (signal 11)"),
