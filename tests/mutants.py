@@ -325,11 +325,11 @@ def winograd_coefficient_rounded(input, weight, bias=None, stride=1, padding=0, 
     right = winograd._transforms
 
     def transforms(m, dtype, device):
-        kron_a, _, kron_b, one = right(m, dtype, device)
+        a_t, _, b_t, kron_b, one = right(m, dtype, device)
         _, g, _ = winograd.toom_cook(m, winograd.POINTS[m])
         g = torch.tensor([[0.3333 if v == Fraction(1, 3) else float(v) for v in row]
                           for row in g], dtype=torch.float64)
-        return kron_a, torch.kron(g, g).to(dtype=dtype, device=device), kron_b, one
+        return a_t, torch.kron(g, g).to(dtype=dtype, device=device), b_t, kron_b, one
 
     with mock.patch.object(winograd, "_transforms", transforms):
         return winograd._winograd(4, input, weight.detach().clone(), bias, padding, groups)

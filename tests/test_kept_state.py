@@ -61,15 +61,11 @@ def test_unfold_in_chunks_of_images(batch, groups, bias, monkeypatch):
 
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("batch, groups, bias", [(5, 1, True), (4, 2, False), (3, 1, True)])
-@pytest.mark.parametrize("kernels_as_rows", [False, True])
-def test_winograd_in_chunks_of_images(m, batch, groups, bias, kernels_as_rows, monkeypatch):
+def test_winograd_in_chunks_of_images(m, batch, groups, bias, monkeypatch):
     """Images in chunks (each its own tiles, transforms and GEMMs) give what one chunk
-    gives: every chunk reads its own images and writes its own outputs, whichever way
-    round its GEMMs run. The case table's largest 3x3 problem fits F(4x4)'s chunk whole,
-    so the split is forced here, as is the GEMMs' orientation."""
+    gives: every chunk reads its own images and writes its own outputs. The case table's
+    largest 3x3 problem fits F(4x4)'s chunk whole, so the split is forced here."""
     from impls.builtin import winograd
-
-    monkeypatch.setattr(winograd, "_kernels_as_rows", lambda tiles, kg: kernels_as_rows)
 
     x, w = torch.randn(batch, 4, 10, 11), torch.randn(6, 4 // groups, 3, 3)
     b = torch.randn(6) if bias else None

@@ -7,15 +7,18 @@ per transform position (of (m+2)^2) and group; then Y = A^T M A gives an m x m o
 F(2x2) does 2.25x fewer multiplies than direct, F(4x4) 4x; the price is rounding error that
 grows with m, and the transforms, which are memory-bound copies and small GEMMs.
 
-How: each 2-D transform is one GEMM with a Kronecker matrix (kron(B^T, B^T) is 36x36 for
-F(4x4)) over every tile and channel at once. Data run channels-last inside (one transposing
-copy on the way in), because tiles gathered with C innermost copy in long contiguous runs
-and give each position a (tiles x C/g) matrix the GEMM reads as it lies. Partial edge tiles
-come from padding the input up to whole tiles. The bias rides on the transform position of
-the point 1, whose output-transform row is all ones: an add over 1/(m+2)^2 of the product
-instead of a pass over the output. Points: F(2x2) uses 0, +-1, inf; F(4x4) 0, +-1, 1/2, -2,
-inf, which measured about 2x smaller fp32 error than the usual 0, +-1, +-2, inf (as
-Barabasz et al. 2020 found).
+How: the transforms are GEMMs over every tile and channel at once. F(4x4)'s input
+transform goes separably, a 6-point GEMM over the tile rows and one over the columns
+(_separable); F(2x2)'s is one GEMM with kron(B^T, B^T), 16x16. Data run channels-last on
+the way in (one transposing copy), because tiles gathered with C innermost copy in long
+contiguous runs. Each position's GEMM is (K/g x C/g) @ (C/g x tiles), so the products come
+out kernel-major, and the output transform, also separable (_output_tiles), leaves each
+image row of the result contiguous: the last copy into NCHW moves whole rows. Partial edge
+tiles come from padding the input up to whole tiles. The bias rides on the transform
+position of the point 1, whose output-transform row is all ones: an add over 1/(m+2)^2 of
+the product instead of a pass over the output. Points: F(2x2) uses 0, +-1, inf; F(4x4)
+0, +-1, 1/2, -2, inf, which measured about 2x smaller fp32 error than the usual 0, +-1,
++-2, inf (as Barabasz et al. 2020 found).
 
 Error (model names "winograd-f2", "winograd-f4"; u unit roundoff, xw = max|x| * max|w|,
 L = C/g*9). A transform spreads rounding over its tile, so the scale is global (xw), as
@@ -31,7 +34,9 @@ the sqrt(C/g) is real: all-equal data sums C/g equal inexact products (F4 fp32: 
 C/g = 1, 171 L at C/g = 256). F2 was exact on every small-integer input (its transforms
 only make halves and quarters) but is not declared exact. Allowing 2x the worst measured
 (c, c' = 8, 7 for F2 and 60, 70 for F4), the case table passes in both modes and dtypes
-(worst error/bound 0.30), as do the gradients through autograd.
+(worst error/bound 0.30; 0.20 since F4's transforms went separable, whose rounding the
+constants above, measured with Kronecker transforms, still bound), as do the gradients
+through autograd.
 
 Speed against F.conv2d (oneDNN) on ResNet-50's 3x3 layers at batch 8, 2-core Xeon, with
 the kernel transform kept, paired rounds (`python -m benchmarks targets`, 2026-11-26): F4
@@ -39,9 +44,9 @@ the kernel transform kept, paired rounds (`python -m benchmarks targets`, 2026-1
 and 0.63x (F2) on 64@56x56, where the transforms (~6 passes over (m+2)^2/m^2 times the
 data) alone cost about what oneDNN takes for the whole convolution. Two choices made the
 deep layers: chunks of ~8 MB rather than 4 (F4 on 256@14x14 ran 4 images a chunk, now 8:
-larger GEMMs), and the GEMMs' orientation (_kernels_as_rows). Recomputing the kernel
-transform every call (36*K*C values for F4, 38 MB at 512 channels) had cost the deep layers
-up to half their speed (F4 on 512@7x7: 0.4x).
+larger GEMMs), and the separable transforms with kernel-major products. Recomputing the
+kernel transform every call (36*K*C values for F4, 38 MB at 512 channels) had cost the
+deep layers up to half their speed (F4 on 512@7x7: 0.4x).
 
 What it must not do: take a problem outside the method (kernel not 3x3, stride or dilation
 not 1): ``accepts`` refuses those with the reason, never a silent fallback to another
@@ -64,6 +69,11 @@ from impls.registry import FEATURES, register_backend
 
 #: Interpolation points (plus infinity) of F(m x m, 3x3), by output tile size m.
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, Fraction(1, 2), -2)}
+#: Tile size m from which the input transform runs separably (_separable) rather than as one
+#: Kronecker GEMM: F(4x4)'s two 6-point passes measured 15% faster than its 36x36 GEMM on
+#: 64@56x56 (6x fewer flops); F(2x2)'s 4-point GEMMs are too small for MKL, its 16x16
+#: Kronecker GEMM 1.9x faster than two passes.
+SEPARABLE_FROM = 4
 #: Elements of the largest per-chunk buffer (tiles x positions x channels): ~8 MB in fp32.
 _CHUNK_ELEMENTS = 1 << 21
 _METHOD = "Winograd here is F(m x m, 3x3): 3x3 kernels, stride 1, dilation 1 only"
@@ -117,32 +127,33 @@ def _prod(values) -> Fraction:
 
 @lru_cache(maxsize=32)
 def _transforms(m: int, dtype: torch.dtype, device: torch.device):
-    """kron(A^T, A^T), kron(G, G), kron(B^T, B^T) in ``dtype``, and the bias position.
+    """A^T, kron(G, G), B^T, kron(B^T, B^T) in ``dtype``, and the bias position.
 
     Built in float64 from the exact fractions and rounded once, so each entry is the
-    correctly rounded value. Constants of the method, not state: cached per dtype/device.
+    correctly rounded value (A^T and B^T are exact: their points are dyadic). Constants of
+    the method, not state: cached per dtype/device.
     """
     with plain(device):  # kept for the process: made outside any caller's mode
         a_t, g, b_t = (torch.tensor([[float(v) for v in row] for row in mat],
                                     dtype=torch.float64) for mat in toom_cook(m, POINTS[m]))
-        kron = [torch.kron(mat, mat).to(dtype=dtype, device=device) for mat in (a_t, g, b_t)]
+        mats = [mat.to(dtype=dtype, device=device)
+                for mat in (a_t, torch.kron(g, g), b_t, torch.kron(b_t, b_t))]
     one = POINTS[m].index(1)
-    return (*kron, one * (m + 2) + one)
+    return (*mats, one * (m + 2) + one)
 
 
 def _winograd(m: int, input, weight, bias, padding, groups):
     """F(m x m, 3x3): transform tiles and kernels, one GEMM per position, transform back."""
-    kron_a, kron_g, kron_b, bias_position = _transforms(m, input.dtype, input.device)
+    a_t, kron_g, b_t, kron_b, bias_position = _transforms(m, input.dtype, input.device)
     n, c, h, w = input.shape
     k, cg = weight.shape[:2]
     positions = (m + 2) ** 2
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
     grid = (_ceil_div(p, m), _ceil_div(q, m))  # tiles down and across; the last may overhang
-    kg = k // groups
     # (positions*g, K/g, C/g): the kernels' side of every position's GEMM, kept per weight
     # and version (impls.builtin._weight_cache) because inference reuses the weight.
     u = _weight_cache.derived(weight, ("winograd", m, groups), lambda: (
-        kron_g @ weight.reshape(k * cg, 9).T).view(positions * groups, kg, cg))
+        kron_g @ weight.reshape(k * cg, 9).T).view(positions * groups, k // groups, cg))
     out = input.new_empty(n, k, grid[0], m, grid[1], m)
     # A few images at a time: the tiles, their transform and the product are each
     # (m+2)^2/m^2 times the images; in chunks of ~8 MB they stay in the last-level cache
@@ -151,46 +162,45 @@ def _winograd(m: int, input, weight, bias, padding, groups):
     step = _ceil_div(n, _ceil_div(n, fit)) if n else 1  # equal chunks: a lone image is slow
     for start in range(0, n, step):
         images = input[start:start + step]
-        tiles = images.shape[0] * grid[0] * grid[1]
-        v = kron_b @ _input_tiles(images, padding, groups, m, grid)
-        v = v.view(positions * groups, tiles, cg)
-        multiply = _kernels_by_tiles if _kernels_as_rows(tiles, kg) else _tiles_by_kernels
-        multiply(v, u, bias, kron_a, bias_position, out[start:start + step])
+        gathered = _input_tiles(images, padding, groups, m, grid)
+        v = kron_b @ gathered if m < SEPARABLE_FROM else _separable(b_t, gathered)
+        del gathered  # free before the products (the memory model counts it so)
+        v = v.view(positions * groups, -1, cg)  # (positions*g, tiles, C/g)
+        # (K/g x C/g) @ (C/g x tiles) per position and group: products (positions, K,
+        # tiles), which the output transform below turns into rows of NCHW. Depthwise: a
+        # length-1 contraction is a product.
+        contract = torch.mul if cg == 1 else torch.matmul
+        prod = contract(u, v.transpose(1, 2)).view(positions, k, -1)
+        if bias is not None:
+            prod[bias_position] += bias.view(k, 1)
+        _output_tiles(a_t, prod, out[start:start + step])
     out = out.view(n, k, grid[0] * m, grid[1] * m)
     return out[:, :, :p, :q].contiguous()  # a copy only when edge tiles overhang
 
 
-def _kernels_as_rows(tiles: int, kg: int) -> bool:
-    """Whether each position's GEMM runs (K/g x C/g) @ (C/g x tiles) rather than
-    (tiles x C/g) @ (C/g x K/g): the longer side as the GEMM's rows. Measured on the
-    ResNet-50 layers at batch 8 (MKL, 2 threads): 512@7x7 (32 tiles) 1.18x -> 1.29x of
-    torch with the kernels as rows; 64@56x56 (784 tiles) about 5% slower that way."""
-    return kg > tiles
+def _separable(b_t, data):
+    """kron(B^T, B^T) @ data, for data (alpha*alpha, X), as two passes of alpha-point GEMMs:
+    over the tile rows, then over the columns, batched per row. Neither copies: both read
+    their operand as it lies."""
+    alpha, x = b_t.shape[0], data.shape[1]
+    # reshape, not view: for a lone tile per channel the gather can be a strided view
+    half = (b_t @ data.reshape(alpha, alpha * x)).view(alpha, alpha, x)
+    return torch.matmul(b_t, half).view(-1, x)
 
 
-def _tiles_by_kernels(v, u, bias, kron_a, bias_position, out):
-    """Products (tiles x C/g) @ (C/g x K/g) per position and group, and their output
-    transform into ``out``, a chunk's (images, K, tile rows, m, tile columns, m)."""
-    (tiles, cg), (images, k, rows, m, cols, _) = v.shape[1:], out.shape
-    kg = u.shape[1]
-    groups = k // kg
-    contract = torch.mul if cg == 1 else torch.matmul  # depthwise: a length-1 contraction
-    prod = contract(v, u.transpose(1, 2)).view(-1, groups, tiles, kg)
-    if bias is not None:
-        prod[bias_position] += bias.view(groups, 1, kg)
-    y = (kron_a @ prod.view(prod.shape[0], -1)).view(m, m, groups, images, rows, cols, kg)
-    out.view(images, groups, kg, *out.shape[2:])[:] = y.permute(3, 2, 6, 4, 0, 5, 1)
-
-
-def _kernels_by_tiles(v, u, bias, kron_a, bias_position, out):
-    """As _tiles_by_kernels, with the products (K/g x C/g) @ (C/g x tiles)."""
-    (tiles, cg), (images, k, rows, m, cols, _) = v.shape[1:], out.shape
-    contract = torch.mul if cg == 1 else torch.matmul
-    prod = contract(u, v.transpose(1, 2)).view(-1, k, tiles)
-    if bias is not None:
-        prod[bias_position] += bias.view(k, 1)
-    y = (kron_a @ prod.view(prod.shape[0], -1)).view(m, m, k, images, rows, cols)
-    out[:] = y.permute(3, 2, 4, 0, 5, 1)
+def _output_tiles(a_t, prod, out):
+    """Y = A^T M A of every tile, written into ``out``, a chunk's (images, K, tile rows, m,
+    tile columns, m): ``prod`` is (positions, K, tiles), tiles in (image, row, column)
+    order. First over the position rows (one GEMM); then over the position columns with
+    the tile columns as the rows of a transposed operand, so the result comes out
+    (m, K, images, tile rows, tile columns, m): each image row a contiguous run, and the
+    last copy into NCHW moves whole rows. Kronecker GEMM and a fully transposing copy
+    instead: 25-40% slower on the ResNet-50 layers."""
+    images, k, rows, m, cols, _ = out.shape
+    alpha, x = a_t.shape[1], prod[0].numel()
+    half = (a_t @ prod.view(alpha, alpha * x)).view(m, alpha, x)
+    y = torch.matmul(half.transpose(1, 2), a_t.T)  # (m, K*tiles, m)
+    out[:] = y.view(m, k, images, rows, cols, m).permute(2, 1, 3, 0, 4, 5)
 
 
 def _input_tiles(input, padding, groups: int, m: int, grid):
@@ -217,7 +227,8 @@ def _input_tiles(input, padding, groups: int, m: int, grid):
 def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
     """Bytes a call of F(m x m, 3x3) allocates beyond its inputs (see impls.memory_budget):
     the kernel transform U, the tiled output and its cropped copy, and one chunk of images'
-    padded input, transformed tiles V, products M and output tiles (as _winograd chunks)."""
+    padded input, transformed tiles V (and the half-way pass of _separable), products M
+    and output tiles (and _output_tiles' half-way pass), as _winograd chunks."""
     (n, c, h, w), (k, cg) = input_shape, weight_shape[:2]
     positions = (m + 2) ** 2
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
@@ -226,10 +237,12 @@ def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, i
     chunks = _ceil_div(n, fit) if n else 0
     tiles = (_ceil_div(n, chunks) if n else 0) * grid[0] * grid[1]
     padded = tiles * (m + 2) ** 2 * c  # the chunk's input in its zero border, at most
-    v, prod, y = positions * tiles * c, positions * tiles * k, m * m * tiles * k
-    chunk = max(padded + v, 2 * v, v + prod + y)
-    if chunks > 1:  # the last chunk's V, M and output tiles live until the next V is made
-        chunk = v + prod + y + max(padded + v, 2 * v)
+    v, prod = positions * tiles * c, positions * tiles * k
+    into = max(padded + v, 3 * v)  # gathered tiles, then half transformed, then V
+    back = (m + 2) * m * tiles * k + m * m * tiles * k  # half transformed, then Y
+    chunk = max(into, v + prod + back)
+    if chunks > 1:  # a chunk's V and M live until the next chunk's replace them
+        chunk = v + prod + max(into, back)
     tiled = n * k * grid[0] * m * grid[1] * m
     cropped = n * k * p * q if p % m or q % m else 0
     need = (positions * k * cg + tiled + cropped + chunk) * itemsize
