@@ -6,7 +6,10 @@
                           [--dtype float32 ...] [--device cpu|cuda] [--seed N] [--format json]
                           [--timeout SECONDS | --in-process]
 
-``check`` exits 0 when everything ran passed (skips carry reasons), 1 when anything failed,
+``check`` compares, by default, the forward pass over the case table in both modes and every
+declared dtype, the gradients too when the backend declares autograd (what training
+needs), non-finite inputs (impls.non_finite) and module parity; ``--direction`` narrows it.
+It exits 0 when everything ran passed (skips carry reasons), 1 when anything failed,
 2 on bad usage (argparse's convention), so scripts and CI can branch on it.
 
 Tables are rich's, or plain columns where rich is missing (impls.display).
@@ -29,6 +32,7 @@ from impls.cli_types import positive_or_inf_seconds
 from impls.display import plain, print_table, say, status
 from impls.fill import MODES
 from impls.frontend import device_arg
+from impls.non_finite import IDS as NON_FINITE_IDS
 from impls.parity import MODULE_CASES, PADDING_MODES
 from impls.registry import backends, get_backend
 
@@ -56,14 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--format", choices=("table", "json"), default="table")
     check = sub.add_parser("check", help="check a backend against the float64 reference")
     check.add_argument("--backend", required=True, help="a name, or package.module:function")
-    check.add_argument("--case", action="append", choices=sorted(CASES_BY_ID) + MODULE_IDS,
-                       metavar="ID", help="only these case ids (repeatable), or module-parity "
-                       "ids (ID/padding_mode, as a repro line names them); default: all")
+    check.add_argument("--case", action="append",
+                       choices=sorted(CASES_BY_ID) + MODULE_IDS + NON_FINITE_IDS,
+                       metavar="ID", help="only these case ids (repeatable), module-parity "
+                       "ids (ID/padding_mode) or non-finite/nan|inf|-inf, as a repro line "
+                       "names them; default: all")
     check.add_argument("--mode", action="append", choices=MODES, help="default: both")
     check.add_argument("--dtype", action="append", choices=sorted(DTYPES),
                        help="default: every dtype the backend declares")
     check.add_argument("--direction", action="append", choices=("forward",) + DIRECTIONS,
-                       help="forward (default), backward-data, backward-weights; repeatable")
+                       help="forward, backward-data, backward-weights; repeatable (default: "
+                       "forward, and both gradients when the backend declares autograd)")
     check.add_argument("--device", default="cpu", type=device_arg, help="cpu (default) or cuda[:N]")
     check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("--tf32", action="store_true", help="allow TF32 for float32 on CUDA")
@@ -121,6 +128,7 @@ def _check(args) -> int:
     cases = [CASES_BY_ID[i] for i in chosen if i in CASES_BY_ID] if chosen else list(CASES)
     module = [(mc, pm) for mc in MODULE_CASES for pm in PADDING_MODES
               if not chosen or f"{mc.id}/{pm}" in chosen]
+    non_finite = [i for i in NON_FINITE_IDS if not chosen or i in chosen]
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else list(entry.dtypes)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
@@ -130,7 +138,7 @@ def _check(args) -> int:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
     seen = []
     try:
-        results = _run_checks(args, entry, cases, module, dtypes, seen)
+        results = _run_checks(args, entry, cases, module, non_finite, dtypes, seen)
     except KeyboardInterrupt:  # a case that hangs: say what was checked, keep what ran
         if args.format == "json":
             _print_json(entry, seen, interrupted=True)
@@ -145,7 +153,7 @@ def _check(args) -> int:
     if args.format == "json":
         _print_json(entry, results)
     else:
-        _print_report(entry.name, results, failed)
+        _print_report(entry.name, results, failed, scope=_scope(results))
     if not results:
         print("error: nothing was checked: no comparison was selected (the --case ids are "
               "module-parity ids, and --no-module leaves those out)", file=sys.stderr)
@@ -157,12 +165,12 @@ def _check(args) -> int:
     return 1 if failed else 0
 
 
-def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
+def _run_checks(args, entry, cases, module, non_finite, dtypes, seen: list) -> list:
     """Every comparison asked for, in order, each in a child under --timeout (impls.isolated:
     a hang or crash costs its comparison, not the check) unless --in-process; each result
     is also appended to ``seen`` as it comes, so an interrupted run can still report what
     it checked. The status line names the comparison running (what a hang is stuck on)."""
-    items = _items(args, cases, module, dtypes)
+    items = _items(args, entry, cases, module, non_finite, dtypes)
     with status(f"checking {entry.name}") as line:
         def progress(result: dict):
             seen.append(result_from_dict(result))
@@ -179,10 +187,11 @@ def _run_checks(args, entry, cases, module, dtypes, seen: list) -> list:
     return list(seen)
 
 
-def _items(args, cases, module, dtypes) -> list[list]:
-    """impls.isolated's items for the comparisons asked for: forward, then gradients, then
-    module parity (on the CPU only), in the order the checker's own loops take them."""
-    directions = args.direction or ["forward"]
+def _items(args, entry, cases, module, non_finite, dtypes) -> list[list]:
+    """impls.isolated's items for the comparisons asked for: forward and non-finite inputs,
+    then gradients, then module parity (on the CPU only), in the order the checker's own
+    loops take them."""
+    directions = directions_of(args, entry)
     modes = tuple(args.mode or MODES)
     names = [str(d).removeprefix("torch.") for d in dtypes]
     # The backend as given: the child loads it afresh, and a spec "pkg.mod:obj" may hold
@@ -190,6 +199,9 @@ def _items(args, cases, module, dtypes) -> list[list]:
     tail, given = [args.device, args.tf32, args.seed], args.backend
     items = [[given, "forward", dtype, case.id, mode, *tail] for case in cases
              for mode in modes for dtype in names] if "forward" in directions else []
+    if "forward" in directions:
+        items += [[given, "non-finite", dtype, i, "random", *tail] for i in non_finite
+                  for dtype in names]
     items += [[given, direction, dtype, case.id, mode, *tail] for case in cases
               for direction in DIRECTIONS if direction in directions
               for mode in modes for dtype in names]
@@ -199,13 +211,39 @@ def _items(args, cases, module, dtypes) -> list[list]:
     return items
 
 
+def directions_of(args, entry) -> list[str]:
+    """--direction, or by default forward and, for a backend declaring autograd (the
+    default declaration), both gradients: "all passed" must not leave out what training
+    uses."""
+    if args.direction:
+        return args.direction
+    return ["forward", *(DIRECTIONS if "autograd" in entry.features else ())]
+
+
 def _print_json(entry, results, interrupted: bool = False) -> None:
     print(json.dumps({"backend": entry.name, "capabilities": entry.capabilities(),
                       "interrupted": interrupted, "summary": summarize(results),
                       "results": [r.to_dict() for r in results]}, indent=2))
 
 
-def _print_report(name: str, results, failed, interrupted: bool = False) -> None:
+def _scope(results) -> str:
+    """What the comparisons covered, for the verdict line: "all passed" alone had read as
+    if gradients were checked when only the forward pass was."""
+    ran = [r for r in results if r.status != SKIPPED]
+    kinds = dict.fromkeys(_kind(r) for r in ran)
+    return f"{', '.join(kinds)}; {', '.join(sorted({r.dtype for r in ran}))}"
+
+
+def _kind(result) -> str:
+    if result.case.startswith("non-finite/"):
+        return "non-finite inputs"
+    if "/" in result.case:  # a module-parity id, "case/padding_mode"
+        return "module parity"
+    return getattr(result, "direction", "forward")  # a BackwardResult knows its direction
+
+
+def _print_report(name: str, results, failed, interrupted: bool = False,
+                  scope: str = "") -> None:
     print_table(f"{name}: {len(results)} comparisons against the float64 reference",
                 ("feature", "passed", "failed", "skipped"),
                 [[feature, row["passed"], row["failed"], row["skipped"]]
@@ -217,8 +255,8 @@ def _print_report(name: str, results, failed, interrupted: bool = False) -> None
         say(result.repro())
     ran = sum(r.status != SKIPPED for r in results)
     verdict = f"{len(failed)} failed" if failed else "all passed" if ran else "nothing ran"
-    say(f"{name}: {verdict}" + (" of those run before the interruption (not all were)"
-                                 if interrupted else ""))
+    say(f"{name}: {verdict}" + (f" ({scope})" if scope and ran else "")
+        + (" of those run before the interruption (not all were)" if interrupted else ""))
 
 
 if __name__ == "__main__":

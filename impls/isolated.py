@@ -182,6 +182,7 @@ def check(item: list) -> dict:
     from impls.backward import check_backward
     from impls.cases import CASES_BY_ID
     from impls.checker import check_case
+    from impls.non_finite import check_non_finite
     from impls.parity import check_module
     from impls.registry import get_backend
 
@@ -191,6 +192,8 @@ def check(item: list) -> dict:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
     if direction == "module":
         result = check_module(entry, *_module_case(case), dtype_, seed)
+    elif direction == "non-finite":
+        result = check_non_finite(entry, case.removeprefix("non-finite/"), dtype_, device, seed)
     elif direction == "forward":
         result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device, seed, tf32)
     else:
@@ -205,6 +208,9 @@ def _child() -> None:
     # a print without a newline cannot glue itself onto a result line.
     results = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
+    # torch.autograd.grad imports this on its first call (0.6 s here): part of the start,
+    # not of the first gradient comparison's time limit.
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401
     print(MARK + "ready", file=results, flush=True)
     for item in json.load(sys.stdin):
         print(MARK + json.dumps(check(item)), file=results, flush=True)

@@ -4,8 +4,6 @@ argument; NaN/Inf are never hidden; an empty batch works; unknown backends are r
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -95,18 +93,33 @@ def test_unsupported_dtype_is_refused_not_converted(backend):
         impls.conv2d(X.to(missing[0]), W.to(missing[0]), backend=backend)
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_values_are_never_hidden(backend, value):
-    entry = impls.get_backend(backend)
-    if entry.unsupported(dtype=torch.float32, features={"padding", "bias"}):
-        pytest.skip(entry.unsupported(dtype=torch.float32, features={"padding", "bias"}))
-    x = torch.randn(1, 3, 9, 9)
-    x[0, 1, 4, 5] = value
-    w, b = torch.randn(4, 3, 3, 3), torch.randn(4)
-    want = ~torch.isfinite(F.conv2d(x, w, b, padding=1))
-    got = ~torch.isfinite(impls.conv2d(x, w, b, padding=1, backend=backend))
-    assert want.any()
-    assert got[want].all(), "a non-finite output of F.conv2d is finite here"
+    """impls check's comparison (impls.non_finite), for every backend of the run."""
+    from impls.non_finite import check_non_finite
+
+    result = check_non_finite(backend, value)
+    if result.status == "skipped":
+        pytest.skip(result.reason)
+    assert result.ok, result.repro()
+
+
+def test_a_backend_that_cleans_its_input_is_caught_hiding_a_nan(isolated_registry):
+    """The check's own power: nan_to_num before a correct convolution passes the case table
+    (finite data) and must fail here, naming what it hid; F.conv2d itself passes."""
+    from impls.non_finite import check_non_finite
+
+    @impls.register_backend(name="cleans-nan")
+    def cleans(input, weight, bias, stride, padding, dilation, groups):
+        return F.conv2d(torch.nan_to_num(input), weight, bias, stride, padding, dilation,
+                        groups)
+
+    for value in ("nan", "inf", "-inf"):
+        result = check_non_finite("cleans-nan", value)
+        assert result.status == "failed" and f"from a {value} in the input are finite" in \
+            result.reason, result.repro()
+        assert "--case non-finite/" + value in result.command()
+        assert check_non_finite("torch", value).status == "passed"
 
 
 def test_empty_batch(backend):

@@ -280,6 +280,41 @@ def test_declared_missing_feature_skips_its_cases_with_the_reason(user_module, c
     assert f"skipped: {spec} does not support groups" in out and "all passed" in out
 
 
+WRONG_GRADIENTS = """
+import torch
+import torch.nn.functional as F
+
+
+class Doubled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+def conv(input, weight, bias, stride, padding, dilation, groups):
+    return F.conv2d(Doubled.apply(input), weight, bias, stride, padding, dilation, groups)
+"""
+
+
+def test_the_default_check_covers_the_gradients_of_a_backend_with_autograd(user_module,
+                                                                          capsys):
+    """Right forward, doubled input gradient: "all passed" by default used to mean the
+    forward pass only. Now the default checks what training uses, and the verdict line
+    says what ran; --direction forward narrows it and says so."""
+    spec = f"{user_module('cb_wrong_gradients', WRONG_GRADIENTS)}:conv"
+    case = ["--case", "valid-3x3", "--mode", "exact", "--dtype", "float32", "--no-module"]
+    assert main(["check", "--backend", spec, *case]) == 1
+    out = capsys.readouterr().out
+    assert "--direction backward-data" in out and "--direction backward-weights" not in out
+    assert "1 failed (forward, backward-data, backward-weights; float32)" in out
+    assert main(["check", "--backend", spec, *case, "--direction", "forward"]) == 0
+    assert "all passed (forward; float32)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("module", "capabilities", "reason"), [
     ("cb_caps_key", {"device": ("cpu",)}, "unknown keys ['device']; keys: ['accepts'"),
     ("cb_caps_feature", {"features": ("group",)}, "unknown features ['group']"),

@@ -1,0 +1,78 @@
+"""Non-finite inputs: a NaN or an Inf in the input must not come out finite.
+
+Why a check of its own: the case table's data are finite, so a backend that sanitises its
+input (``nan_to_num``, a clamp, a round trip through an integer type) passes every case
+while it hides the NaN a diverging training run would have shown. F.conv2d propagates
+them: every output whose window holds the value is non-finite. A backend must keep each of
+those non-finite; it may make more so (a transform method spreads the value over its
+tile: an FFT tile, a Winograd tile, and Inf - Inf gives NaN there), which is why only
+"never hidden" is held, not F.conv2d's exact pattern (see the README).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from impls.cases import Case
+from impls.checker import (
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    CaseResult,
+    declined,
+    descriptor,
+    error_reason,
+    type_mismatch,
+)
+from impls.fill import fill
+from impls.frontend import conv2d
+from impls.registry import Backend, get_backend
+
+VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: The problem: a 3x3 kernel with padding and bias over one image; the value sits at WHERE.
+CASE = Case("non-finite", 1, 3, 9, 9, 4, 3, 3, padding=1)
+WHERE = (0, 1, 4, 5)
+IDS = [f"non-finite/{name}" for name in VALUES]
+
+
+def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = torch.float32,
+                     device: str = "cpu", seed: int = 0) -> CaseResult:
+    """Put ``value`` ("nan", "inf", "-inf") into one input element and require every output
+    F.conv2d makes non-finite from it to be non-finite here too."""
+    entry = get_backend(backend)
+    result = CaseResult(entry.name, f"non-finite/{value}", "random", str(dtype).removeprefix(
+        "torch."), device, seed, SKIPPED, features=["non-finite input"],
+        descriptor=f"{descriptor(CASE)} {value} at {WHERE}")
+    if declined(result, entry, CASE, dtype, device, CASE.features()):
+        return result
+    data = fill(CASE, "random", dtype, seed)
+    data.input[WHERE] = VALUES[value]
+    # F.conv2d in float64 on the CPU says which outputs the value reaches, whatever the
+    # backend's dtype and device.
+    want = ~torch.isfinite(F.conv2d(data.input.double(), data.weight.double(),
+                                    data.bias.double(), padding=CASE.padding))
+    try:
+        with torch.no_grad():
+            out = conv2d(*(t.to(device) for t in (data.input, data.weight, data.bias)),
+                         backend=entry, **CASE.kwargs())
+        wrong_type = type_mismatch(out, dtype, device)
+    except Exception as exc:
+        result.status, result.reason = ERROR, error_reason(exc)
+        return result
+    if wrong_type:
+        result.status, result.reason = FAILED, wrong_type
+        return result
+    hidden = want & torch.isfinite(out.detach().cpu())
+    if hidden.any():
+        first = tuple(int(i) for i in hidden.nonzero()[0])
+        result.status = FAILED
+        result.reason = (f"{int(hidden.sum())} of the {int(want.sum())} outputs F.conv2d makes "
+                         f"non-finite from a {value} in the input are finite here; first at "
+                         f"{first} (a backend must not hide a NaN or Inf)")
+    else:
+        result.status = PASSED
+    return result
