@@ -73,13 +73,26 @@ def bench(session: nox.Session) -> None:
     bad usage, 2, which measured nothing): its table of what was not timed is what a
     failing backend's author needs; the session still fails. Results: reports/sweeps/."""
     install(session, "bench")
+    report = ["python", "-m", "reports", "build", *_results_option(session.posargs)]
     try:
         session.run("python", "-m", "benchmarks", "sweep", *session.posargs)
     except nox.command.CommandFailed as exc:
         if getattr(exc, "return_code", None) == 1:  # not bad usage (2), not Ctrl-C (130)
-            session.run("python", "-m", "reports", "build")
+            session.run(*report)
         raise
-    session.run("python", "-m", "reports", "build")
+    session.run(*report)
+
+
+def _results_option(posargs: list[str]) -> list[str]:
+    """The results file the sweep's own options name (--results X, --results=X), for the
+    report to build from: without it, the report takes the newest file in reports/sweeps/,
+    which is the sweep's own only when the sweep wrote there."""
+    for i, arg in enumerate(posargs):
+        if arg == "--results" and i + 1 < len(posargs):
+            return [posargs[i + 1]]
+        if arg.startswith("--results="):
+            return [arg.split("=", 1)[1]]
+    return []
 
 
 @nox.session
