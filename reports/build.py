@@ -97,6 +97,8 @@ def build(args: argparse.Namespace) -> int:
     targets.add_to_report(args.out, sets)  # the speed targets' table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
+    for line in unverified:  # the page says it first; a terminal user must see it too
+        print(f"warning: {line}", file=sys.stderr)
     for line in alarms.values():  # as benchdnn: a wrong answer fails the run, not only the page
         print(f"error: {line}", file=sys.stderr)
     return 1 if alarms else 0

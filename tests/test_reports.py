@@ -356,6 +356,8 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     assert re.search(rf"error: {zeros_backend} FAILED the correctness check: .*; rerun the "
                      rf"first: python -m impls check --backend {zeros_backend} --case \S+ "
                      r"--mode exact --dtype float32 --device cpu --seed 0", err), err
+    # The unloadable one's times are of unchecked answers: said in the terminal too.
+    assert re.search(rf"warning: {re.escape(gone)}: not checked.*unverified answers", err), err
 
     page = (out / "index.html").read_text()
     top, correctness = page.split('<h2 id=machine>')[0], page.split("id=correctness>")[1]
