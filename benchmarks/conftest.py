@@ -26,6 +26,7 @@ import os
 _INTERPRETER_ASKED = os.environ.pop("TRITON_INTERPRET", "") == "1"
 
 import contextlib  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -34,6 +35,7 @@ import warnings  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import impls  # noqa: E402
 from benchmarks import machine, records, sweep_plan  # noqa: E402
 
 _OUTCOME = pytest.StashKey[tuple]()
@@ -206,6 +208,16 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         machine_info["convbench"] = sweep._machine
 
 
+def _code(backend: str) -> tuple[str, str] | tuple[None, None]:
+    """records.code_of the file defining the backend's function (None where there is none
+    to find: a callable object, a built-in)."""
+    try:
+        return records.code_of(inspect.getsourcefile(inspect.unwrap(
+            impls.get_backend(backend).fn)))
+    except (TypeError, ValueError):
+        return None, None
+
+
 @pytest.fixture(scope="session")
 def sweep(pytestconfig) -> Sweep:
     return pytestconfig.stash[_SWEEP]
@@ -219,6 +231,7 @@ def row(request, sweep, case, benchmark):
     machine_id = sweep.machine["id"]
     fields = {"started": records.now(), "threads": torch.get_num_threads(),
               "test": request.node.nodeid, "machine_id": machine_id}
+    fields["code_file"], fields["code"] = _code(case.backend)
     start = time.perf_counter()
     sweep.heartbeat.write_text(json.dumps({"key": case.key, "test": request.node.nodeid,
                                            "pid": os.getpid(), "started": time.time()}))

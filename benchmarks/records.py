@@ -17,6 +17,8 @@ Nothing here measures; nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -100,6 +102,10 @@ ROW_FIELDS = {
     "ran": "the backend a dispatcher (auto) ran the case with; absent for the others",
     "predicted_s": "the budget guard's prediction of one call",
     "prediction": "measured, or how it was extrapolated",
+    "code_file": "the source file that defines the backend's function (relative to the "
+                 "repository when inside it)",
+    "code": "sha1 (12 hex digits) of code_file as it was timed: a resumed sweep measures "
+            "the case again when the file has changed since (records.settled)",
     "threads": "torch threads (pinned); a resumed sweep refuses a file whose rows were "
                "measured with another count (ResultsFile.conditions_differ)",
     "machine_id": "id of the machine record the row was measured on",
@@ -152,6 +158,8 @@ def settled(row: dict, limit: float | None = None, partner: str | None = ANY_PAR
     measured again by the same rules (its paired_error says which); one the partner
     refuses is kept."""
     status, reason = row.get("status"), row.get("reason") or ""
+    if code_changed(row):  # "fix my kernel, rerun" measures the kernel as it is now
+        return False
     if status == "ok":
         if partner == ANY_PARTNER:
             return True
@@ -161,6 +169,44 @@ def settled(row: dict, limit: float | None = None, partner: str | None = ANY_PAR
     if status != "skipped" or _RETRIED_SKIPS.match(reason):
         return False  # failed, timeout, crashed; or a skip that may not recur
     return not reason.startswith("budget guard:") or _guard_holds(reason, limit)
+
+
+#: The repository: a row's code_file is relative to it when the file lies inside.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_changed(row: dict) -> bool:
+    """Whether the file that defines the row's backend has changed since the row was timed
+    (its code_file's digest is not the row's code). A file not found here (a results file
+    from another machine or checkout) cannot tell, and does not count as changed."""
+    path, code = row.get("code_file"), row.get("code")
+    if not (path and code):
+        return False
+    found = ROOT / path
+    try:
+        stat = found.stat()
+    except OSError:
+        return False
+    return _digest(str(found), stat.st_mtime_ns, stat.st_size) != code
+
+
+def code_of(path: str) -> tuple[str, str] | tuple[None, None]:
+    """(code_file, code) for a backend defined in ``path``: relative to the repository
+    when inside it, so that another checkout of it reads the same rows as its own."""
+    try:
+        found = Path(path).resolve()
+        stat = found.stat()
+    except (OSError, TypeError):
+        return None, None
+    shown = found.relative_to(ROOT) if found.is_relative_to(ROOT) else found
+    return str(shown), _digest(str(found), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    """sha1 of a file's bytes, 12 hex digits (keyed by mtime and size: read once per
+    version, not once per row of a large results file)."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def _guard_holds(reason: str, limit: float | None) -> bool:

@@ -325,7 +325,9 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
     since = results.size() if since is None else since
     kept = results.done(limit=limit, partner=partner) & set(by_key)
     retried = {r["key"] for r in results.rows()} & (set(by_key) - kept)
-    progress = Progress(cases, kept, since, retried=len(retried))
+    changed = sorted({r["code_file"] for r in results.rows()
+                      if r["key"] in retried and records.code_changed(r)})
+    progress = Progress(cases, kept, since, retried=len(retried), changed=changed)
 
     def done() -> set[str]:
         return results.done(since, limit, partner)

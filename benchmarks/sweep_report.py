@@ -31,7 +31,7 @@ class Progress:
     total)."""
 
     def __init__(self, cases, kept: set[str], offset: int = 0, stream=None,
-                 retried: int = 0):
+                 retried: int = 0, changed: list[str] = ()):
         stream = stream or sys.stdout  # looked up now: a test's capture may have replaced it
         keys = {c.key for c in cases}
         self.keys = keys - set(kept)
@@ -46,6 +46,9 @@ class Progress:
                      "records.settled)" if retried else "")
             print(f"resuming: {resumed} of {len(keys)} cases already have a row{again}",
                   file=stream)
+        if changed:
+            print(f"measuring again the cases of backends whose code changed since their "
+                  f"rows were timed: {', '.join(changed)}", file=stream)
 
     @property
     def done(self) -> int:

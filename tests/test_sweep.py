@@ -478,6 +478,35 @@ def _sweep(tmp_path, *args):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def test_a_resumed_sweep_measures_again_a_backend_whose_file_changed(tmp_path, monkeypatch):
+    """"Fix my kernel, rerun": rows keep the digest of the file that defines their backend,
+    and a resumed sweep measures a case again when that file has changed since, instead of
+    showing the old kernel's times; an unchanged file's rows are kept."""
+    (tmp_path / "tiny").write_text(TINY)
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    source = "import torch.nn.functional as F\n\n\ndef conv(*args):\n    return F.conv2d(*args)\n"
+    (mods / "cb_edited.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", str(mods))
+    sweep = ("--direction", "forward", "--backend", "cb_edited:conv", "--backend", "torch")
+    assert _sweep(tmp_path, *sweep).returncode == 0
+    first = {r["backend"]: r for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert first["cb_edited:conv"]["code_file"] == str((mods / "cb_edited.py").resolve())
+    assert first["torch"]["code_file"] == "impls/builtin/torch_native.py"  # in the repo
+    run = _sweep(tmp_path, *sweep)
+    assert "resuming: 2 of 2" in run.stdout and "code changed" not in run.stdout, run.stdout
+    (mods / "cb_edited.py").write_text(source + "# faster now\n")
+    run = _sweep(tmp_path, *sweep)
+    assert run.returncode == 0 and "resuming: 1 of 2" in run.stdout, run.stdout + run.stderr
+    assert "whose code changed since their rows were timed: " + str(
+        (mods / "cb_edited.py").resolve()) in run.stdout
+    rows = records.ResultsFile(tmp_path / "out.jsonl").rows()
+    edited = [r for r in rows if r["backend"] == "cb_edited:conv"]
+    assert edited[-1]["code"] != first["cb_edited:conv"]["code"]
+    assert not records.code_changed(edited[-1]) and records.code_changed(
+        first["cb_edited:conv"])
+
+
 def test_a_backend_whose_result_is_no_conv2d_output_fails_instead_of_being_timed(tmp_path):
     """The sweep calls backends directly; the first call of each case is checked like
     impls.conv2d's (a Tensor of the right shape, dtype and device), or the case fails."""
