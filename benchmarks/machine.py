@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import records
+
 #: Environment variables that change what a run measures, recorded as they were.
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
             "MALLOC_ARENA_MAX", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES",
@@ -165,7 +167,7 @@ def stolen(before: tuple[int, int] | None, after: tuple[int, int] | None) -> flo
 
 
 #: Steal above this share of a case's CPU time marks its row (its reason) as disturbed.
-STEAL_NOISY = 0.10
+STEAL_NOISY = records.STEAL_NOISY
 
 
 def steal_warning(share: float | None) -> str:

@@ -276,6 +276,45 @@ def _log_speed(chain: list[dict]) -> float:
     return sum(math.log(r["paired_ratio"]) for r in chain[:-1])
 
 
+#: A time is in doubt beyond these: its rounds' IQR over NOISY of the median (where
+#: torch.utils.benchmark warns), or the hypervisor's steal over STEAL_NOISY of the CPU
+#: while it was timed (steady rounds of a starved VM are no steadier); a ratio of paired
+#: rounds, when its 95% interval is wider than +-NOISY.
+NOISY = 0.10
+STEAL_NOISY = 0.10
+
+
+def in_doubt(row: dict) -> bool:
+    """Whether a timed row's median is in doubt: its spread, or steal (see NOISY)."""
+    return (row.get("noise") or 0) > NOISY or (row.get("steal") or 0) > STEAL_NOISY
+
+
+def paired_noisy(paired: dict) -> bool | None:
+    """Whether a paired_speedup's interval is wider than +-NOISY; None without one."""
+    return None if paired["ci"] is None else paired["ci"][1] / paired["ratio"] - 1 > NOISY
+
+
+def graph_noisy(row: dict, base: dict) -> bool | None:
+    """Whether either CUDA-graph time's spread is over NOISY; None where a row lacks it."""
+    spread = [r.get("graph_noise") for r in (row, base)]
+    return None if None in spread else max(spread) > NOISY
+
+
+def judged_speedup(row: dict, base: dict, peers: dict | None = None) -> dict:
+    """:func:`speedup` with how far to trust it: ``ratio``, ``timing``, ``ci`` (the 95%
+    interval, where paired ratios give one) and ``noisy`` (True: in doubt by the rule of
+    its timing, see NOISY; None: its spread unknown; False: steady)."""
+    ratio, timing = speedup(row, base, peers)
+    if timing == "graph_median_s":
+        return {"ratio": ratio, "timing": timing, "ci": None, "noisy": graph_noisy(row, base)}
+    if timing == "paired_ratio":
+        paired = paired_speedup(row, base, peers or {})
+        return {"ratio": ratio, "timing": timing, "ci": paired["ci"],
+                "noisy": paired_noisy(paired)}
+    return {"ratio": ratio, "timing": timing, "ci": None,
+            "noisy": in_doubt(row) or in_doubt(base)}
+
+
 def speedup(row: dict, base: dict, peers: dict | None = None) -> tuple[float, str]:
     """``base``'s time over ``row``'s, two ok rows of one shape, direction and variant (> 1:
     ``row`` is faster), and which times gave it: CUDA-graph device times where both have

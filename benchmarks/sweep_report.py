@@ -221,7 +221,7 @@ def _ratio(ran: dict, base: dict, show: bool, baseline: str, backends: dict) -> 
              for d in common}  # for chains of paired ratios (records.speedup)
     speedup = math.exp(sum(math.log(records.speedup(ran[d], base[d], peers[d])[0])
                            for d in common) / len(common))
-    doubtful = sum(timer.in_doubt(ran[d]) or timer.in_doubt(base[d]) for d in common)
+    doubtful = sum(records.in_doubt(ran[d]) or records.in_doubt(base[d]) for d in common)
     doubt = f", {doubtful} of them from noisy or stolen times" if doubtful else ""
     return f"  speedup over {baseline}: x{speedup:.3g} (geomean of {len(common)}{doubt})"
 

@@ -22,27 +22,18 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks import machine
+from benchmarks import records
 from impls.spec import ConvSpec
 
 #: torch.utils.benchmark's thresholds for IQR/median: it warns above 10% and calls the
 #: measurement unreliable above 25%.
-NOISY, VERY_NOISY = 0.10, 0.25
+NOISY, VERY_NOISY = records.NOISY, 0.25
 #: A round shorter than this groups several calls: per-call timer and loop overhead
 #: (~1 us) must stay well under 1% of what a round measures.
 MIN_ROUND_S = 100e-6
 #: The probe extrapolates only from a crop whose call takes at least this long: a shorter
 #: one can be all scheduling noise (a stalled OpenMP barrier costs tens of ms on a busy CPU).
 PROBE_S = 0.2
-
-
-def in_doubt(row: dict) -> bool:
-    """Whether a timed row's median is in doubt: its rounds spread (IQR over NOISY of the
-    median), or the hypervisor took over machine.STEAL_NOISY of the CPU while they ran
-    (steady rounds of a starved VM are no steadier). The targets table marks its ratios by
-    it; the sweep's progress line (sweep_report._doubts_of) words its two parts."""
-    return ((row.get("noise") or 0) > NOISY
-            or (row.get("steal") or 0) > machine.STEAL_NOISY)
 #: triton.testing.do_bench zeroes 256 MB between calls to empty a GPU's L2 (50 MB on H100).
 GPU_FLUSH_BYTES = 256 * 2**20
 

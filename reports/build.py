@@ -232,15 +232,22 @@ def _direction_charts(rows: list[dict], sets: list[ResultSet], tag: str) -> list
                       plots.grouped_bars(in_set, lambda r: r["gflops"]
                                          if r["status"] == "ok" else None,
                                          f"{name}{tag}: GFLOP/s", "GFLOP/s")))
-        by_key = {(r["source"], r["descriptor"], r["backend_variant"]): r["speedup"]
+        by_key = {(r["source"], r["descriptor"], r["backend_variant"]): r
                   for r in plots.speedups(ok, BASELINE)}
+
+        def judged(r, field, by_key=by_key):
+            found = by_key.get((r["source"], r["descriptor"], r["backend_variant"]))
+            return found and found[field]
+
         fast.append((f"Speedup over {BASELINE}{tag}",
-                     f"{name}: {BASELINE} median / backend median, same run and direction "
-                     "(> 1: faster; CUDA: of CUDA-graph times where both have one)",
-                     plots.grouped_bars(in_set, lambda r, by_key=by_key: by_key.get(
-                         (r["source"], r["descriptor"], r["backend_variant"])),
-                         f"{name}{tag}: speedup over {BASELINE}", "x faster than "
-                         f"{BASELINE}", reference=1.0)))
+                     f"{name}: {BASELINE}'s time / the backend's, same run and direction (> 1: "
+                     "faster): where the sweep paired their rounds (--paired-with), the "
+                     "median of neighbouring rounds' ratios, its 95% interval as an error "
+                     "bar; else the medians; on CUDA, CUDA-graph times where both have one",
+                     plots.grouped_bars(in_set, lambda r: judged(r, "speedup"),
+                                        f"{name}{tag}: speedup over {BASELINE}",
+                                        f"x faster than {BASELINE}", reference=1.0,
+                                        interval=lambda r: judged(r, "speedup_ci"))))
         memory.append((f"Peak memory{tag}", f"{name}: memory one call needed above its "
                        "inputs", plots.grouped_bars(
                            in_set, lambda r: r["peak_memory_bytes"] / 2**20
@@ -296,14 +303,17 @@ def coverage_table(rows: list[dict]) -> list[dict]:
 def speedup_table(rows: list[dict]) -> list[dict]:
     """Per file, direction, shape set and backend: geometric mean of the speedup over the
     baseline in the same direction across the shapes both ran, with how many shapes that is,
-    how many of those ratios are of rounds taken in turn (sweep --paired-with), and how many
-    divide medians timed over plots.APART_S apart (a resumed file's earlier rows)."""
+    how many of those ratios are of rounds taken in turn (sweep --paired-with), how many
+    divide medians timed over plots.APART_S apart (a resumed file's earlier rows), and how
+    many are in doubt (noisy, stolen or too few paired rounds: records.judged_speedup)."""
     groups, paired, apart = defaultdict(list), defaultdict(int), defaultdict(int)
+    doubt = defaultdict(int)
     for r in plots.speedups(rows, BASELINE):
         key = (r["source"], r["direction"], r["shape_set"], r["backend_variant"])
         groups[key].append(r["speedup"])
         paired[key] += r["speedup_timing"] == "paired_ratio"
         apart[key] += r["speedup_apart_s"] is not None
+        doubt[key] += r["speedup_noisy"] is not False
     ran = defaultdict(int)
     for r in rows:
         if r["status"] == "ok":
@@ -311,7 +321,7 @@ def speedup_table(rows: list[dict]) -> list[dict]:
     order = _direction_order(rows)
     return [{"source": k[0], "direction": k[1], "shape_set": k[2], "backend": k[3],
              "geomean_speedup": math.exp(sum(map(math.log, v)) / len(v)), "shapes": len(v),
-             "paired": paired[k], "apart": apart[k], "ran": ran[k]}
+             "paired": paired[k], "apart": apart[k], "in_doubt": doubt[k], "ran": ran[k]}
             for k, v in sorted(groups.items(), key=lambda kv: (kv[0][0], order(kv[0][1]),
                                                                 *kv[0][2:]))]
 

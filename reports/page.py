@@ -55,10 +55,14 @@ PAIRED_NOTE = ("Paired: the ratio of rounds taken in turn with torch's (sweep --
                "started that far apart, as when a backend is swept into a file whose torch "
                "rows an earlier run timed (a resumed sweep keeps the rows it has): the "
                "machine may have been in another state; time them together with "
-               "--paired-with torch, or start the file anew with --fresh.")
+               "--paired-with torch, or start the file anew with --fresh. In doubt: a "
+               "paired ratio whose 95% interval is wider than \u00b110% (or of under 6 "
+               "rounds), or medians of which either was noisy (IQR over 10%) or timed "
+               "while the hypervisor took over 10% of the CPU; the charts draw paired "
+               "intervals as error bars.")
 RATIO_HEADER = ["file", "direction", "shape set", "backend", "speedup over torch (geomean)",
                 "shapes compared", "of them paired", "of them over 10 min apart",
-                "shapes timed"]
+                "of them in doubt", "shapes timed"]
 COVERAGE_HEADER = ["file", "direction", "backend", "timed", "skipped",
                    "failed, timed out or crashed"]
 #: What each direction's numbers are: the headings of the page's chart sections.
@@ -74,7 +78,7 @@ CHECK_HEADER = ["backend", "feature", "passed", "failed", "skipped", "max |error
 def _ratio_rows(ratios) -> list[list]:
     return [[r["source"], r["direction"], r["shape_set"], r["backend"],
              f"x{r['geomean_speedup']:.3g}", r["shapes"], r.get("paired", 0),
-             r.get("apart", 0), r["ran"]]
+             r.get("apart", 0), r.get("in_doubt", 0), r["ran"]]
             for r in ratios]
 
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from benchmarks import records
 from benchmarks.records import VARIANT_FIELDS
@@ -40,10 +40,15 @@ def png(fig: Figure) -> bytes:
 
 
 def _plain_log(ax, *axes: str) -> None:
-    """Log axes labelled 0.5, 2, 100 rather than 5x10^-1: people read values off these."""
+    """Log axes labelled 0.5, 2, 100 rather than 5x10^-1: people read values off these.
+    An axis spanning under two decades (speedups of 0.3x to 3x) is labelled at 1, 2 and 5
+    of each decade: with decades alone it showed one label, "1"."""
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
     for name in axes:
         axis = getattr(ax, f"{name}axis")
+        low, high = getattr(ax, f"get_{name}lim")()
+        if 0 < low < high < low * 100:
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(fmt)
         axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
@@ -85,10 +90,13 @@ def _shapes(rows: list[dict]) -> list[str]:
 
 
 def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = True,
-                 reference: float | None = None) -> bytes | None:
+                 reference: float | None = None, interval=None) -> bytes | None:
     """One bar per (shape, series): shapes on the x axis, series side by side.
-    ``value(row)`` gives the bar's height, or None when the row has none."""
+    ``value(row)`` gives the bar's height, or None when the row has none; ``interval(row)``
+    a (low, high) drawn as an error bar, or None (a bar of 3x whose interval reaches from
+    0.3x to 3.8x says so at a glance)."""
     points = {(shape_label(r), r["series"]): value(r) for r in rows}
+    spans = {(shape_label(r), r["series"]): interval(r) for r in rows} if interval else {}
     points = {k: v for k, v in points.items() if v is not None and v > 0}
     if not points:
         return None
@@ -107,9 +115,17 @@ def grouped_bars(rows: list[dict], value, title: str, ylabel: str, log: bool = T
     for i, s in enumerate(series):
         xs = [k for k, shape in enumerate(shapes) if (shape, s) in points]
         ys = [points[(shapes[k], s)] for k in xs]
-        ax.bar([x - 0.4 + width * (i + 0.5) for x in xs], ys, width, label=s,
+        centres = [x - 0.4 + width * (i + 0.5) for x in xs]
+        ax.bar(centres, ys, width, label=s,
                color=colour[first[s]["backend"]], edgecolor="black", linewidth=0.3,
                hatch=HATCHES[look_index[_look(first[s])] % len(HATCHES)])
+        bars = [(c, y, spans.get((shapes[k], s))) for c, y, k in zip(centres, ys, xs)]
+        bars = [(c, y, span) for c, y, span in bars if span]
+        if bars:
+            ax.errorbar([c for c, _, _ in bars], [y for _, y, _ in bars],
+                        yerr=[[y - lo for _, y, (lo, _) in bars],
+                              [hi - y for _, y, (_, hi) in bars]],
+                        fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     if reference is not None:
         ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(shapes)), shapes, rotation=60, ha="right", fontsize=7)
@@ -136,7 +152,9 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
     (``speedup_apart_s``): one file holds every run that resumed it, and a backend swept
     later is divided by torch's rows of the first run, on a machine that may have been in
     another state (a user's backend read 50x torch's speed, against a torch timed nine
-    minutes earlier under other load)."""
+    minutes earlier under other load). Each ratio carries its 95% interval where paired
+    rounds give one (``speedup_ci``) and whether it is in doubt (``speedup_noisy``,
+    records.judged_speedup)."""
     def key(r):  # the variant too: a merged file may hold several
         return (r["source"], r["shape_set"], r["descriptor"], r.get("direction") or "forward",
                 *(get(r) for get in VARIANT_FIELDS.values()))
@@ -151,9 +169,10 @@ def speedups(rows: list[dict], baseline: str = "torch") -> list[dict]:
         b = base.get(key(r))
         if r["status"] != "ok" or r["backend"] == baseline or not b or not r["median_s"]:
             continue
-        ratio, timing = records.speedup(r, b, peers[key(r)])
-        apart = records.seconds_apart(r, b) if timing == "median_s" else None
-        out.append({**r, "speedup": ratio, "speedup_timing": timing,
+        judged = records.judged_speedup(r, b, peers[key(r)])
+        apart = records.seconds_apart(r, b) if judged["timing"] == "median_s" else None
+        out.append({**r, "speedup": judged["ratio"], "speedup_timing": judged["timing"],
+                    "speedup_ci": judged["ci"], "speedup_noisy": judged["noisy"],
                     "speedup_apart_s": apart if apart and apart > APART_S else None})
     return out
 

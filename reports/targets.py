@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import machine, records, timer
+from benchmarks import machine, records
 from benchmarks.records import VARIANT_FIELDS
 from benchmarks.shapes import shape_set
 from benchmarks.targets import BEST, TARGETS, Target
@@ -39,7 +39,7 @@ LIST_SHAPES = 6
 HEADER = ["target", "shapes", "measured ratio", "goal", "met?"]
 #: A ratio is marked when either side's IQR exceeds this share of its median (the sweep's
 #: own noise warning, after torch.utils.benchmark).
-NOISY = timer.NOISY
+NOISY = records.NOISY
 _CMP = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
 #: Column order of a per-layer table.
 _PRECISIONS = ("float64", "float32", "TF32", "float16", "bfloat16")
@@ -135,7 +135,7 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
         return {"name": name, "set": set_name, "ratio": None, "baseline": None, "noisy": False,
                 "why": f"{target.backend} and {target.baseline} timed on different machines "
                        "(a run resumed elsewhere): no ratio"}
-    noisy = any(timer.in_doubt(r) for r in (mine, base))
+    noisy = records.in_doubt(mine) or records.in_doubt(base)
     wall = base["median_s"] / mine["median_s"]
     out = {"name": name, "set": set_name, "why": "", "baseline": base["backend"],
            "ratio": wall, "noisy": noisy, "ran": mine.get("ran"), "paired": False}
@@ -145,11 +145,9 @@ def _shape(target: Target, set_name: str, descriptor: str, here: dict) -> dict:
     if paired is not None:  # drift between the two cases cancelled: preferred
         out.update(paired)
     elif graphs:  # CUDA: device time
-        spread = [r.get("graph_noise") for r in (mine, base)]
         # Noisy as the times the ratio is of; None (unknown) for rows without the spread.
-        noisy = None if None in spread else max(spread) > NOISY
         out.update(ratio=base["graph_median_s"] / mine["graph_median_s"], wall=wall,
-                   noisy=noisy)
+                   noisy=records.graph_noisy(mine, base))
     elif (mine.get("device") or "cpu").startswith("cuda"):  # a capture failed: say so
         out["wall_only"] = mine.get("graph_error") or base.get("graph_error") or "no graph"
     return out
@@ -201,9 +199,8 @@ def _paired(target: Target, mine: dict, here: dict) -> dict | None:
         return None
     base_name = min(ratios, key=lambda n: ratios[n]["ratio"])  # the fastest of them
     paired = ratios[base_name]
-    noisy = None if paired["ci"] is None else paired["ci"][1] / paired["ratio"] - 1 > NOISY
     return {"ratio": paired["ratio"], "baseline": base_name, "paired": True,
-            "ci": paired["ci"], "noisy": noisy}
+            "ci": paired["ci"], "noisy": records.paired_noisy(paired)}
 
 
 def _x(ratio: float, noisy: bool | None = False, wall: float | None = None,

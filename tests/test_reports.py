@@ -304,6 +304,43 @@ def test_speedups_take_a_paired_ratio_and_the_table_counts_them():
                            pytest.approx(0.5 * math.sqrt(0.3 / 0.2)))
 
 
+def test_each_speedup_says_how_far_to_trust_it():
+    """A review's report drew 3.1x over torch with nothing to show that the paired interval
+    ran from 0.33x to 3.79x: each speedup carries its interval (an error bar) and whether
+    it is in doubt, and the table counts those: a wide or missing paired interval, a
+    noisy or stolen median, a CUDA-graph time without its spread."""
+    from reports import build, plots
+
+    def row(backend, name, **fields):
+        return {"source": "cpu", "shape_set": "tiny", "descriptor": name, "backend": backend,
+                "backend_variant": backend, "status": "ok", "direction": "forward",
+                "device": "cpu", "dtype": "float32", "median_s": 1e-3, **fields}
+
+    rows = [row("torch", n) for n in "abcde"] + [
+        row("mine", "a", paired_backend="torch", paired_ratio=3.1, paired_ci=[0.33, 3.79]),
+        row("mine", "b", paired_backend="torch", paired_ratio=1.2, paired_ci=[1.15, 1.25]),
+        row("mine", "c", paired_backend="torch", paired_ratio=1.2),  # under 6 rounds
+        row("mine", "d", noise=0.2),
+        row("mine", "e", steal=0.05, noise=0.02)]
+    judged = {r["descriptor"]: (r["speedup_noisy"], r["speedup_ci"])
+              for r in plots.speedups(rows)}
+    half = math.log(3.79 / 0.33) / 2  # the interval's width, about the ratio (log scale)
+    assert judged == {"a": (True, pytest.approx((3.1 / math.exp(half), 3.1 * math.exp(half)))),
+                      "b": (False, pytest.approx((1.2 * math.sqrt(1.15 / 1.25),
+                                                  1.2 * math.sqrt(1.25 / 1.15)))),
+                      "c": (None, None), "d": (True, None), "e": (False, None)}
+    assert judged["a"][1][0] < 1 < judged["a"][1][1]  # "3.1x faster" could be slower
+    (table,) = build.speedup_table(rows)
+    assert table["in_doubt"] == 3
+    cuda = row("mine", "f", graph_median_s=1e-4)
+    assert records.judged_speedup(cuda, row("torch", "f", graph_median_s=2e-4))["noisy"] \
+        is None  # rows without graph_noise: their spread is unknown
+    chart = plots.grouped_bars([dict(r, series=r["backend"]) for r in plots.speedups(rows)],
+                               lambda r: r["speedup"], "t", "x", reference=1.0,
+                               interval=lambda r: r["speedup_ci"])
+    assert chart and chart.startswith(b"\x89PNG")
+
+
 def test_missing_file_is_a_usage_error(tmp_path, capsys):
     assert main(["build", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -369,7 +406,7 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     assert "unfold" not in correctness and "naive" not in correctness  # not in the rows
     summary = (out / "summary.md").read_text()
     assert f"- **{zeros_backend} FAILED the correctness check" in summary
-    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 0 | 0 | 2 |" in summary
+    assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 0 | 0 | 0 | 2 |" in summary
 
 
 def test_without_matplotlib_the_command_says_what_to_install(monkeypatch, capsys):
