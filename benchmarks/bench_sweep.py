@@ -154,7 +154,7 @@ def measure(benchmark, case, sweep, row, entry) -> None:
     budget, paired = sweep.budget, {}
     partner = partner_of(case, sweep, entry)
     partner_fn, why_not = partner_call(case, sweep, partner)
-    ticks = machine.cpu_ticks()
+    ticks, use = machine.cpu_ticks(), machine.cpu_use()
     if partner_fn is not None:
         try:
             rounds, paired = paired_rounds(call, per_call * iterations, iterations, partner,
@@ -167,16 +167,18 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                                    before_round=flush)
         paired = {"paired_error": why_not} if why_not else {}
     row.update(paired, steal=machine.stolen(ticks, machine.cpu_ticks()),
+               others_cpu=machine.others_cpu(use, machine.cpu_use()),
                loadavg_1min=machine.load_average())
     stats = record(benchmark, rounds, iterations,
                    {"min_rounds": sweep.min_rounds, "max_time": budget,
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter",
                     "paired_with": paired.get("paired_backend")})
     row.update(measured(stats, iterations, case, sweep))
-    stolen = machine.steal_warning(row["steal"])
-    if stolen:  # steady rounds can hide it: said beside (or instead of) the spread's warning
-        row["reason"] = "; ".join(filter(None, (row.get("reason"), stolen)))
-        warnings.warn(f"{case.id}: {stolen}", stacklevel=1)
+    for disturbed in (machine.steal_warning(row["steal"]),
+                      machine.contention_warning(row["others_cpu"])):
+        if disturbed:  # steady rounds can hide it: said beside the spread's warning
+            row["reason"] = "; ".join(filter(None, (row.get("reason"), disturbed)))
+            warnings.warn(f"{case.id}: {disturbed}", stacklevel=1)
     if entry.delegate is not None:  # a dispatcher: which backend its time is of
         row["ran"] = dispatched_to(entry, case.entry.spec, sweep.dtype, device, case.direction)
     row["peak_memory_bytes"], row["memory_method"] = memory.peak_memory(call, device)

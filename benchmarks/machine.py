@@ -170,6 +170,40 @@ def stolen(before: tuple[int, int] | None, after: tuple[int, int] | None) -> flo
 STEAL_NOISY = records.STEAL_NOISY
 
 
+def cpu_use() -> tuple[int, int, float] | None:
+    """(busy ticks of all CPUs, this process's ticks, monotonic seconds) now; two of them
+    give what other processes ran in between (:func:`others_cpu`). None where the kernel
+    does not say (not Linux)."""
+    fields = _read("/proc/stat").split("\n", 1)[0].split()
+    own = _read("/proc/self/stat").rpartition(")")[2].split()
+    if len(fields) < 8 or fields[0] != "cpu" or len(own) < 13:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return user + nice + system + irq + softirq, int(own[11]) + int(own[12]), time.monotonic()
+
+
+def others_cpu(before: tuple | None, after: tuple | None) -> float | None:
+    """How many CPUs other processes kept busy between two cpu_use() readings, on average
+    (None where unknown, or under 0.2 s apart: too short to tell).
+
+    Why: a process that holds one of two cores makes torch's 2-thread kernels wait for it
+    at every OpenMP barrier. A review saw torch take a flat 32 ms (IQR 0.3%) where 2.5 ms
+    was right: rounds slowed alike look steady, the load average moves too slowly to show
+    it, and steal is the hypervisor's, not this machine's other processes'."""
+    if before is None or after is None or after[2] - before[2] < 0.2:
+        return None
+    ticks = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / (after[2] - before[2]))
+
+
+def contention_warning(cpus: float | None) -> str:
+    """"" unless other processes kept more than records.CONTENDED CPUs busy meanwhile."""
+    if cpus is None or cpus <= records.CONTENDED:
+        return ""
+    return (f"contended: other processes kept {cpus:.1f} CPUs busy while the case was "
+            "timed: its times are slower than this machine can do, however steady they look")
+
+
 def steal_warning(share: float | None) -> str:
     """"" unless the hypervisor took more than STEAL_NOISY of the CPU while a case ran."""
     if share is None or share <= STEAL_NOISY:

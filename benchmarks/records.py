@@ -65,6 +65,9 @@ ROW_FIELDS = {
     "steal": "share of the machine's CPU time the hypervisor gave other guests while the "
              "case was timed (/proc/stat's steal; null where unknown): over 10% marks the "
              "row in its reason, as rounds slowed alike can look steady",
+    "others_cpu": "CPUs other processes kept busy, on average, while the case was timed "
+                  "(/proc/stat's busy time less this process's; null where unknown): over "
+                  "0.5 marks the row in its reason",
     "loadavg_1min": "1-minute load average as the case's rounds ended (the machine record "
                     "has it at the sweep's start only)",
     "graph_median_s": "CUDA forward, warm cache: median seconds per call of a round's calls "
@@ -282,11 +285,16 @@ def _log_speed(chain: list[dict]) -> float:
 #: rounds, when its 95% interval is wider than +-NOISY.
 NOISY = 0.10
 STEAL_NOISY = 0.10
+#: CPUs other processes may keep busy while a case is timed before its row is in doubt
+#: (the sweep's own supervisor polls, a little; a process holding a core is far over).
+CONTENDED = 0.5
 
 
 def in_doubt(row: dict) -> bool:
-    """Whether a timed row's median is in doubt: its spread, or steal (see NOISY)."""
-    return (row.get("noise") or 0) > NOISY or (row.get("steal") or 0) > STEAL_NOISY
+    """Whether a timed row's median is in doubt: its spread, steal (see NOISY), or other
+    processes busy beside it (CONTENDED)."""
+    return ((row.get("noise") or 0) > NOISY or (row.get("steal") or 0) > STEAL_NOISY
+            or (row.get("others_cpu") or 0) > CONTENDED)
 
 
 def paired_noisy(paired: dict) -> bool | None:

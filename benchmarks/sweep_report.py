@@ -100,6 +100,8 @@ def _doubts_of(row: dict) -> list[str]:
                    "median")
     if (row.get("steal") or 0) > machine.STEAL_NOISY:
         out.append(f"stolen: {row['steal']:.0%} of the CPU")
+    if (row.get("others_cpu") or 0) > records.CONTENDED:
+        out.append(f"contended: other processes on {row['others_cpu']:.1f} CPUs")
     return out
 
 
@@ -168,7 +170,8 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
 def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
     """What the rows themselves say of the machine while they ran: a load average that rose
     after the sweep started (the machine record has only the start's) beyond the sweep's
-    own threads (a 2-thread sweep alone brings it near 2), and steal time."""
+    own threads (a 2-thread sweep alone brings it near 2), steal time, and other processes
+    busy beside a case (others_cpu)."""
     out, ok = [], [r for r in rows if r["status"] == "ok"]
     cpus = max((m.get("cpus_usable") or 1 for m in machines), default=1)
     busy = [r["loadavg_1min"] - (r.get("threads") or 0) for r in ok
@@ -183,6 +186,12 @@ def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
         out.append(f"{len(stolen)} of {len(ok)} timed cases lost over "
                    f"{machine.STEAL_NOISY:.0%} of the CPU (up to {max(stolen):.0%}) to other "
                    "guests of the hypervisor (steal in their rows): their times are slower "
+                   "than this machine can do, however steady their rounds look")
+    contended = [r["others_cpu"] for r in ok if (r.get("others_cpu") or 0) > records.CONTENDED]
+    if contended:
+        out.append(f"{len(contended)} of {len(ok)} timed cases ran beside other processes "
+                   f"that kept over {records.CONTENDED:g} CPUs busy (up to "
+                   f"{max(contended):.1f}; others_cpu in their rows): their times are slower "
                    "than this machine can do, however steady their rounds look")
     return out
 

@@ -58,8 +58,8 @@ PAIRED_NOTE = ("Paired: the ratio of rounds taken in turn with torch's (sweep --
                "--paired-with torch, or start the file anew with --fresh. In doubt: a "
                "paired ratio whose 95% interval is wider than \u00b110% (or of under 6 "
                "rounds), or medians of which either was noisy (IQR over 10%) or timed "
-               "while the hypervisor took over 10% of the CPU; the charts draw paired "
-               "intervals as error bars.")
+               "while the hypervisor took over 10% of the CPU or other processes kept over "
+               "half a CPU busy; the charts draw paired intervals as error bars.")
 RATIO_HEADER = ["file", "direction", "shape set", "backend", "speedup over torch (geomean)",
                 "shapes compared", "of them paired", "of them over 10 min apart",
                 "of them in doubt", "shapes timed"]
