@@ -27,7 +27,10 @@ Operands: seeded random input and weight, NCHW, or both channels_last (NHWC) und
 
 What is timed, per direction (bias is left out in all three):
 - forward: the backend's own function with the arguments the front end hands it
-  (impls.frontend.normalize), so argument checking is not timed.
+  (impls.frontend.normalize), so argument checking is not timed. A backend whose first
+  result is not laid out as F.conv2d's (a strided view, channels-last for NCHW operands) is
+  timed with the copy into that layout, which impls.conv2d makes for its callers: without
+  it, returning a view would be a free speedup. Its row's reason says so.
 - backward-data / backward-weights: impls.backward.gradient_call. Building it runs the
   forward once through the front end, untimed, with only that direction's tensor requiring
   grad; each timed call replays the retained graph's backward with a fixed output gradient,
@@ -48,7 +51,7 @@ from pytest_benchmark.stats import Stats
 import impls
 from benchmarks import machine, memory, records, timer
 from impls.backward import gradient_call
-from impls.frontend import check_output, normalize, used_features
+from impls.frontend import check_output, in_memory_format, normalize, result_format, used_features
 from impls.spec import ConvSpec
 
 #: Calls before the timed rounds, at least (the guard counts them too).
@@ -93,16 +96,27 @@ def conv_call(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: 
     if direction != "forward":
         return gradient_call(entry, x, w, None, direction, **spec.conv_kwargs())
     c = normalize(x, w, None, **spec.conv_kwargs())
-    checked = []
+    checked, relaid = [], []
 
     def call():
         out = entry.fn(c.input, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
         if check and not checked:  # the first call's result must be F.conv2d's kind
             check_output(entry.name, out, c)
             checked.append(True)
+            if in_memory_format(out, c) is not out:  # decided once: not timed
+                relaid.append(result_format(c))
+                call.relaid = RELAID
+        if relaid:  # what impls.conv2d hands its caller: part of the call's cost
+            out = out.contiguous(memory_format=relaid[0])
         return out
 
+    call.relaid = ""
     return call
+
+
+#: A row's note when its backend's results were copied into F.conv2d's layout (conv_call).
+RELAID = ("its results are not laid out as F.conv2d's: the copy into that layout, which "
+          "impls.conv2d makes for its callers, is timed with it")
 
 
 @torch.no_grad()
@@ -174,6 +188,8 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                     "warmup": WARMUP_CALLS, "cold_cache": cold, "timer": "perf_counter",
                     "paired_with": paired.get("paired_backend")})
     row.update(measured(stats, iterations, case, sweep))
+    if getattr(call, "relaid", ""):  # conv_call copied its results into F.conv2d's layout
+        row["reason"] = "; ".join(filter(None, (row.get("reason"), call.relaid)))
     for disturbed in (machine.steal_warning(row["steal"]),
                       machine.contention_warning(row["others_cpu"])):
         if disturbed:  # steady rounds can hide it: said beside the spread's warning

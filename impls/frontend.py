@@ -68,7 +68,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
             out = entry.fn(call.input, call.weight, call.bias, call.stride, call.padding,
                            call.dilation, call.groups)
         _check_tensor_result(entry.name, out)  # a user backend's slip, named at its source
-        out = _in_memory_format(out, call)
+        out = in_memory_format(out, call)
     return out.squeeze(0) if call.unbatched else out
 
 
@@ -105,18 +105,18 @@ def _autocast(input, weight, bias):
     return cast(input), cast(weight), cast(bias), torch.autocast(device_type, enabled=False)
 
 
-def _in_memory_format(out: torch.Tensor, call: NormalizedCall) -> torch.Tensor:
+def in_memory_format(out: torch.Tensor, call: NormalizedCall) -> torch.Tensor:
     """``out`` laid out as F.conv2d lays out its result, strides and all. Code downstream of
     a conv (a channels-last network, a .view) depends on it, and a backend is free to
     compute in whatever layout suits its method: the copy, when one is needed, is here."""
-    fmt = _result_format(call)
+    fmt = result_format(call)
     want = torch.empty(out.shape, memory_format=fmt, device="meta").stride()
     if out.stride() == want or not out.numel():
         return out
     return torch.empty_like(out, memory_format=fmt).copy_(out)
 
 
-def _result_format(call: NormalizedCall) -> torch.memory_format:
+def result_format(call: NormalizedCall) -> torch.memory_format:
     """The memory format F.conv2d gives this call's result: ATen's own decision (the one
     torch's fake tensors use), which follows the kernel torch would pick (cuDNN keeps
     float64 contiguous, oneDNN goes channels-last when the input or the weight is). Where
@@ -181,7 +181,7 @@ def _empty_result(call: NormalizedCall) -> torch.Tensor:
     # Copied into a tensor of the input's dtype and F.conv2d's layout: no autocast or type
     # promotion of the sums decides either.
     out = torch.empty(shape, dtype=call.input.dtype, device=call.input.device,
-                      memory_format=_result_format(call))
+                      memory_format=result_format(call))
     return out.copy_(depends.expand(shape))
 
 

@@ -4,7 +4,8 @@ Each misbehaves the way a broken kernel does, so the sweep's isolation is proven
 thing rather than on a mock: one hangs inside native code while holding the GIL (no Python
 timeout can interrupt it), one segfaults, one raises, one is far too slow for the budget,
 one raises a CUDA error that (as on a GPU) breaks every later call in its process, three
-return what F.conv2d never would (an ndarray, float64 for float32, a row short).
+return what F.conv2d never would (an ndarray, float64 for float32, a row short), one
+returns the right values in another layout (a transposed view's strides).
 One gives up (NotImplementedError) after three calls, as a partner of ``--paired-with``.
 Two decline politely: one declares (``accepts``) that it takes 1x1 kernels only, one raises
 NotImplementedError; both must become skipped rows, not failures. For the backward
@@ -133,3 +134,10 @@ def channels_last_only(input, weight, bias, stride, padding, dilation, groups):
         if not t.is_contiguous(memory_format=torch.channels_last):
             raise RuntimeError(f"{name} is not channels_last: strides {t.stride()}")
     return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+def transposed_view(input, weight, bias, stride, padding, dilation, groups):
+    """The right values, laid out column-major in each image plane: what impls.conv2d
+    copies into F.conv2d's layout, so the sweep must time that copy too."""
+    out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return out.transpose(2, 3).contiguous().transpose(2, 3)

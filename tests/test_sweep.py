@@ -531,6 +531,19 @@ def test_a_resumed_sweep_measures_again_a_backend_whose_file_changed(tmp_path, m
         first["cb_edited:conv"])
 
 
+def test_a_result_in_another_layout_is_timed_with_the_copy_a_caller_gets(tmp_path):
+    """Returning a strided view must not be a free speedup: the sweep times the copy into
+    F.conv2d's layout that impls.conv2d makes, and the row says so; torch's row does not."""
+    (tmp_path / "tiny").write_text(TINY)
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "sweep_backends:transposed_view",
+                 "--backend", "torch")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {r["backend"]: r for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert rows["sweep_backends:transposed_view"]["status"] == "ok"
+    assert "not laid out as F.conv2d's" in rows["sweep_backends:transposed_view"]["reason"]
+    assert "laid out" not in (rows["torch"]["reason"] or "")
+
+
 def test_a_backend_whose_result_is_no_conv2d_output_fails_instead_of_being_timed(tmp_path):
     """The sweep calls backends directly; the first call of each case is checked like
     impls.conv2d's (a Tensor of the right shape, dtype and device), or the case fails."""
