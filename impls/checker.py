@@ -13,8 +13,13 @@ reruns exactly that comparison and the problem's benchdnn descriptor.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import shlex
+import site
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,8 +62,12 @@ class CaseResult:
         return self.status not in BAD
 
     def command(self) -> str:
-        """The command that reruns this comparison."""
-        return (f"python -m impls check --backend {self.backend} --case {self.case} "
+        """The command that reruns this comparison; for a user's "module:function", with
+        the PYTHONPATH it was found on (python_path: pasted without it, the rerun cannot
+        load it)."""
+        path = python_path(self.backend)
+        return ((f"PYTHONPATH={shlex.quote(path)} " if path else "")
+                + f"python -m impls check --backend {self.backend} --case {self.case} "
                 f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
                 f"--seed {self.seed}" + (" --tf32" if self.tf32 else ""))
 
@@ -83,6 +92,27 @@ class CaseResult:
         gradient's), so every field of the verdict moves together."""
         self.where, self.max_error = judged.where, judged.max_error
         self.error, self.bound = judged.error, judged.bound
+
+
+def python_path(backend: str) -> str:
+    """The directory a user's "module:function" is imported from, where a fresh ``python
+    -m`` would not find it by itself (outside the working directory and site-packages):
+    what a rerun must put on PYTHONPATH. "" for a registered name, or where not found."""
+    if ":" not in backend:
+        return ""
+    top = backend.partition(":")[0].split(".")[0]
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return ""
+    if found is None or not found.origin or not found.has_location:
+        return ""
+    where = Path(found.origin).resolve().parent
+    if found.submodule_search_locations is not None:  # a package: its parent directory
+        where = where.parent
+    default = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages(),
+                                           os.getcwd()]}
+    return "" if where in default else str(where)
 
 
 def descriptor(case: Case) -> str:

@@ -390,8 +390,11 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     # is no success when a backend in it gives wrong answers (benchdnn fails the run too).
     assert main(["build", str(path), "--out", str(out), "--correctness-budget", "0.01"]) == 1
     err = capsys.readouterr().err
+    # The rerun carries the directory the user's module came from (not on sys.path by
+    # default), or, pasted, it could not load the backend.
     assert re.search(rf"error: {zeros_backend} FAILED the correctness check: .*; rerun the "
-                     rf"first: python -m impls check --backend {zeros_backend} --case \S+ "
+                     rf"first: PYTHONPATH=\S+ python -m impls check --backend {zeros_backend} "
+                     r"--case \S+ "
                      r"--mode exact --dtype float32 --device cpu --seed 0", err), err
     # The unloadable one's times are of unchecked answers: said in the terminal too.
     assert re.search(rf"warning: {re.escape(gone)}: not checked.*unverified answers", err), err

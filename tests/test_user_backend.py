@@ -300,6 +300,19 @@ def conv(input, weight, bias, stride, padding, dilation, groups):
 """
 
 
+def test_a_repro_line_carries_where_a_users_module_was_found(user_module, tmp_path):
+    """A repro pasted into a fresh shell must load the backend: a user's module from outside
+    the working directory and site-packages brings its directory as PYTHONPATH; a
+    registered name, or a module of the working directory, needs none."""
+    from impls.checker import python_path
+
+    spec = f"{user_module('cb_found_here', WRONG_GRADIENTS)}:conv"
+    assert python_path(spec) == str(tmp_path.resolve())
+    result = check_backend(spec, [CASES_BY_ID["valid-3x3"]], modes=("exact",))[0]
+    assert result.command().startswith(f"PYTHONPATH={tmp_path.resolve()} python -m impls ")
+    assert python_path("torch") == "" and python_path("impls.builtin.naive:naive_conv2d") == ""
+
+
 def test_the_default_check_covers_the_gradients_of_a_backend_with_autograd(user_module,
                                                                           capsys):
     """Right forward, doubled input gradient: "all passed" by default used to mean the
