@@ -63,8 +63,8 @@ class BackwardResult(CaseResult):
 
     direction: str = "backward-data"
 
-    def command(self) -> str:
-        return f"{super().command()} --direction {self.direction}"
+    def _direction(self) -> str:
+        return f" --direction {self.direction}"
 
 
 def result_from_dict(result: dict) -> CaseResult:

@@ -69,7 +69,12 @@ class CaseResult:
         return ((f"PYTHONPATH={shlex.quote(path)} " if path else "")
                 + f"python -m impls check --backend {self.backend} --case {self.case} "
                 f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
-                f"--seed {self.seed}" + (" --tf32" if self.tf32 else ""))
+                f"--seed {self.seed}" + (" --tf32" if self.tf32 else "") + self._direction())
+
+    def _direction(self) -> str:
+        """The --direction of this comparison: a case's forward (the check's default runs
+        the gradients too); none for module parity and non-finite ids, which name theirs."""
+        return "" if "/" in self.case else " --direction forward"
 
     def repro(self) -> str:
         """What went wrong, and the command that reruns this comparison."""

@@ -394,8 +394,8 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     # default), or, pasted, it could not load the backend.
     assert re.search(rf"error: {zeros_backend} FAILED the correctness check: .*; rerun the "
                      rf"first: PYTHONPATH=\S+ python -m impls check --backend {zeros_backend} "
-                     r"--case \S+ "
-                     r"--mode exact --dtype float32 --device cpu --seed 0", err), err
+                     r"--case \S+ --mode exact --dtype float32 --device cpu --seed 0 "
+                     r"--direction forward", err), err
     # The unloadable one's times are of unchecked answers: said in the terminal too.
     assert re.search(rf"warning: {re.escape(gone)}: not checked.*unverified answers", err), err
 

@@ -205,7 +205,7 @@ def test_a_tf32_comparison_s_repro_reruns_it_with_tf32(user_module):
 
     name = user_module("cb_viewer2", VIEWER)
     forward = check_case(f"{name}:conv", CASES_BY_ID["basic-3x3-pad1"], "exact", tf32=True)
-    assert forward.repro().endswith("--seed 0 --tf32")
+    assert forward.repro().endswith("--seed 0 --tf32 --direction forward")
     back = check_backward(f"{name}:conv", CASES_BY_ID["basic-3x3-pad1"], tf32=True)
     assert back.repro().endswith("--tf32 --direction backward-data")
     # The report reruns a failure with the checker's own command, read back from JSON.
