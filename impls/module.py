@@ -24,6 +24,8 @@ class Conv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype)
         entry = get_backend(backend)
+        if entry.load_error:  # a misspelt "module:function", as an unknown name is refused
+            raise ValueError(f"backend {backend!r}: {entry.reason}")
         self.backend = entry.name
         refusal = self._refusal(entry)
         if refusal:  # every forward would refuse: say so where the layer is made

@@ -65,6 +65,16 @@ def test_a_layer_its_backend_can_never_run_is_refused_when_made():
                         backend="torch")._features() == {"groups", "bias"}
 
 
+def test_a_misspelt_backend_is_refused_when_the_layer_is_made(isolated_registry):
+    """As an unknown name is (ValueError): a "module:function" that does not load used to
+    build a layer whose every forward failed."""
+    with pytest.raises(ValueError, match="unknown backend 'torhc'"):
+        impls.Conv2d(3, 4, 3, backend="torhc")
+    with pytest.raises(ValueError, match="naive_conv2': cannot load: AttributeError"):
+        impls.Conv2d(3, 4, 3, backend="impls.builtin.naive:naive_conv2")
+    assert impls.Conv2d(3, 4, 3, backend="impls.builtin.naive:naive_conv2d").backend
+
+
 def test_a_kernel_outside_the_method_is_refused_when_made_and_a_bad_value_at_forward():
     """A refusal of the backend's ``accepts`` that holds whatever the image (Winograd's
     kernel size) is the layer's too. An argument F.conv2d itself rejects is not a missing
