@@ -79,8 +79,10 @@ def add_parser(subparsers) -> None:
                     "process that a hanging or crashing case cannot take down; resumes.")
     bare = ", ".join(f"{name} ({' '.join(d)})" for name, d in
                      sweep_plan.directions_per_set().items())
-    p.add_argument("--shape-set", action="append", metavar="NAME",
-                   help=f"repeatable; default {' '.join(sweep_plan.DEFAULT_SETS)}")
+    p.add_argument("--shape-set", action="append", metavar="NAME|FILE",
+                   help="a built-in set (python -m benchmarks shapes --help lists them) or "
+                   "the path of a benchdnn shape file of your own; repeatable; default "
+                   f"{' '.join(sweep_plan.DEFAULT_SETS)}")
     for flag, kwargs in sweep_plan.OPTIONS:
         p.add_argument(flag, **kwargs)
     p.add_argument("--direction", action="extend", nargs="+", metavar="DIRECTION",
