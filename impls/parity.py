@@ -87,16 +87,21 @@ def check_module(backend: str | Backend, module_case: ModuleCase, padding_mode: 
             # nn.Conv2d warns that an even "same" kernel copies the input: known, not news.
             warnings.filterwarnings("ignore", message="Using padding='same'")
             # Each module gets its own copy: an in-place change must not reach the other.
-            got_tensor = ours(data.input.clone())
+            given = data.input.clone()
+            got_tensor = ours(given)
             want = theirs(data.input.clone()).double().numpy()
+            changed = [name for name, now, was in (
+                ("input", given, data.input), ("weight", ours.weight, data.weight),
+                ("bias", ours.bias, data.bias)) if was is not None and not torch.equal(now, was)]
             wrong_type = type_mismatch(got_tensor, dtype, "cpu")
             if not wrong_type:
                 got = got_tensor.detach().to("cpu", torch.float64).numpy()
     except Exception as exc:
         result.status, result.reason = ERROR, error_reason(exc)
         return result
-    if wrong_type:
-        result.status, result.reason = FAILED, wrong_type
+    if wrong_type or changed:  # nn.Conv2d changes neither its input nor its parameters
+        result.status = FAILED
+        result.reason = wrong_type or f"the layer changed its {' and '.join(changed)} in place"
         return result
     if got.shape != want.shape:
         result.status, result.reason = FAILED, f"output shape {got.shape}, expected {want.shape}"

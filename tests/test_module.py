@@ -121,3 +121,19 @@ def test_a_compiled_model_runs_each_convolution_eagerly(name):
     torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
     compiled(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_module_parity_catches_a_layer_that_changes_its_weight(isolated_registry):
+    """The case table catches a backend that writes to its arguments; module parity
+    compared outputs only, and passed one that zeroes its weight after computing."""
+    import torch.nn.functional as F
+
+    @impls.register_backend(name="zeroes-its-weight")
+    def zeroes(input, weight, bias, stride, padding, dilation, groups):
+        out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+        weight.data.zero_()
+        return out
+
+    result = check_module("zeroes-its-weight", MODULE_CASES[0], "zeros")
+    assert result.status == "failed" and "changed its weight in place" in result.reason
+    assert check_module("torch", MODULE_CASES[0], "zeros").status == "passed"
