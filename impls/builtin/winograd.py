@@ -39,10 +39,11 @@ constants above, measured with Kronecker transforms, still bound), as do the gra
 through autograd.
 
 Speed against F.conv2d (oneDNN) on ResNet-50's 3x3 layers at batch 8, 2-core Xeon, with
-the kernel transform kept, paired rounds (`python -m benchmarks targets`, 2026-11-26): F4
-1.36x on 128@28x28, 1.18x on 256@14x14, 1.15x on 512@7x7, F2 about 1.0x there; 0.77x (F4)
-and 0.63x (F2) on 64@56x56, where the transforms (~6 passes over (m+2)^2/m^2 times the
-data) alone cost about what oneDNN takes for the whole convolution. Two choices made the
+the kernel transform kept, paired rounds (`python -m benchmarks targets`, three runs on
+2026-11-26): F4 1.26-1.36x on 128@28x28, 1.08-1.21x on 256@14x14, 1.14-1.16x on 512@7x7,
+F2 0.92-1.05x there; 0.73-0.78x (F4) and 0.54-0.63x (F2) on 64@56x56, where the transforms
+(~6 passes over (m+2)^2/m^2 times the data) alone cost about what oneDNN takes for the
+whole convolution. Two choices made the
 deep layers: chunks of ~8 MB rather than 4 (F4 on 256@14x14 ran 4 images a chunk, now 8:
 larger GEMMs), and the separable transforms with kernel-major products. Recomputing the
 kernel transform every call (36*K*C values for F4, 38 MB at 512 channels) had cost the
