@@ -51,7 +51,7 @@ from pytest_benchmark.stats import Stats
 import impls
 from benchmarks import machine, memory, records, timer
 from impls.backward import gradient_call
-from impls.frontend import check_output, in_memory_format, normalize, result_format, used_features
+from impls.frontend import check_output, in_memory_format, normalize, used_features
 from impls.spec import ConvSpec
 
 #: Calls before the timed rounds, at least (the guard counts them too).
@@ -104,10 +104,10 @@ def conv_call(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: 
             check_output(entry.name, out, c)
             checked.append(True)
             if in_memory_format(out, c) is not out:  # decided once: not timed
-                relaid.append(result_format(c))
+                relaid.append(True)
                 call.relaid = RELAID
         if relaid:  # what impls.conv2d hands its caller: part of the call's cost
-            out = out.contiguous(memory_format=relaid[0])
+            out = in_memory_format(out, c)
         return out
 
     call.relaid = ""

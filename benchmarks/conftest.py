@@ -26,6 +26,7 @@ import os
 _INTERPRETER_ASKED = os.environ.pop("TRITON_INTERPRET", "") == "1"
 
 import contextlib  # noqa: E402
+import functools  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -175,6 +176,8 @@ def pytest_collection_modifyitems(config, items):
     if _SWEEP not in config.stash:
         return
     sweep = config.stash[_SWEEP]
+    for backend in dict.fromkeys(c.backend for c in sweep.cases):
+        _code(backend)  # the code as imported, before any case runs
     done = sweep.results.done(sweep.since, sweep.limit,
                               sweep.partner.name if sweep.partner else None)
     keep, gone = [], []
@@ -208,12 +211,19 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         machine_info["convbench"] = sweep._machine
 
 
+@functools.cache
 def _code(backend: str) -> tuple[str, str] | tuple[None, None]:
     """records.code_of the file defining the backend's function (None where there is none
-    to find: a callable object, a built-in)."""
+    to find: a callable object, a built-in, a spec that does not load). Read once per
+    process, before its first case (pytest_collection_modifyitems), near when the backend
+    was imported: a file edited while the sweep runs must not label rows timed with the
+    code loaded before the edit. Only that one file is watched: an edit to a helper module
+    it imports (fft's plans, triton's kernels, auto's table) is not seen."""
+    entry = impls.get_backend(backend)
+    if entry.load_error:
+        return None, None
     try:
-        return records.code_of(inspect.getsourcefile(inspect.unwrap(
-            impls.get_backend(backend).fn)))
+        return records.code_of(inspect.getsourcefile(inspect.unwrap(entry.fn)))
     except (TypeError, ValueError):
         return None, None
 

@@ -171,15 +171,23 @@ STEAL_NOISY = records.STEAL_NOISY
 
 
 def cpu_use() -> tuple[int, int, float] | None:
-    """(busy ticks of all CPUs, this process's ticks, monotonic seconds) now; two of them
-    give what other processes ran in between (:func:`others_cpu`). None where the kernel
-    does not say (not Linux)."""
-    fields = _read("/proc/stat").split("\n", 1)[0].split()
-    own = _read("/proc/self/stat").rpartition(")")[2].split()
-    if len(fields) < 8 or fields[0] != "cpu" or len(own) < 13:
+    """(busy ticks of the CPUs this process may use, its own ticks, monotonic seconds); two
+    give what other processes ran there in between (:func:`others_cpu`). None where the
+    kernel does not say (not Linux)."""
+    lines = [line.split() for line in _read("/proc/stat").splitlines()
+             if line.startswith("cpu")]
+    # The CPUs this process may run on: a taskset or cpuset leaves the others' load out, as
+    # it does not compete; the total line where the per-CPU ones are not there.
+    allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)} if hasattr(
+        os, "sched_getaffinity") else set()
+    chosen = [f for f in lines if f[0] in allowed] or [f for f in lines if f[0] == "cpu"]
+    if not chosen or any(len(f) < 8 for f in chosen):
         return None
-    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
-    return user + nice + system + irq + softirq, int(own[11]) + int(own[12]), time.monotonic()
+    busy = sum(int(f[1]) + int(f[2]) + int(f[3]) + int(f[6]) + int(f[7]) for f in chosen)
+    own = _read("/proc/self/stat").rpartition(")")[2].split()
+    if len(own) < 13:
+        return None
+    return busy, int(own[11]) + int(own[12]), time.monotonic()
 
 
 def others_cpu(before: tuple | None, after: tuple | None) -> float | None:

@@ -108,7 +108,8 @@ ROW_FIELDS = {
     "code_file": "the source file that defines the backend's function (relative to the "
                  "repository when inside it)",
     "code": "sha1 (12 hex digits) of code_file as it was timed: a resumed sweep measures "
-            "the case again when the file has changed since (records.settled)",
+            "the case again when the file has changed since (records.settled); only that "
+            "file, not the helper modules it imports",
     "threads": "torch threads (pinned); a resumed sweep refuses a file whose rows were "
                "measured with another count (ResultsFile.conditions_differ)",
     "machine_id": "id of the machine record the row was measured on",

@@ -42,8 +42,9 @@ class Progress:
             again = (f"; measuring the other {self.total}, {retried} of them again (their "
                      "rows measured nothing that stands: failed, timed out or crashed, "
                      "skipped as unavailable or untimed, or by the budget guard under a "
-                     "lower --limit; or they were timed under another --paired-with; see "
-                     "records.settled)" if retried else "")
+                     "lower --limit; or they were timed under another --paired-with, or "
+                     "their backend's file has changed since; see records.settled)"
+                     if retried else "")
             print(f"resuming: {resumed} of {len(keys)} cases already have a row{again}",
                   file=stream)
         if changed:
@@ -230,8 +231,9 @@ def _ratio(ran: dict, base: dict, show: bool, baseline: str, backends: dict) -> 
              for d in common}  # for chains of paired ratios (records.speedup)
     speedup = math.exp(sum(math.log(records.speedup(ran[d], base[d], peers[d])[0])
                            for d in common) / len(common))
-    doubtful = sum(records.in_doubt(ran[d]) or records.in_doubt(base[d]) for d in common)
-    doubt = f", {doubtful} of them from noisy or stolen times" if doubtful else ""
+    doubtful = sum(records.judged_speedup(ran[d], base[d], peers[d])["noisy"] is not False
+                   for d in common)
+    doubt = f", {doubtful} of them in doubt (noise, steal, contention)" if doubtful else ""
     return f"  speedup over {baseline}: x{speedup:.3g} (geomean of {len(common)}{doubt})"
 
 

@@ -155,8 +155,9 @@ def _check(args) -> int:
     else:
         _print_report(entry.name, results, failed, scope=_scope(results))
     if not results:
-        print("error: nothing was checked: no comparison was selected (the --case ids are "
-              "module-parity ids, and --no-module leaves those out)", file=sys.stderr)
+        print("error: nothing was checked: no comparison was selected (module-parity ids "
+              "with --no-module, or non-finite ids without the forward --direction)",
+              file=sys.stderr)
         return 1
     if all(r.status == SKIPPED for r in results):
         print(f"error: nothing was checked: every comparison of {entry.name} was skipped",

@@ -66,7 +66,8 @@ class CaseResult:
         the PYTHONPATH it was found on (python_path: pasted without it, the rerun cannot
         load it)."""
         path = python_path(self.backend)
-        return ((f"PYTHONPATH={shlex.quote(path)} " if path else "")
+        return ((f"PYTHONPATH={shlex.quote(path)}${{PYTHONPATH:+:$PYTHONPATH}} " if path
+                 else "")
                 + f"python -m impls check --backend {self.backend} --case {self.case} "
                 f"--mode {self.mode} --dtype {self.dtype} --device {self.device} "
                 f"--seed {self.seed}" + (" --tf32" if self.tf32 else "") + self._direction())

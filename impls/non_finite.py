@@ -34,7 +34,9 @@ from impls.registry import Backend, get_backend
 
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: The problem: a 3x3 kernel with padding and bias over one image; the value sits at WHERE.
-CASE = Case("non-finite", 1, 3, 9, 9, 4, 3, 3, padding=1)
+#: A backend declaring neither padding nor bias gets the plain one instead.
+CASES = (Case("non-finite", 1, 3, 9, 9, 4, 3, 3, padding=1),
+         Case("non-finite", 1, 3, 9, 9, 4, 3, 3, bias=False))
 WHERE = (0, 1, 4, 5)
 IDS = [f"non-finite/{name}" for name in VALUES]
 
@@ -44,21 +46,23 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
     """Put ``value`` ("nan", "inf", "-inf") into one input element and require every output
     F.conv2d makes non-finite from it to be non-finite here too."""
     entry = get_backend(backend)
+    case = next((c for c in CASES if not entry.unsupported(features=c.features())), CASES[0])
     result = CaseResult(entry.name, f"non-finite/{value}", "random", str(dtype).removeprefix(
         "torch."), device, seed, SKIPPED, features=["non-finite input"],
-        descriptor=f"{descriptor(CASE)} {value} at {WHERE}")
-    if declined(result, entry, CASE, dtype, device, CASE.features()):
+        descriptor=f"{descriptor(case)} {value} at {WHERE}")
+    if declined(result, entry, case, dtype, device, case.features()):
         return result
-    data = fill(CASE, "random", dtype, seed)
+    data = fill(case, "random", dtype, seed)
     data.input[WHERE] = VALUES[value]
+    args = (data.input, data.weight, data.bias)
     # F.conv2d in float64 on the CPU says which outputs the value reaches, whatever the
     # backend's dtype and device.
-    want = ~torch.isfinite(F.conv2d(data.input.double(), data.weight.double(),
-                                    data.bias.double(), padding=CASE.padding))
+    want = ~torch.isfinite(F.conv2d(*(None if t is None else t.double() for t in args),
+                                    **case.kwargs()))
     try:
         with torch.no_grad():
-            out = conv2d(*(t.to(device) for t in (data.input, data.weight, data.bias)),
-                         backend=entry, **CASE.kwargs())
+            out = conv2d(*(None if t is None else t.to(device) for t in args),
+                         backend=entry, **case.kwargs())
         wrong_type = type_mismatch(out, dtype, device)
     except Exception as exc:
         result.status, result.reason = ERROR, error_reason(exc)

@@ -34,6 +34,7 @@ MODEL_CASES = [
     ("fft", (1, 128, 56, 56), (128, 1, 31, 31), 1, 15, 1, 128),
     ("fft", (2, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, 1),
     ("winograd-f2", (2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1),
+    ("winograd-f2", (4, 32, 56, 56), (128, 32, 3, 3), 1, 1, 1, 1),  # 2 chunks, K > 3C
     ("winograd-f4", (1, 256, 29, 29), (256, 256, 3, 3), 1, 1, 1, 1),
 ]
 #: The model may miss what it does not count (allocator pages, library scratch) by this

@@ -199,7 +199,8 @@ def test_cli_fails_a_mutant_with_a_repro_line_that_reproduces():
             re.finditer(r"(\w+)\W+(\d+)\W+(\d+)\W+(\d+)", run.stdout)}
     assert rows["bias"][1] > 0, f"no failure in the bias row:\n{run.stdout}"
     # The mutants live in tests/, which a fresh python does not search: the line says so.
-    assert f"repro: PYTHONPATH={Path(__file__).resolve().parent} python -m impls" in run.stdout
+    assert f"repro: PYTHONPATH={Path(__file__).resolve().parent}${{PYTHONPATH:+:$PYTHONPATH}}" \
+        " python -m impls" in run.stdout
     repros = re.findall(r"repro: (?:PYTHONPATH=\S+ )?(python -m impls check .*)", run.stdout)
     assert repros and all("--backend mutants:bias_dropped --case" in r for r in repros)
     # The first repro line alone reruns that one comparison, which fails again.

@@ -382,7 +382,7 @@ def test_summary_ratios_compare_within_one_direction():
     assert "noisy" not in text
     stolen = {**row("unfold", "forward", 2.0), "steal": 0.3}  # a noisy ratio says so
     lines = sweep_report.ratio_lines([row("torch", "forward", 1.0), stolen])
-    assert "(geomean of 1, 1 of them from noisy or stolen times)" in lines[2], lines
+    assert "(geomean of 1, 1 of them in doubt (noise, steal, contention))" in lines[2], lines
 
 
 def test_summary_ratios_compare_within_one_precision():

@@ -309,7 +309,8 @@ def test_a_repro_line_carries_where_a_users_module_was_found(user_module, tmp_pa
     spec = f"{user_module('cb_found_here', WRONG_GRADIENTS)}:conv"
     assert python_path(spec) == str(tmp_path.resolve())
     result = check_backend(spec, [CASES_BY_ID["valid-3x3"]], modes=("exact",))[0]
-    assert result.command().startswith(f"PYTHONPATH={tmp_path.resolve()} python -m impls ")
+    assert result.command().startswith(  # the shell's own PYTHONPATH kept after it
+        f"PYTHONPATH={tmp_path.resolve()}${{PYTHONPATH:+:$PYTHONPATH}} python -m impls ")
     assert python_path("torch") == "" and python_path("impls.builtin.naive:naive_conv2d") == ""
 
 

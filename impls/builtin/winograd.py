@@ -72,8 +72,8 @@ from impls.registry import FEATURES, register_backend
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, Fraction(1, 2), -2)}
 #: Tile size m from which the input transform runs separably (_separable) rather than as one
 #: Kronecker GEMM: F(4x4)'s two 6-point passes measured 15% faster than its 36x36 GEMM on
-#: 64@56x56 (6x fewer flops); F(2x2)'s 4-point GEMMs are too small for MKL, its 16x16
-#: Kronecker GEMM 1.9x faster than two passes.
+#: 64@56x56 (3x fewer flops: 2 x 6 x 36 against 36 x 36 per column); F(2x2)'s 4-point
+#: GEMMs are too small for MKL, its 16x16 Kronecker GEMM 1.9x faster than two passes.
 SEPARABLE_FROM = 4
 #: Elements of the largest per-chunk buffer (tiles x positions x channels): ~8 MB in fp32.
 _CHUNK_ELEMENTS = 1 << 21
@@ -175,6 +175,7 @@ def _winograd(m: int, input, weight, bias, padding, groups):
         if bias is not None:
             prod[bias_position] += bias.view(k, 1)
         _output_tiles(a_t, prod, out[start:start + step])
+        del v, prod  # free before the next chunk's (the memory model counts one chunk's)
     out = out.view(n, k, grid[0] * m, grid[1] * m)
     return out[:, :, :p, :q].contiguous()  # a copy only when edge tiles overhang
 
@@ -241,9 +242,9 @@ def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, i
     v, prod = positions * tiles * c, positions * tiles * k
     into = max(padded + v, 3 * v)  # gathered tiles, then half transformed, then V
     back = (m + 2) * m * tiles * k + m * m * tiles * k  # half transformed, then Y
-    chunk = max(into, v + prod + back)
-    if chunks > 1:  # a chunk's V and M live until the next chunk's replace them
-        chunk = v + prod + max(into, back)
+    chunk = max(into, v + prod + back)  # one chunk at a time: _winograd frees each
+    if chunks > 1:  # but a freed buffer is reused only by one that fits in it: measured
+        chunk += max(prod, v)  # (F2, 4 chunks of 32->128 channels) up to one product more
     tiled = n * k * grid[0] * m * grid[1] * m
     cropped = n * k * p * q if p % m or q % m else 0
     need = (positions * k * cg + tiled + cropped + chunk) * itemsize
@@ -263,8 +264,8 @@ def _register(m: int):
         features=FEATURES - {"stride", "dilation"},
         accepts=accepts,
         workspace=lambda *problem: workspace(m, *problem),
-        description=f"Winograd F({m}x{m}, 3x3): Kronecker-matrix tile transforms, one "
-                    f"batched GEMM over the {(m + 2) ** 2} transform positions",
+        description=f"Winograd F({m}x{m}, 3x3): GEMM tile transforms, one batched GEMM "
+                    f"over the {(m + 2) ** 2} transform positions",
     )
     def winograd_conv2d(input, weight, bias, stride, padding, dilation, groups):
         return _winograd(m, input, weight, bias, padding, groups)
