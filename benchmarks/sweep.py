@@ -326,8 +326,9 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
     paths = _paths(results.path)
     since = results.size() if since is None else since
     kept = results.done(limit=limit, partner=partner) & set(by_key)
-    retried = {r["key"] for r in results.rows()} & (set(by_key) - kept)
-    changed = sorted({r["code_file"] for r in results.rows()
+    rows = results.rows()  # read once: both lines below are about the same rows
+    retried = {r["key"] for r in rows} & (set(by_key) - kept)
+    changed = sorted({r["code_file"] for r in rows
                       if r["key"] in retried and records.code_changed(r)})
     progress = Progress(cases, kept, since, retried=len(retried), changed=changed)
 
