@@ -36,6 +36,7 @@ BUILTIN_MODULES = (
     "impls.builtin.unfold",
     "impls.builtin.fft",
     "impls.builtin.winograd",
+    "impls.builtin.winograd_1d",
     "impls.builtin.torch_native",
     "impls.builtin.triton_conv",
     "impls.builtin.auto",

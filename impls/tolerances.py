@@ -25,15 +25,20 @@ The (C/g)/8 term is real: with all-equal inputs the per-frequency GEMM sums C/g 
 non-integer values. We allow FFT_SAFETY = 2 times the worst measured coefficient of 1
 (so 2.4x to 10x margin), and never less than the direct bound.
 
-Winograd methods ("winograd-f2", "winograd-f4"). The input and output transforms round
-too, and their matrices grow with the tile (F(4x4,3x3) uses points 0, +-1, 1/2, -2, inf),
-so the error is again global in scale (xw) and worst at C/g = 1 where the transforms
-dominate; with all-equal data the C/g identical inexact products add coherently:
+Winograd methods ("winograd-f2", "winograd-f4", "winograd-f4x1"). The input and output
+transforms round too, and their matrices grow with the tile (F(4x4,3x3) uses points 0,
++-1, 1/2, -2, inf), so the error is again global in scale (xw) and worst at C/g = 1
+where the transforms dominate; with all-equal data the C/g identical inexact products add
+coherently:
 
     coherent data (exact mode):  u*|ref| + c * u * xw * L * sqrt(C/g)
     normal data (random mode):   u*|ref| + c' * u * xw * sqrt(L)
 
 with (c, c') = (8, 7) for F(2x2) and (60, 70) for F(4x4): twice the worst measured.
+F(4x1) ("winograd-f4x1", impls.builtin.winograd_1d) transforms along one axis only; the
+same form holds, fitted the same way on its own (see WINOGRAD_COEFFICIENTS). Its worst
+coherent case is all-ones data at C/g = 4096, where the three shifted GEMMs each sum
+4096 equal inexact products.
 
 cuDNN ("cudnn": torch on CUDA). Its heuristics pick the engine per problem, and besides
 implicit-GEMM ones (the direct model) they may pick FFT or Winograd engines, which round
@@ -66,10 +71,12 @@ DTYPE_TOLERANCES = {
 #: TF32 (10 stored mantissa bits) for float32 on a GPU when TF32 is allowed.
 TF32_TOLERANCE = (1e-3, 1e-5, 2.0**-11)
 FFT_SAFETY = 2.0
-#: Winograd F(m x m, 3x3), per output tile size m: (coherent-data c, normal-data c'), each
-#: twice the worst coefficient measured over ~9,000 comparisons per variant (fills: normal,
-#: uniform, all-ones, small integers, 100+normal; C/g 1..4096). See the Winograd section.
-WINOGRAD_COEFFICIENTS = {"winograd-f2": (8.0, 7.0), "winograd-f4": (60.0, 70.0)}
+#: Winograd F(m x m, 3x3) and F(4x1, 3x3), per variant: (coherent-data c, normal-data c'),
+#: each twice the worst coefficient measured over ~9,000 comparisons per variant (fills:
+#: normal, uniform, all-ones, small integers, 100+normal; C/g 1..4096; F(4x1): worst 61
+#: on all-ones, 24 on normal data). See the Winograd section.
+WINOGRAD_COEFFICIENTS = {"winograd-f2": (8.0, 7.0), "winograd-f4": (60.0, 70.0),
+                         "winograd-f4x1": (125.0, 50.0)}
 
 
 @dataclass(frozen=True)

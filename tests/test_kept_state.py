@@ -121,7 +121,7 @@ def test_unfold_from_two_threads(keep_small):
     assert not errors
 
 
-@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "winograd-f4x1", "fft"])
 def test_weight_written_in_place_is_not_served_stale(name):
     x, w = torch.randn(2, 4, 9, 9), torch.randn(5, 4, 3, 3)
     _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
@@ -132,7 +132,7 @@ def test_weight_written_in_place_is_not_served_stale(name):
     _close(impls.conv2d(x, w, padding=1, backend=name), F.conv2d(x, w, padding=1))
 
 
-@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "winograd-f4x1", "fft"])
 def test_weight_written_behind_the_version_counter_is_not_served_stale(name):
     """Writes through .data or NumPy bump no version counter: the kept sample catches a
     rewrite of the whole weight (an init, a legacy optimizer step, an EMA copy)."""
@@ -148,7 +148,7 @@ def test_weight_written_behind_the_version_counter_is_not_served_stale(name):
     _close(impls.conv2d(x, big, padding=1, backend=name), F.conv2d(x, big, padding=1))
 
 
-@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "winograd-f4x1", "fft"])
 def test_views_that_differ_only_in_sign_bit_are_kept_apart(name):
     """z.imag and z.conj().imag share storage, offset and strides; one is negated lazily."""
     x, z = torch.randn(1, 4, 9, 9, dtype=torch.float64), torch.randn(5, 4, 3, 3,
@@ -221,18 +221,20 @@ def test_the_cache_is_bounded(monkeypatch):
 @pytest.fixture
 def fresh_state(keep_small):
     """Nothing kept yet, as in a new process: the first call makes what is kept."""
-    from impls.builtin import winograd
+    from impls.builtin import winograd, winograd_1d
 
-    winograd._transforms.cache_clear()
-    _weight_cache._sample_index.cache_clear()
+    caches = (winograd._transforms, winograd_1d._matrices, _weight_cache._sample_index)
+    for cache in caches:
+        cache.cache_clear()
     _weight_cache.clear()
     _scratch.release()
     yield
-    winograd._transforms.cache_clear()
+    for cache in caches:
+        cache.cache_clear()
     _weight_cache.clear()
 
 
-@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft", "unfold"])
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "winograd-f4x1", "fft", "unfold"])
 def test_what_inference_mode_made_serves_later_training(name, fresh_state):
     """Validation under inference_mode before training (Lightning's sanity check) used to
     leave inference tensors kept (Winograd's matrices, a weight's transform, unfold's
@@ -249,7 +251,7 @@ def test_what_inference_mode_made_serves_later_training(name, fresh_state):
     _close(xg.grad, xt.grad)
 
 
-@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "fft"])
+@pytest.mark.parametrize("name", ["winograd-f2", "winograd-f4", "winograd-f4x1", "fft"])
 def test_what_autocast_made_serves_later_float32_calls(name, fresh_state):
     """A backend called directly under autocast computes its kept transform outside it: the
     entry is keyed by the weight's dtype and must be in it (a bfloat16 transform kept for a

@@ -36,6 +36,8 @@ MODEL_CASES = [
     ("winograd-f2", (2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1),
     ("winograd-f2", (4, 32, 56, 56), (128, 32, 3, 3), 1, 1, 1, 1),  # 2 chunks, K > 3C
     ("winograd-f4", (1, 256, 29, 29), (256, 256, 3, 3), 1, 1, 1, 1),
+    ("winograd-f4x1", (8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1),
+    ("winograd-f4x1", (8, 96, 62, 62), (96, 32, 3, 3), 1, 1, 1, 3),  # 2 chunks, cropped
 ]
 #: The model may miss what it does not count (allocator pages, library scratch) by this
 #: much, and may overstate (copies scipy or torch might avoid) by at most this factor.

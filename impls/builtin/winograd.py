@@ -77,7 +77,7 @@ POINTS = {2: (0, 1, -1), 4: (0, 1, -1, Fraction(1, 2), -2)}
 SEPARABLE_FROM = 4
 #: Elements of the largest per-chunk buffer (tiles x positions x channels): ~8 MB in fp32.
 _CHUNK_ELEMENTS = 1 << 21
-_METHOD = "Winograd here is F(m x m, 3x3): 3x3 kernels, stride 1, dilation 1 only"
+_METHOD = "Winograd here is F(m x m, 3x3) and F(4x1, 3x3): 3x3 kernels, stride 1, dilation 1 only"
 
 
 def accepts(input_shape, weight_shape, stride, padding, dilation, groups) -> str:
@@ -126,6 +126,12 @@ def _prod(values) -> Fraction:
     return out
 
 
+def exact_matrices(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """toom_cook's (A^T, G, B^T) at POINTS[m] in float64: the fractions rounded once."""
+    return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64)
+                 for mat in toom_cook(m, POINTS[m]))
+
+
 @lru_cache(maxsize=32)
 def _transforms(m: int, dtype: torch.dtype, device: torch.device):
     """A^T, kron(G, G), B^T, kron(B^T, B^T) in ``dtype``, and the bias position.
@@ -135,8 +141,7 @@ def _transforms(m: int, dtype: torch.dtype, device: torch.device):
     the method, not state: cached per dtype/device.
     """
     with plain(device):  # kept for the process: made outside any caller's mode
-        a_t, g, b_t = (torch.tensor([[float(v) for v in row] for row in mat],
-                                    dtype=torch.float64) for mat in toom_cook(m, POINTS[m]))
+        a_t, g, b_t = exact_matrices(m)
         mats = [mat.to(dtype=dtype, device=device)
                 for mat in (a_t, torch.kron(g, g), b_t, torch.kron(b_t, b_t))]
     one = POINTS[m].index(1)
