@@ -118,6 +118,8 @@ TARGETS = (
            "ResNet-50 3x3 stride-1 layers", (("worst", ">=", 1.0),)),
     Target("winograd-f4, batch 8", "winograd-f4", ("resnet50-3x3",), 8, _3x3,
            "ResNet-50 3x3 stride-1 layers", (("worst", ">=", 1.0),)),
+    Target("winograd-f4x1, batch 8", "winograd-f4x1", ("resnet50-3x3",), 8, _3x3,
+           "ResNet-50 3x3 stride-1 layers", (("worst", ">=", 1.0),)),
     Target("auto, batch 1", "auto", ("resnet50", "large-kernel"), 1, _every,
            "every ResNet-50 and large-kernel shape",
            (("geomean", ">=", 0.95), ("worst", ">=", 0.8)), baseline=BEST),

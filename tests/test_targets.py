@@ -256,7 +256,8 @@ def test_runs_one_sweep_per_batch():
     assert {r["device"] for r in by_batch.values()} == {"cpu"}
     assert by_batch[1]["backends"] is None  # auto needs every backend's time
     assert set(by_batch[1]["shape_sets"]) == {"resnet50", "large-kernel"}
-    assert set(by_batch[8]["backends"]) == {"unfold", "winograd-f2", "winograd-f4", "torch"}
+    assert set(by_batch[8]["backends"]) == {"unfold", "winograd-f2", "winograd-f4",
+                                            "winograd-f4x1", "torch"}
     argv = sweep_argv(by_batch[8], "r.jsonl", 0.5, 3.0, fresh=False)
     assert argv[:3] == ["sweep", "--batch", "8"] and "--fresh" not in argv
     assert argv[argv.index("--paired-with") + 1] == "torch"  # CPU ratios are paired
