@@ -49,6 +49,9 @@ larger GEMMs), and the separable transforms with kernel-major products. Recomput
 kernel transform every call (36*K*C values for F4, 38 MB at 512 channels) had cost the
 deep layers up to half their speed (F4 on 512@7x7: 0.4x).
 
+Where even F(4x4)'s transforms cost too much (few channels on a large image), F(4x1, 3x3)
+transforms along one axis only: impls.builtin.winograd_1d, backend "winograd-f4x1".
+
 What it must not do: take a problem outside the method (kernel not 3x3, stride or dilation
 not 1): ``accepts`` refuses those with the reason, never a silent fallback to another
 method. Nor claim exactness, nor serve a stale kernel transform: it is kept per weight and
