@@ -8,9 +8,11 @@ only along the image's height, 6 rows for every 4 output rows (1.5x the image), 
 the width directly: the three kernel columns are three GEMMs that read the same
 transformed rows shifted by 0, 1 and 2 pixels, which a strided view gives for free. Half
 the multiplies of direct, two passes less than F(4x4), no tile gather across the width: on
-64@56x56 at batch 8 it ran 1.2-1.3x of torch where F(4x4) ran 0.9x (same process).
-Where channels are many the GEMMs dominate and F(4x4)'s halved GEMM work wins (128@28x28
-and deeper): each variant is the better one somewhere, and ``auto`` picks per shape.
+64@56x56 at batch 8 it ran 0.88x of torch where F(4x4) ran 0.76x (one targets run on
+2026-11-27; 0.96-0.97x against 0.78-0.86x paired by hand), still short of torch: its
+GEMMs, twice F(4x4)'s work, take half its time. Where channels are many the GEMMs
+dominate and F(4x4)'s halved GEMM work wins (128@28x28 and deeper): each variant is the
+better one somewhere, and ``auto`` picks per shape from a sweep that measured both.
 
 How, per chunk of images (as impls.builtin.winograd, ~16 MB of transformed rows):
 
@@ -28,9 +30,11 @@ How, per chunk of images (as impls.builtin.winograd, ~16 MB of transformed rows)
    output rows. The bias rides on the position of the point 1 (its A^T column is all
    ones), as in F(4x4).
 
-Error: the transforms round along one axis instead of two, so the error is F(4x4)'s kind
-(global scale, worst at C/g = 1), smaller. Model name "winograd-f4x1"; see
-impls.tolerances for the form and the fitted constants.
+Error: of F(4x4)'s kind (global scale, worst where the transforms or equal products
+dominate), with constants fitted the same way (model "winograd-f4x1", impls.tolerances):
+on normal data its worst was about F(4x4)'s (24 against 21-35 in the model's units); its
+worst coherent case, all-ones data at C/g = 4096, was twice F(4x4)'s worst (61 against
+29): three GEMMs each sum 4096 equal inexact products.
 
 What it must not do: take a problem outside the method (``accepts`` is F(4x4)'s: 3x3,
 stride 1, dilation 1), claim exactness, or serve a stale kernel transform (kept per weight
