@@ -236,9 +236,10 @@ def _input_tiles(input, padding, groups: int, m: int, grid):
 
 def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
     """Bytes a call of F(m x m, 3x3) allocates beyond its inputs (see impls.memory_budget):
-    the kernel transform U, the tiled output and its cropped copy, and one chunk of images'
-    padded input, transformed tiles V (and the half-way pass of _separable), products M
-    and output tiles (and _output_tiles' half-way pass), as _winograd chunks."""
+    the kernel transform U, the tiled output, and the larger of its cropped copy and one
+    chunk of images' padded input, transformed tiles V (and the half-way pass of
+    _separable), products M and output tiles (and _output_tiles' half-way pass), as
+    _winograd chunks."""
     (n, c, h, w), (k, cg) = input_shape, weight_shape[:2]
     positions = (m + 2) ** 2
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
@@ -255,7 +256,8 @@ def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, i
         chunk += max(prod, v)  # (F2, 4 chunks of 32->128 channels) up to one product more
     tiled = n * k * grid[0] * m * grid[1] * m
     cropped = n * k * p * q if p % m or q % m else 0
-    need = (positions * k * cg + tiled + cropped + chunk) * itemsize
+    # The cropped copy is made after the last chunk's buffers are freed.
+    need = (positions * k * cg + tiled + max(cropped, chunk)) * itemsize
     return need, (f"its transformed tiles and kernels ({positions} positions x channels) "
                   "and the output")
 

@@ -168,8 +168,9 @@ def _gather_rows(images, padding, groups: int, tiles: int, wp: int):
 
 def workspace(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
     """Bytes a call allocates beyond its inputs (see impls.memory_budget): the kernel
-    transform U, the tiled output and its cropped copy, and one chunk's gathered rows D,
-    transformed rows V, products M and output rows Y, as _winograd_rows frees them."""
+    transform U, the tiled output, and the larger of its cropped copy and one chunk's
+    gathered rows D, transformed rows V, products M and output rows Y, as _winograd_rows
+    frees them."""
     (n, c), k, cg = input_shape[:2], weight_shape[0], weight_shape[1]
     p, q, tiles, wp = _grid(input_shape, padding)
     step = _images_per_chunk(input_shape, weight_shape, padding)
@@ -183,7 +184,8 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
         chunk += max(prod, v)
     tiled = n * k * tiles * M * q
     cropped = n * k * p * q if p % M else 0
-    need = (TAPS * alpha * k * cg + tiled + cropped + chunk) * itemsize
+    # The cropped copy is made after the last chunk's buffers are freed.
+    need = (TAPS * alpha * k * cg + tiled + max(cropped, chunk)) * itemsize
     return need, "its transformed rows and kernels (6 positions x channels) and the output"
 
 
