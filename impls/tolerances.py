@@ -74,7 +74,8 @@ FFT_SAFETY = 2.0
 #: Winograd F(m x m, 3x3) and F(4x1, 3x3), per variant: (coherent-data c, normal-data c'),
 #: each twice the worst coefficient measured over ~9,000 comparisons per variant (fills:
 #: normal, uniform, all-ones, small integers, 100+normal; C/g 1..4096; F(4x1): worst 61
-#: on all-ones, 24 on normal data). See the Winograd section.
+#: on all-ones, 24 on normal data). See the Winograd section; `python -m impls.error_fit
+#: NAME --trials 900` repeats the measurement.
 WINOGRAD_COEFFICIENTS = {"winograd-f2": (8.0, 7.0), "winograd-f4": (60.0, 70.0),
                          "winograd-f4x1": (125.0, 50.0)}
 
