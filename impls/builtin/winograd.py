@@ -118,8 +118,14 @@ def toom_cook(m: int, points) -> tuple[list, list, list]:
     return a_t, g, b_t
 
 
-def _ceil_div(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def chunk_step(n: int, fit: int) -> int:
+    """Images per chunk when at most ``fit`` fit: equal chunks (a lone image in the last
+    one is slow); 1 for an empty batch."""
+    return ceil_div(n, ceil_div(n, fit)) if n else 1
 
 
 def _prod(values) -> Fraction:
@@ -158,7 +164,7 @@ def _winograd(m: int, input, weight, bias, padding, groups):
     k, cg = weight.shape[:2]
     positions = (m + 2) ** 2
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    grid = (_ceil_div(p, m), _ceil_div(q, m))  # tiles down and across; the last may overhang
+    grid = (ceil_div(p, m), ceil_div(q, m))  # tiles down and across; the last may overhang
     # (positions*g, K/g, C/g): the kernels' side of every position's GEMM, kept per weight
     # and version (impls.builtin._weight_cache) because inference reuses the weight.
     u = _weight_cache.derived(weight, ("winograd", m, groups), lambda: (
@@ -168,7 +174,7 @@ def _winograd(m: int, input, weight, bias, padding, groups):
     # (m+2)^2/m^2 times the images; in chunks of ~8 MB they stay in the last-level cache
     # and reuse freed memory (F(2x2) on 64@56x56, batch 8: 0.34x -> 0.57x of torch).
     fit = max(1, _CHUNK_ELEMENTS // (grid[0] * grid[1] * positions * max(c, k)))
-    step = _ceil_div(n, _ceil_div(n, fit)) if n else 1  # equal chunks: a lone image is slow
+    step = chunk_step(n, fit)
     for start in range(0, n, step):
         images = input[start:start + step]
         gathered = _input_tiles(images, padding, groups, m, grid)
@@ -243,10 +249,10 @@ def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, i
     (n, c, h, w), (k, cg) = input_shape, weight_shape[:2]
     positions = (m + 2) ** 2
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    grid = (_ceil_div(p, m), _ceil_div(q, m))
+    grid = (ceil_div(p, m), ceil_div(q, m))
     fit = max(1, _CHUNK_ELEMENTS // (grid[0] * grid[1] * positions * max(c, k)))
-    chunks = _ceil_div(n, fit) if n else 0
-    tiles = (_ceil_div(n, chunks) if n else 0) * grid[0] * grid[1]
+    chunks = ceil_div(n, fit) if n else 0
+    tiles = (ceil_div(n, chunks) if n else 0) * grid[0] * grid[1]
     padded = tiles * (m + 2) ** 2 * c  # the chunk's input in its zero border, at most
     v, prod = positions * tiles * c, positions * tiles * k
     into = max(padded + v, 3 * v)  # gathered tiles, then half transformed, then V

@@ -50,7 +50,7 @@ import torch
 
 from impls.builtin import _weight_cache
 from impls.builtin._plain import plain
-from impls.builtin.winograd import POINTS, accepts, exact_matrices
+from impls.builtin.winograd import POINTS, accepts, ceil_div, chunk_step, exact_matrices
 from impls.registry import FEATURES, register_backend
 
 #: Output rows per tile: F(4, 3) down the columns.
@@ -72,15 +72,11 @@ def _matrices(dtype: torch.dtype, device: torch.device):
         return tuple(mat.to(dtype=dtype, device=device) for mat in exact_matrices(M))
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _grid(input_shape, padding):
     """(output rows P, output columns Q, tiles down T, padded width Wp)."""
     h, w = input_shape[2:]
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    return p, q, _ceil_div(p, M), w + 2 * padding[1]
+    return p, q, ceil_div(p, M), w + 2 * padding[1]
 
 
 def _images_per_chunk(input_shape, weight_shape, padding) -> int:
@@ -89,8 +85,7 @@ def _images_per_chunk(input_shape, weight_shape, padding) -> int:
     n, c = input_shape[:2]
     _, _, tiles, wp = _grid(input_shape, padding)
     per_image = (M + 2) * max(c, weight_shape[0]) * tiles * wp
-    fit = max(1, _CHUNK_ELEMENTS // max(per_image, 1))
-    return _ceil_div(n, _ceil_div(n, fit)) if n else 1
+    return chunk_step(n, max(1, _CHUNK_ELEMENTS // max(per_image, 1)))
 
 
 def _winograd_rows(input, weight, bias, padding, groups):
@@ -155,7 +150,7 @@ def _gather_rows(images, padding, groups: int, tiles: int, wp: int):
     grid[..., pw + w:].zero_()
     source = images.transpose(0, 1).unflatten(0, (groups, c // groups))  # (g, C/g, N, H, W)
     for i in range(alpha):
-        first = max(0, _ceil_div(ph - i, M))  # first tile whose row i is inside the image
+        first = max(0, ceil_div(ph - i, M))  # first tile whose row i is inside the image
         end = min(tiles, (h - 1 + ph - i) // M + 1)
         grid[i, :, :, :, :first].zero_()
         grid[i, :, :, :, max(first, end):].zero_()
@@ -174,7 +169,7 @@ def workspace(input_shape, weight_shape, stride, padding, dilation, groups, item
     (n, c), k, cg = input_shape[:2], weight_shape[0], weight_shape[1]
     p, q, tiles, wp = _grid(input_shape, padding)
     step = _images_per_chunk(input_shape, weight_shape, padding)
-    chunks = _ceil_div(n, step) if n else 0
+    chunks = ceil_div(n, step) if n else 0
     rows = min(step, n) * tiles * wp
     alpha = M + 2
     d = v = alpha * (c * rows + groups * _SPARE)
