@@ -15,7 +15,7 @@ NumPy) and reports the worst of
     normal:    (|out - ref| - u*|ref|) / (u * xw * sqrt(L))             normal fill only
 
 the two forms of impls.tolerances' Winograd section (u unit roundoff, xw = max|x|*max|w|,
-L = C/g*9), beside the constants in use.
+L = C/g*9; the divisors are its winograd_spread), beside the constants in use.
 
 What it must not do: change the constants (a person decides, at twice the worst), or
 compare with anything but the independent float64 reference.
@@ -24,7 +24,6 @@ compare with anything but the independent float64 reference.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import sys
 
@@ -33,7 +32,12 @@ import torch
 
 import impls
 from impls.reference import reference_conv2d
-from impls.tolerances import DTYPE_TOLERANCES, WINOGRAD_COEFFICIENTS
+from impls.tolerances import (
+    DTYPE_TOLERANCES,
+    WINOGRAD_COEFFICIENTS,
+    Problem,
+    winograd_spread,
+)
 
 #: Fills: every one counts for the coherent form, "normal" alone for the normal form.
 FILLS = {
@@ -76,12 +80,12 @@ def coefficients(backend, trials: int = 300, seed: int = 1) -> dict[tuple, float
                 u = DTYPE_TOLERANCES[dtype][2]
                 excess = float((np.abs(out - ref) - u * np.abs(ref)).max())
                 xw = float(x.abs().max()) * float(wt.abs().max())
-                reduction = cg * 9
-                forms = {"coherent": u * xw * reduction * math.sqrt(cg)}
-                if fill == "normal":
-                    forms["normal"] = u * xw * math.sqrt(reduction)
-                for form, scale in forms.items():
+                problem = Problem(cg * 9, cg, (h + 2 * padding[0]) * (w + 2 * padding[1]), xw)
+                forms = {"coherent": "exact", **({"normal": "random"} if fill == "normal"
+                                                 else {})}
+                for form, mode in forms.items():
                     key = (form, fill, str(dtype).removeprefix("torch."))
+                    scale = u * xw * winograd_spread(mode, problem)
                     worst[key] = max(worst.get(key, 0.0), excess / scale)
     return worst
 

@@ -114,15 +114,21 @@ def error_bound(model: str, dtype: torch.dtype, mode: str, problem: Problem,
         return np.maximum(bound, direct)
     if model in WINOGRAD_COEFFICIENTS:
         coherent, normal = WINOGRAD_COEFFICIENTS[model]
-        if mode == "random":
-            spread = normal * math.sqrt(problem.reduction)
-        else:
-            spread = coherent * problem.reduction * math.sqrt(problem.group_channels)
+        spread = (normal if mode == "random" else coherent) * winograd_spread(mode, problem)
         return np.maximum(u * np.abs(ref) + u * problem.xw * spread, direct)
     if model == "cudnn":
         return np.maximum(*(error_bound(m, dtype, mode, problem, ref, absref, tf32)
                             for m in ("fft", "winograd-f4")))
     raise ValueError(f"unknown error model {model!r}; models: {', '.join(error_models())}")
+
+
+def winograd_spread(mode: str, problem: Problem) -> float:
+    """The Winograd bound beyond u*|ref|, over u * xw and the coefficient: L * sqrt(C/g)
+    for coherent data (exact mode), sqrt(L) for normal data (random mode). What
+    impls.error_fit divides measured errors by to fit the coefficients."""
+    if mode == "random":
+        return math.sqrt(problem.reduction)
+    return problem.reduction * math.sqrt(problem.group_channels)
 
 
 def error_models() -> tuple[str, ...]:
