@@ -3,7 +3,8 @@
 Why: the H100 run of 2026-11-26 (reports/results/gpu/README.md) left two gaps to cuDNN
 unattributed: 65-90 us of host time per call, and 1x1 layers far behind in device time.
 One short call (about two minutes on a fresh machine, most of it compiling and autotuning
-11 configurations per layer) separates what each is made of, for a few ResNet-50 layers in
+14 configurations per layer; less after a sweep has filled Triton's cache) separates what
+each is made of, for the four 3x3 and two 1x1 ResNet-50 layers in
 bfloat16 at batch 32, each timed per synchronised call (wall), in back-to-back calls with
 one synchronise per 50 (launch throughput: host and device overlap), and replayed from a
 CUDA graph (device):
@@ -11,7 +12,8 @@ CUDA graph (device):
   channels_last every call: the difference is those copies);
 - triton with its kernel replay on (impls/builtin/_triton_launch.py, off by default until
   measured): the difference is Triton's per-call Python;
-- the input copy alone;
+- the input and weight copies alone, by torch and by the backend's transpose kernel (what
+  a triton call on NCHW operands runs since 2026-11-27);
 - the forward kernel's autotuning: every configuration's time and the one it picked.
 
 Run by ``bash .ci/gpu probe``; writes ``OUT_DIR/probe.md`` after every layer (a cut-off
@@ -33,7 +35,8 @@ from benchmarks import timer
 from benchmarks.shapes import shape_set
 from impls.builtin import _triton_launch, triton_conv
 
-LAYERS = ("res2a_branch2b", "res4a_branch2b", "res2b_branch2a", "res3b_branch2a")
+LAYERS = ("res2a_branch2b", "res3a_branch2b", "res4a_branch2b", "res5a_branch2b",
+          "res2b_branch2a", "res3b_branch2a")
 DTYPE, BATCH, BUDGET_S, BACK_TO_BACK = torch.bfloat16, 32, 0.3, 50
 HEADER = ["| layer | what | wall µs | back-to-back µs | device µs | wall - device µs |",
           "| --- | --- | --- | --- | --- | --- |"]
@@ -79,7 +82,14 @@ def probe(spec) -> list[str]:
         row(f"{label} NCHW", lambda: triton_conv.triton_conv2d(x, w, None, *args))
         row(f"{label} channels_last", lambda: triton_conv.triton_conv2d(*cl, None, *args))
     _triton_launch.REPLAY = False
-    row("input copy to channels_last", lambda: x.contiguous(memory_format=torch.channels_last))
+    row("input copy to channels_last, torch",
+        lambda: x.contiguous(memory_format=torch.channels_last))
+    row("input copy to channels_last, triton_conv's kernel",
+        lambda: triton_conv.transpose_to_channels_last(x))
+    row("weight copy to channels_last, torch",
+        lambda: w.contiguous(memory_format=torch.channels_last))
+    row("weight copy to channels_last, triton_conv's kernel",
+        lambda: triton_conv.transpose_to_channels_last(w))
     rows.append(f"| {spec.name} | autotuning picked | {best} | | | |")
     for config, ms in sorted(tuned.items(), key=lambda item: _first(item[1])):
         rows.append(f"| {spec.name} | config {config} | | | {_first(ms) * 1e3:.1f} | |")

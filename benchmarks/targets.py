@@ -129,6 +129,7 @@ TARGETS = (
     _gpu("triton TF32, batch 32", _every, "every ResNet-50 layer", tf32=True),
 )
 DEVICES = tuple(dict.fromkeys(t.device for t in TARGETS))
+PRECISIONS = tuple(dict.fromkeys(t.precision for t in TARGETS))
 
 
 def runs(targets=TARGETS, device: str = "cpu") -> list[dict]:
@@ -146,6 +147,11 @@ def runs(targets=TARGETS, device: str = "cpu") -> list[dict]:
             run["backends"] = None if BEST in wanted else run["backends"] + [
                 n for n in wanted if n not in run["backends"] and registered(n)]
     return list(out.values())
+
+
+def run_precision(run: dict) -> str:
+    """A run's precision in Target.precision's words (--precision)."""
+    return "TF32" if run["tf32"] else run["dtype"]
 
 
 def results_file(folder: Path, run: dict) -> Path:
@@ -191,6 +197,10 @@ def add_parser(subparsers) -> None:
                    help="skip a case predicted to need more seconds (default %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run instead of starting afresh")
+    p.add_argument("--precision", action="append", choices=PRECISIONS,
+                   help="measure only this precision's targets (repeatable; a lent GPU's "
+                        "minutes may not cover all three); the table still shows every "
+                        "results file in --results-dir")
     p.add_argument("--table-only", action="store_true",
                    help="measure nothing: print the table of the existing results files")
     p.add_argument("--out", type=Path, default=Path("reports") / "out",
@@ -206,7 +216,7 @@ def cli(args: argparse.Namespace) -> int:
         results = results_file(args.results_dir, run)
         fresh = results not in files and not args.resume
         files += [results] if results not in files else []
-        if args.table_only:
+        if args.table_only or args.precision and run_precision(run) not in args.precision:
             continue
         argv = sweep_argv(run, results, args.budget, args.limit, fresh=fresh)
         print(f"targets: python -m benchmarks {' '.join(argv)}", flush=True)

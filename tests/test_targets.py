@@ -414,3 +414,23 @@ def test_the_provenance_gives_each_sweep_s_first_start_and_the_load_range(tmp_pa
                                          "09:37 (load average 1.0-1.2)")
     assert targets._when(load(paths[:1])) == ("in one run started 2026-11-26 09:35 (load "
                                              "average 1.2)")
+
+
+def test_precision_option_measures_only_that_precision(tmp_path, monkeypatch, capsys):
+    """--precision bfloat16 sweeps the bfloat16 run alone; the table still reads every
+    results file there is (here: none, so it says so)."""
+    import argparse
+
+    import benchmarks.__main__
+    from benchmarks import targets as cmd
+
+    swept = []
+    monkeypatch.setattr(benchmarks.__main__, "main", lambda argv: swept.append(argv) or 0)
+    args = argparse.Namespace(device="cuda", results_dir=tmp_path, budget=0.5, limit=10.0,
+                              resume=False, table_only=False, out=tmp_path,
+                              precision=["bfloat16"])
+    assert cmd.cli(args) == 2  # no results files: the table's error
+    assert len(swept) == 1 and swept[0][swept[0].index("--dtype") + 1] == "bfloat16"
+    assert "--tf32" not in swept[0]
+    assert {cmd.run_precision(r) for r in runs(device="cuda")} == {"bfloat16", "float32",
+                                                                   "TF32"}

@@ -5,9 +5,10 @@ an A100/H100 block may have, would otherwise first fail in a user's GPU run (the
 tries every config). ``triton.compile`` with an explicit ``GPUTarget`` runs the whole
 pipeline, TTIR -> PTX -> cubin with the ptxas shipped in the triton wheel, with no GPU and
 no driver. Checked per kernel (forward, input gradient, weight gradient, and the fixed-tile
-bias and split-reduction passes), config, target and dtype: it compiles; ``metadata.shared``
-fits the target; tensor cores are used exactly where intended (fp16, bf16, TF32 yes; strict
-fp32 and the passes without a dot no). Which dtypes per config: see DEFAULT MATRIX below.
+bias, split-reduction and NCHW to channels_last passes), config, target and dtype: it
+compiles; ``metadata.shared`` fits the target; tensor cores are used exactly where
+intended (fp16, bf16, TF32 yes; strict fp32 and the passes without a dot no). Which
+dtypes per config: see DEFAULT MATRIX below.
 
 Why a subprocess: with TRITON_INTERPRET=1 (conftest sets it on CPU-only machines)
 ``triton.jit`` yields interpreter functions, and the interpreter patches triton.language in
@@ -47,8 +48,9 @@ def _layer(n, c, h, k, r, stride, pad, groups=1):
     cg, kg = c // groups, k // groups
     cols = cg * r * r
     return dict(
-        N=n, M=n * p * p, NPQ=n * p * p, H=h, W=h, P=p, Q=p, HP=-(-h // stride),
-        WP=-(-h // stride), CG=cg, KG=kg, K=k, CHUNK=2048, COLS=cols, COL=cols,
+        N=n, C=c, HW=h * h, tiles_hw=-(-h * h // 64), M=n * p * p, NPQ=n * p * p, H=h, W=h,
+        P=p, Q=p, HP=-(-h // stride), WP=-(-h // stride), CG=cg, KG=kg, K=k, CHUNK=2048,
+        COLS=cols, COL=cols,
         WS_COLS=cols + 1, WS_SPLIT=k * (cols + 1), SPLIT=8,
         sxn=h * h * c, sxc=1, sxh=h * c, sxw=c,
         swk=r * r * cg, swc=1, swr=r * cg, sws=cg,
@@ -76,6 +78,7 @@ KERNELS = {
               ("ws_ptr",)),
     "bias": ("_triton_backward", "bias_partial_kernel", None, (), ("ws_ptr",)),
     "reduce": ("_triton_backward", "wgrad_reduce_kernel", None, (), ("ws_ptr",)),
+    "transpose": ("_triton_kernels", "nchw_to_nhwc_kernel", None, (), ()),
 }
 #: FLAT_K as each launcher decides it: by C/g in the forward, by K/g in the input gradient.
 FLAT_K = {"fwd": lambda ints: ints["CG"] < 32, "fwd16": lambda ints: ints["CG"] < 32,
@@ -90,10 +93,10 @@ FLAT_K = {"fwd": lambda ints: ints["CG"] < 32, "fwd16": lambda ints: ints["CG"] 
 #:     the wgmma path the half types autotune over, and the rest of each kernel's code;
 #:   * the first config in strict fp32 and in fp16, per arch: no tensor cores in strict
 #:     fp32 (a TF32 leak would break exact mode), tensor cores in fp16;
-#:   * the fixed-tile bias and reduce passes, once per arch;
+#:   * the fixed-tile bias, reduce and transpose passes, once per arch;
 #:   * the forward's tiles for 2-byte types only (GPU_CONFIGS_16BIT, pruned for float32):
 #:     bf16 in place of fp32 with TF32, and no strict fp32 or fp16 first-config job.
-#: CONVBENCH_AOT=full compiles every kernel x config x arch x dtype x layer instead (408 jobs,
+#: CONVBENCH_AOT=full compiles every kernel x config x arch x dtype x layer instead (440 jobs,
 #: all of which compile and fit with these configs).
 MAIN_LAYER = {"fwd": "3x3", "fwd16": "3x3", "dgrad": "3x3", "wgrad": "3x3"}
 SECOND_LAYER = {"fwd": "stem", "fwd16": "stem", "dgrad": "dw", "wgrad": "stem"}
@@ -128,7 +131,7 @@ def jobs(full: bool | None = None) -> list[dict]:
                         add(kernel, arch, dtype, precision, MAIN_LAYER[kernel], config)
                     if full or (dtype == "bf16" and arch == 90):
                         add(kernel, arch, dtype, precision, SECOND_LAYER[kernel], config)
-        for kernel in ("bias", "reduce"):
+        for kernel in ("bias", "reduce", "transpose"):
             for dtype, precision in DTYPES if full else DTYPES[1:2]:
                 add(kernel, arch, dtype, precision, "3x3")
     return out
@@ -177,6 +180,9 @@ def _compile(job: dict) -> dict:
         options = dict(num_warps=warps, num_stages=stages)
     elif job["kernel"] == "bias":
         constexprs.update(BLOCK_P=module.BIAS_BLOCK_P, BLOCK_C=module.BIAS_BLOCK_C)
+    elif job["kernel"] == "transpose":  # the tiles of a ResNet activation
+        constexprs.update(BLOCK_C=64, BLOCK_HW=64)
+        options = dict(num_warps=module.TRANSPOSE_WARPS)
     else:
         constexprs.update(BLOCK=module.REDUCE_BLOCK)
     # Everything the launcher passes as a keyword is a constexpr; the rest follows the JIT's

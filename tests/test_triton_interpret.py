@@ -143,6 +143,31 @@ def test_input_layouts(layout):
     _check(x, wt, b, args, "exact")
 
 
+@pytest.mark.parametrize("shape", [
+    (2, 3, 5, 7),     # the stem's 3 channels: one 16-channel tile, mostly masked
+    (2, 70, 9, 9),    # crosses the 64-channel tile edge and the 64-pixel one
+    (3, 66, 3, 3),    # a 3x3 weight (K x C x R x S): 9 "pixels" in a 16-pixel tile
+    (1, 17, 1, 33),   # one row; channels past one 16-tile by one
+])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_channels_last_copy_kernel(shape, dtype):
+    """The NCHW -> channels_last transpose kernel (every operand a GPU call gets in NCHW
+    passes through it): the same values and strides as torch's copy, bit for bit."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3)).to(dtype).to(DEVICE)
+    got = triton_conv.transpose_to_channels_last(x)
+    expect = x.contiguous(memory_format=torch.channels_last)
+    assert got.stride() == expect.stride() and torch.equal(got, expect)
+
+
+def test_channels_last_takes_the_kernel_only_for_nchw_on_cuda():
+    x = torch.randn(2, 4, 3, 5)
+    already = x.contiguous(memory_format=torch.channels_last)
+    assert triton_conv.channels_last(already) is already
+    sliced = torch.stack([x, x], dim=-1)[..., 0]  # neither layout: torch's copy
+    assert torch.equal(triton_conv.channels_last(sliced), x)
+    assert triton_conv.channels_last(x).is_contiguous(memory_format=torch.channels_last)
+
+
 def test_front_end_same_padding_unbatched():
     """Through impls.conv2d: "same" with an even kernel (extra row/column) and 3-D input."""
     _skip_unless_runs()

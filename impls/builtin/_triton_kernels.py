@@ -5,6 +5,8 @@ becomes a GPU kernel or a CPU-interpreter function (TRITON_INTERPRET=1). So this
 imports Triton at load and must be imported only lazily, by impls/builtin/triton_conv.py on
 the first call, after the environment is settled. ``import impls`` must never import it.
 It holds no launch logic (shapes, layouts, grid, the TF32 decision): that is triton_conv.py's.
+Beside the conv kernel: ``nchw_to_nhwc_kernel``, the copy that gives NCHW operands the
+channels_last layout every kernel here reads.
 The gradient kernels are in _triton_backward.py (the input gradient reuses GPU_CONFIGS).
 
 The GEMM view, per group g (a grid axis):
@@ -77,6 +79,9 @@ GPU_CONFIGS_16BIT = (
     (128, 128, 64, 8, 3),   # K/g >= 128
     (128, 256, 64, 8, 3),   # K/g >= 256 with large M
     (128, 64, 64, 4, 4),    # K/g = 64 (ResNet stage 1, its 1x1 layers)
+    (128, 128, 64, 4, 4),   # one warpgroup, deeper pipeline (Triton's H100 matmul tiles)
+    (64, 128, 64, 4, 4),    # small M (ResNet stages 3-4 at 14x14 and 7x7): more programs
+    (64, 64, 64, 4, 4),     # fewest rows and columns: 128x128 tiles leave SMs idle there
 )
 
 #: The interpreter cannot time anything, so autotuning there is meaningless (and slow): it
@@ -225,6 +230,31 @@ def conv2d_fwd_kernel(
     y_rows = y_ptr + n.to(tl.int64) * syn + p * syp + q * syq
     tl.store(y_rows[:, None] + (k_abs * syk)[None, :], acc.to(y_ptr.dtype.element_ty),
              mask=mask_m[:, None] & mask_n[None, :])
+
+
+#: Tile of the NCHW -> channels_last copy, in elements (8 KB in bfloat16), and its warps.
+TRANSPOSE_TILE, TRANSPOSE_WARPS = 4096, 4
+
+
+@triton.jit
+def nchw_to_nhwc_kernel(x_ptr, y_ptr, C, HW, tiles_hw,
+                        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    """One BLOCK_C x BLOCK_HW tile of image program_id(0) // tiles_hw, copied from an
+    NCHW-contiguous tensor to a channels_last one (viewed as N x C x HW and N x HW x C).
+
+    Why a kernel: torch's eager copy for this permutation reads or writes with a large
+    stride (its elementwise kernel cannot coalesce both sides of a transpose; pytorch
+    issue 113560). Here each side is coalesced on its own unit stride: the load's layout
+    runs along the pixels, the store's along the channels, and Triton's coalescing pass
+    converts between the two through shared memory, as Inductor's transposes do."""
+    pid = tl.program_id(0)
+    n = pid // tiles_hw
+    hw = (pid % tiles_hw) * BLOCK_HW + tl.arange(0, BLOCK_HW)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (c[:, None] < C) & (hw[None, :] < HW)
+    image = n.to(tl.int64) * C * HW  # one image fits int32 offsets; the batch may not
+    tile = tl.load(x_ptr + image + c[:, None] * HW + hw[None, :], mask=mask)
+    tl.store(y_ptr + image + hw[None, :] * C + c[:, None], tile, mask=mask)
 
 
 #: What the launcher calls. The key is the problem shape (the autotuner adds the tensors'

@@ -152,15 +152,14 @@ def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,
     # channels_last weight. Loads: the reduction runs over c fastest, so both tile loads are
     # unit-stride vectors. Store: a tile row is BLOCK_N consecutive channels; an NCHW output
     # tile would be 32 channel planes per warp, uncoalesced, and its per-element pointers
-    # spill registers (tests/test_triton_aot.py reports spills). The input copy costs one
-    # pass over the input (none when it is channels_last already): pass channels_last
-    # tensors to benchmark the kernel alone.
+    # spill registers (tests/test_triton_aot.py reports spills). An NCHW operand costs a
+    # copy (:func:`channels_last`; none when it is channels_last already): pass
+    # channels_last tensors to benchmark the kernel alone.
     out = torch.empty((n, k, p, q), device=input.device, dtype=input.dtype,
                       memory_format=torch.channels_last)
     if out.numel() == 0:
         return out
-    x = input.contiguous(memory_format=torch.channels_last)
-    wt = weight.contiguous(memory_format=torch.channels_last)
+    x, wt = channels_last(input), channels_last(weight)
     b = bias.contiguous() if bias is not None else out  # an unread placeholder pointer
     m = n * p * q
     flat = cg < FLAT_K_BELOW if flat_k is None else flat_k
@@ -174,6 +173,42 @@ def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,
            R=r, S=s, HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision(input.dtype),
            FLAT_K=flat, GROUP_M=kernels.GROUP_M, grid_args=(groups,))
     return out
+
+
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """``t`` laid out channels_last, as every kernel here takes its operands: ``t`` itself
+    when it is, an NCHW-contiguous CUDA tensor by :func:`transpose_to_channels_last`, any
+    other layout by torch's copy."""
+    if t.is_contiguous(memory_format=torch.channels_last):
+        return t
+    if t.is_cuda and t.is_contiguous() and t.numel():
+        return transpose_to_channels_last(t)
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def transpose_to_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """A channels_last copy of the NCHW-contiguous ``t`` by the tiled transpose kernel.
+
+    Why not torch's copy: the H100 run of 2026-11-26 timed a triton call at about 3.7 us
+    per MB of NCHW input beyond its kernel, whatever the layer's arithmetic: at that rate
+    the copy was most of a 1x1 layer's time and 20-60% of a 3x3 layer's (the weight, copied
+    the same way, counts too). Tiles: up to 64 channels (a store's run along them) by as
+    many pixels as fill TRANSPOSE_TILE, at least 16 of each (a 3x3 weight has 9 "pixels")."""
+    kernels = _kernels()
+    n, c, h, w = t.shape
+    hw = h * w
+    out = torch.empty_like(t, memory_format=torch.channels_last)
+    block_c = min(max(_pow2_at_least(c), 16), 64)
+    block_hw = min(max(_pow2_at_least(hw), 16), kernels.TRANSPOSE_TILE // block_c)
+    tiles_hw = -(-hw // block_hw)
+    launch(kernels.nchw_to_nhwc_kernel, (n * tiles_hw, -(-c // block_c)), t.device,
+           t, out, c, hw, tiles_hw, BLOCK_C=block_c, BLOCK_HW=block_hw,
+           num_warps=kernels.TRANSPOSE_WARPS)
+    return out
+
+
+def _pow2_at_least(x: int) -> int:
+    return 1 << max(x - 1, 0).bit_length()
 
 
 def input_precision(dtype: torch.dtype) -> str:
@@ -233,8 +268,7 @@ def conv2d_backward_data(grad_out, weight, input_shape, stride, padding, dilatio
                              memory_format=torch.channels_last)
     if grad_input.numel() == 0:
         return grad_input
-    dy = grad_out.contiguous(memory_format=torch.channels_last)
-    wt = weight.contiguous(memory_format=torch.channels_last)
+    dy, wt = channels_last(grad_out), channels_last(weight)
     (sh, sw), (dh, dw) = stride, dilation
     hp, wp = -(-h // sh), -(-w // sw)  # pixels of the largest phase, per axis
     flat = kg < FLAT_K_BELOW if flat_k is None else flat_k
@@ -275,8 +309,7 @@ def conv2d_backward_weight(grad_out, input, weight, stride, padding, dilation, g
     ws_cols = cols + int(bias_grad)  # the bias partial is the last workspace column
     if npq == 0 or k * ws_cols == 0:
         return tuple(None if t is None else t.zero_() for t in (grad_weight, grad_bias))
-    x = input.contiguous(memory_format=torch.channels_last)
-    dy = grad_out.contiguous(memory_format=torch.channels_last)
+    x, dy = channels_last(input), channels_last(grad_out)
     tiles = groups * -(-kg // 128) * -(-max(cols, 1) // 128)
     split, chunk = wgrad_split(npq, tiles, k * ws_cols * 4, _sm_count(device), split,
                                bwd.MAX_WGRAD_BLOCK_K)
