@@ -85,11 +85,11 @@ def probe(spec) -> list[str]:
     row("input copy to channels_last, torch",
         lambda: x.contiguous(memory_format=torch.channels_last))
     row("input copy to channels_last, triton_conv's kernel",
-        lambda: triton_conv.transpose_to_channels_last(x))
+        lambda: triton_conv.transpose(x, to_channels_last=True))
     row("weight copy to channels_last, torch",
         lambda: w.contiguous(memory_format=torch.channels_last))
     row("weight copy to channels_last, triton_conv's kernel",
-        lambda: triton_conv.transpose_to_channels_last(w))
+        lambda: triton_conv.transpose(w, to_channels_last=True))
     rows.append(f"| {spec.name} | autotuning picked | {best} | | | |")
     for config, ms in sorted(tuned.items(), key=lambda item: _first(item[1])):
         rows.append(f"| {spec.name} | config {config} | | | {_first(ms) * 1e3:.1f} | |")

@@ -48,9 +48,9 @@ def _layer(n, c, h, k, r, stride, pad, groups=1):
     cg, kg = c // groups, k // groups
     cols = cg * r * r
     return dict(
-        N=n, C=c, HW=h * h, tiles_hw=-(-h * h // 64), M=n * p * p, NPQ=n * p * p, H=h, W=h,
-        P=p, Q=p, HP=-(-h // stride), WP=-(-h // stride), CG=cg, KG=kg, K=k, CHUNK=2048,
-        COLS=cols, COL=cols,
+        N=n, N_ROWS=c, N_COLS=h * h, tiles_cols=-(-h * h // 64), M=n * p * p,
+        NPQ=n * p * p, H=h, W=h, P=p, Q=p, HP=-(-h // stride), WP=-(-h // stride), CG=cg,
+        KG=kg, K=k, CHUNK=2048, COLS=cols, COL=cols,
         WS_COLS=cols + 1, WS_SPLIT=k * (cols + 1), SPLIT=8,
         sxn=h * h * c, sxc=1, sxh=h * c, sxw=c,
         swk=r * r * cg, swc=1, swr=r * cg, sws=cg,
@@ -78,7 +78,7 @@ KERNELS = {
               ("ws_ptr",)),
     "bias": ("_triton_backward", "bias_partial_kernel", None, (), ("ws_ptr",)),
     "reduce": ("_triton_backward", "wgrad_reduce_kernel", None, (), ("ws_ptr",)),
-    "transpose": ("_triton_kernels", "nchw_to_nhwc_kernel", None, (), ()),
+    "transpose": ("_triton_kernels", "transpose_kernel", None, (), ()),
 }
 #: FLAT_K as each launcher decides it: by C/g in the forward, by K/g in the input gradient.
 FLAT_K = {"fwd": lambda ints: ints["CG"] < 32, "fwd16": lambda ints: ints["CG"] < 32,
@@ -181,7 +181,7 @@ def _compile(job: dict) -> dict:
     elif job["kernel"] == "bias":
         constexprs.update(BLOCK_P=module.BIAS_BLOCK_P, BLOCK_C=module.BIAS_BLOCK_C)
     elif job["kernel"] == "transpose":  # the tiles of a ResNet activation
-        constexprs.update(BLOCK_C=64, BLOCK_HW=64)
+        constexprs.update(BLOCK_R=64, BLOCK_C=64)
         options = dict(num_warps=module.TRANSPOSE_WARPS)
     else:
         constexprs.update(BLOCK=module.REDUCE_BLOCK)

@@ -144,19 +144,34 @@ def test_input_layouts(layout):
 
 
 @pytest.mark.parametrize("shape", [
-    (2, 3, 5, 7),     # the stem's 3 channels: one 16-channel tile, mostly masked
-    (2, 70, 9, 9),    # crosses the 64-channel tile edge and the 64-pixel one
-    (3, 66, 3, 3),    # a 3x3 weight (K x C x R x S): 9 "pixels" in a 16-pixel tile
+    (2, 3, 5, 7),     # the stem's 3 channels: one 16-row tile, mostly masked
+    (2, 70, 9, 9),    # crosses the 64-row tile edge and the 64-column one
+    (3, 66, 3, 3),    # a 3x3 weight (K x C x R x S): 9 "pixels" in a 16-column tile
     (1, 17, 1, 33),   # one row; channels past one 16-tile by one
 ])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
-def test_channels_last_copy_kernel(shape, dtype):
-    """The NCHW -> channels_last transpose kernel (every operand a GPU call gets in NCHW
-    passes through it): the same values and strides as torch's copy, bit for bit."""
+def test_layout_copy_kernel(shape, dtype):
+    """The transpose kernel both ways (every NCHW operand of a GPU call, and its result
+    when F.conv2d's is NCHW, pass through it): torch's copy's values and strides, bit for
+    bit."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(3)).to(dtype).to(DEVICE)
-    got = triton_conv.transpose_to_channels_last(x)
+    to_cl = triton_conv.transpose(x, to_channels_last=True)
     expect = x.contiguous(memory_format=torch.channels_last)
-    assert got.stride() == expect.stride() and torch.equal(got, expect)
+    assert to_cl.stride() == expect.stride() and torch.equal(to_cl, expect)
+    back = triton_conv.transpose(expect, to_channels_last=False)
+    assert back.is_contiguous() and torch.equal(back, x)
+
+
+def test_result_in_f_conv2d_layout():
+    """NCHW operands give an NCHW result, a channels_last input a channels_last one: what
+    F.conv2d gives, so impls.conv2d has nothing to copy."""
+    _skip_unless_runs()
+    x, wt, b, args = _make(CASES["3x3-pad1"], "exact", torch.float32)
+    x, wt = x.to(DEVICE), wt.to(DEVICE)
+    assert triton_conv.conv2d_forward(x, wt, None, *args).is_contiguous()
+    cl = x.contiguous(memory_format=torch.channels_last)
+    got = triton_conv.conv2d_forward(cl, wt, None, *args)
+    assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_channels_last_takes_the_kernel_only_for_nchw_on_cuda():

@@ -35,7 +35,7 @@ from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from impls.builtin._triton_launch import launch
-from impls.frontend import output_size
+from impls.frontend import NormalizedCall, output_size, result_format
 from impls.registry import register_backend
 
 #: Decided at registration, because the kernel module's triton.jit decides at import.
@@ -172,37 +172,52 @@ def conv2d_forward(input, weight, bias, stride, padding, dilation, groups, *,
            *stride, *padding, *dilation,
            R=r, S=s, HAS_BIAS=bias is not None, INPUT_PRECISION=input_precision(input.dtype),
            FLAT_K=flat, GROUP_M=kernels.GROUP_M, grid_args=(groups,))
-    return out
+    return in_format(out, result_format(NormalizedCall(input, weight, bias, stride, padding,
+                                                       dilation, groups, False)))
 
 
 def channels_last(t: torch.Tensor) -> torch.Tensor:
     """``t`` laid out channels_last, as every kernel here takes its operands: ``t`` itself
-    when it is, an NCHW-contiguous CUDA tensor by :func:`transpose_to_channels_last`, any
-    other layout by torch's copy."""
+    when it is, an NCHW-contiguous CUDA tensor by :func:`transpose`, any other layout by
+    torch's copy."""
     if t.is_contiguous(memory_format=torch.channels_last):
         return t
     if t.is_cuda and t.is_contiguous() and t.numel():
-        return transpose_to_channels_last(t)
+        return transpose(t, to_channels_last=True)
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def transpose_to_channels_last(t: torch.Tensor) -> torch.Tensor:
-    """A channels_last copy of the NCHW-contiguous ``t`` by the tiled transpose kernel.
+def in_format(out: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """The channels_last ``out`` in F.conv2d's layout ``fmt`` (CUDA: by :func:`transpose`,
+    the copy impls.conv2d would otherwise make with torch's, which the H100 timed at about
+    a third of a 3x3 bfloat16 layer's time)."""
+    if fmt != torch.contiguous_format or out.is_contiguous():
+        return out
+    if out.is_cuda and out.numel():
+        return transpose(out, to_channels_last=False)
+    return out.contiguous()
 
-    Why not torch's copy: the H100 run of 2026-11-26 timed a triton call at about 3.7 us
-    per MB of NCHW input beyond its kernel, whatever the layer's arithmetic: at that rate
-    the copy was most of a 1x1 layer's time and 20-60% of a 3x3 layer's (the weight, copied
-    the same way, counts too). Tiles: up to 64 channels (a store's run along them) by as
-    many pixels as fill TRANSPOSE_TILE, at least 16 of each (a 3x3 weight has 9 "pixels")."""
+
+def transpose(t: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
+    """A copy of ``t`` (NCHW-contiguous, or channels_last-contiguous when not
+    ``to_channels_last``) in the other layout, by the tiled transpose kernel.
+
+    Why not torch's copy: the H100 run of 2026-11-26 timed a triton call at about 3.7 us per
+    MB of NCHW input beyond its kernel, whatever the layer's arithmetic (most of a 1x1
+    layer's time, 20-60% of a 3x3 layer's); the probe of 2026-11-27 measured torch's copy of
+    a 51 MB bfloat16 activation at 177 us, this one at 44 us. Tiles: up to 64 along the
+    rows (a store's run), as many columns as fill TRANSPOSE_TILE, at least 16 of each (a
+    3x3 weight has 9 "pixels")."""
     kernels = _kernels()
     n, c, h, w = t.shape
-    hw = h * w
-    out = torch.empty_like(t, memory_format=torch.channels_last)
-    block_c = min(max(_pow2_at_least(c), 16), 64)
-    block_hw = min(max(_pow2_at_least(hw), 16), kernels.TRANSPOSE_TILE // block_c)
-    tiles_hw = -(-hw // block_hw)
-    launch(kernels.nchw_to_nhwc_kernel, (n * tiles_hw, -(-c // block_c)), t.device,
-           t, out, c, hw, tiles_hw, BLOCK_C=block_c, BLOCK_HW=block_hw,
+    rows, cols = (c, h * w) if to_channels_last else (h * w, c)
+    out = torch.empty_like(t, memory_format=torch.channels_last if to_channels_last
+                           else torch.contiguous_format)
+    block_r = min(max(_pow2_at_least(rows), 16), 64)
+    block_c = min(max(_pow2_at_least(cols), 16), kernels.TRANSPOSE_TILE // block_r)
+    tiles_cols = -(-cols // block_c)
+    launch(kernels.transpose_kernel, (n * tiles_cols, -(-rows // block_r)), t.device,
+           t, out, rows, cols, tiles_cols, BLOCK_R=block_r, BLOCK_C=block_c,
            num_warps=kernels.TRANSPOSE_WARPS)
     return out
 
