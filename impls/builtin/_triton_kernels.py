@@ -73,13 +73,14 @@ GPU_CONFIGS = (
 #: float32 they would need up to 288 KB of shared memory, so they are pruned for it
 #: (``half_types_only``); tests/test_triton_aot.py checks them in the half types.
 #: Added after the H100 run of 2026-11-26, where bfloat16 was at 0.62-0.76x of cuDNN on the
-#: 3x3 layers and further behind on 1x1 ones; not yet timed on a GPU: .ci/gpu_probe.py
-#: prints every configuration's time per layer, which says whether they earn their place.
+#: 3x3 layers; timed on the H100 of 2026-11-27 (reports/results/gpu/probe.md, every
+#: configuration per layer): they won three of the four ResNet-50 3x3 layers (128x128x64
+#: with 8 warps on 28x28 and 14x14, 64x128x64 on 7x7). A 128x128x64 tile with 4 warps and
+#: 4 stages was tried there too and never came near the best: dropped.
 GPU_CONFIGS_16BIT = (
     (128, 128, 64, 8, 3),   # K/g >= 128
     (128, 256, 64, 8, 3),   # K/g >= 256 with large M
     (128, 64, 64, 4, 4),    # K/g = 64 (ResNet stage 1, its 1x1 layers)
-    (128, 128, 64, 4, 4),   # one warpgroup, deeper pipeline (Triton's H100 matmul tiles)
     (64, 128, 64, 4, 4),    # small M (ResNet stages 3-4 at 14x14 and 7x7): more programs
     (64, 64, 64, 4, 4),     # fewest rows and columns: 128x128 tiles leave SMs idle there
 )

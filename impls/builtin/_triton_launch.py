@@ -1,12 +1,14 @@
 """How the ``triton`` backend launches its kernels, and its per-problem replay of them.
 
 Why a module of its own: a short GPU call is mostly launch. The H100 run of 2026-11-26
-(reports/results/gpu/README.md) measured a triton conv call at 65-90 us of host time beyond
-its kernels, torch's at about 10 us; at batch 32 most ResNet-50 layers run 30-80 us on the
-device, so the launch halves the per-call speed. Our own Python is about 13 us of that on
-the 2-core machine (measured with the launch stubbed out); the rest is Triton's per-call
-path: the autotuner builds its key from every argument, then ``JITFunction.run`` binds ~40
-arguments, specialises each and looks its kernel up, on every call.
+(reports/results/gpu/2026-11-26/README.md) measured a triton conv call at 65-90 us of host
+time beyond its kernels, torch's at about 10 us; at batch 32 most ResNet-50 layers run 30-80
+us on the device, so the launch halves the per-call speed. The probe of 2026-11-27
+(reports/results/gpu/probe.md) put each Triton launch at 40-60 us of host time there. Our
+own Python is about 13 us of that on the 2-core machine (measured with the launch stubbed
+out); the rest is Triton's per-call path: the autotuner builds its key from every argument,
+then ``JITFunction.run`` binds ~40 arguments, specialises each and looks its kernel up, on
+every call.
 
 Replay (``CONVBENCH_TRITON_FAST_LAUNCH=1``, read at import, CUDA only): the first call of a
 problem goes through that path (and so through autotuning) and keeps the compiled kernel it
@@ -21,11 +23,12 @@ It skips what that path would also run and this backend does not use: Triton's l
 pre-run hooks and a configuration's ``pre_hook`` (a configuration with one is not kept),
 and changes to Triton's debug and instrumentation knobs made after the first call.
 
-What is left to do (issue #3): replay is off by default because it has not run on a GPU
-yet. tests/test_triton_launch.py checks it against the full path, bit for bit, under
-``--device cuda``; once a GPU run has passed that and measured the gain, it becomes the
-default. What it must not do: replay for a problem that differs in anything Triton
-specialises on, or keep kernels without bound (MAX_KEPT, oldest out first).
+What is left to do (issue #3): replay is off by default because its check has not run on a
+GPU yet. Its gain has: 10-42% of a synchronised call's wall time on the H100 (probe of
+2026-11-27). tests/test_triton_launch.py checks it against the full path, bit for bit, under
+``--device cuda``; once a GPU run has passed that, it becomes the default. What it must not
+do: replay for a problem that differs in anything Triton specialises on, or keep kernels
+without bound (MAX_KEPT, oldest out first).
 """
 
 from __future__ import annotations
