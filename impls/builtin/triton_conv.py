@@ -189,8 +189,8 @@ def channels_last(t: torch.Tensor) -> torch.Tensor:
 
 def in_format(out: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
     """The channels_last ``out`` in F.conv2d's layout ``fmt`` (CUDA: by :func:`transpose`,
-    the copy impls.conv2d would otherwise make with torch's, which the H100 timed at about
-    a third of a 3x3 bfloat16 layer's time)."""
+    the copy impls.conv2d would otherwise make with torch's: up to half of a 3x3 bfloat16
+    layer's time on the H100 of 2026-11-27)."""
     if fmt != torch.contiguous_format or out.is_contiguous():
         return out
     if out.is_cuda and out.numel():
@@ -202,10 +202,10 @@ def transpose(t: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
     """A copy of ``t`` (NCHW-contiguous, or channels_last-contiguous when not
     ``to_channels_last``) in the other layout, by the tiled transpose kernel.
 
-    Why not torch's copy: the H100 run of 2026-11-26 timed a triton call at about 3.7 us per
-    MB of NCHW input beyond its kernel, whatever the layer's arithmetic (most of a 1x1
-    layer's time, 20-60% of a 3x3 layer's); the probe of 2026-11-27 measured torch's copy of
-    a 51 MB bfloat16 activation at 177 us, this one at 44 us. Tiles: up to 64 along the
+    Why not torch's copy: in the H100 run of 2026-11-26 a triton call's device time grew
+    with its NCHW input by about 3.7 us per MB, whatever the layer's arithmetic (most of a
+    1x1 layer's time); the probe of 2026-11-27 measured torch's copy of a 51 MB bfloat16
+    activation at 177 us, this one at 44 us. Tiles: up to 64 along the
     rows (a store's run), as many columns as fill TRANSPOSE_TILE, at least 16 of each (a
     3x3 weight has 9 "pixels")."""
     kernels = _kernels()
