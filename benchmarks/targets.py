@@ -140,18 +140,14 @@ def runs(targets=TARGETS, device: str = "cpu") -> list[dict]:
     for t in (t for t in targets if t.device == device):
         run = out.setdefault((t.dtype, t.tf32, t.batch, t.memory_format), {
             "batch": t.batch, "device": t.device, "dtype": t.dtype, "tf32": t.tf32,
-            "memory_format": t.memory_format, "shape_sets": [], "backends": []})
+            "precision": t.precision, "memory_format": t.memory_format, "shape_sets": [],
+            "backends": []})
         run["shape_sets"] += [s for s in t.shape_sets if s not in run["shape_sets"]]
         if run["backends"] is not None:
             wanted = [t.backend, t.baseline]
             run["backends"] = None if BEST in wanted else run["backends"] + [
                 n for n in wanted if n not in run["backends"] and registered(n)]
     return list(out.values())
-
-
-def run_precision(run: dict) -> str:
-    """A run's precision in Target.precision's words (--precision)."""
-    return "TF32" if run["tf32"] else run["dtype"]
 
 
 def results_file(folder: Path, run: dict) -> Path:
@@ -216,7 +212,7 @@ def cli(args: argparse.Namespace) -> int:
         results = results_file(args.results_dir, run)
         fresh = results not in files and not args.resume
         files += [results] if results not in files else []
-        if args.table_only or args.precision and run_precision(run) not in args.precision:
+        if args.table_only or args.precision and run["precision"] not in args.precision:
             continue
         argv = sweep_argv(run, results, args.budget, args.limit, fresh=fresh)
         print(f"targets: python -m benchmarks {' '.join(argv)}", flush=True)

@@ -432,5 +432,4 @@ def test_precision_option_measures_only_that_precision(tmp_path, monkeypatch, ca
     assert cmd.cli(args) == 2  # no results files: the table's error
     assert len(swept) == 1 and swept[0][swept[0].index("--dtype") + 1] == "bfloat16"
     assert "--tf32" not in swept[0]
-    assert {cmd.run_precision(r) for r in runs(device="cuda")} == {"bfloat16", "float32",
-                                                                   "TF32"}
+    assert {r["precision"] for r in runs(device="cuda")} == {"bfloat16", "float32", "TF32"}
