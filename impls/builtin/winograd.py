@@ -173,8 +173,7 @@ def _winograd(m: int, input, weight, bias, padding, groups):
     # A few images at a time: the tiles, their transform and the product are each
     # (m+2)^2/m^2 times the images; in chunks of ~8 MB they stay in the last-level cache
     # and reuse freed memory (F(2x2) on 64@56x56, batch 8: 0.34x -> 0.57x of torch).
-    fit = max(1, _CHUNK_ELEMENTS // (grid[0] * grid[1] * positions * max(c, k)))
-    step = chunk_step(n, fit)
+    step = _images_per_chunk(n, max(c, k), grid, positions)
     for start in range(0, n, step):
         images = input[start:start + step]
         gathered = _input_tiles(images, padding, groups, m, grid)
@@ -192,6 +191,12 @@ def _winograd(m: int, input, weight, bias, padding, groups):
         del v, prod  # free before the next chunk's (the memory model counts one chunk's)
     out = out.view(n, k, grid[0] * m, grid[1] * m)
     return out[:, :, :p, :q].contiguous()  # a copy only when edge tiles overhang
+
+
+def _images_per_chunk(n: int, channels: int, grid, positions: int) -> int:
+    """Images per chunk: as many as keep the largest per-chunk buffer (tiles x positions x
+    channels) within _CHUNK_ELEMENTS, in equal chunks."""
+    return chunk_step(n, max(1, _CHUNK_ELEMENTS // (grid[0] * grid[1] * positions * channels)))
 
 
 def _separable(b_t, data):
@@ -250,9 +255,9 @@ def workspace(m, input_shape, weight_shape, stride, padding, dilation, groups, i
     positions = (m + 2) ** 2
     p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
     grid = (ceil_div(p, m), ceil_div(q, m))
-    fit = max(1, _CHUNK_ELEMENTS // (grid[0] * grid[1] * positions * max(c, k)))
-    chunks = ceil_div(n, fit) if n else 0
-    tiles = (ceil_div(n, chunks) if n else 0) * grid[0] * grid[1]
+    step = _images_per_chunk(n, max(c, k), grid, positions)
+    chunks = ceil_div(n, step)
+    tiles = min(step, n) * grid[0] * grid[1]
     padded = tiles * (m + 2) ** 2 * c  # the chunk's input in its zero border, at most
     v, prod = positions * tiles * c, positions * tiles * k
     into = max(padded + v, 3 * v)  # gathered tiles, then half transformed, then V
