@@ -563,6 +563,15 @@ def test_a_backend_whose_result_is_no_conv2d_output_fails_instead_of_being_timed
         "drops_last_row"]["reason"]
 
 
+def _assert_predicted_about_4_s(reason):
+    """The guard's prediction for a backend sleeping 20 ms per output position of a 14x14
+    output (true cost 3.9 s): a loose band, because how far the crops' sleeps overran moves
+    the extrapolation (a CI run read 4.03 s, earlier ones 3.x), and a test must not hinge on
+    this machine's timing."""
+    predicted = re.match(r"budget guard: predicted ([0-9.]+) s per call", reason)
+    assert predicted and 2.5 < float(predicted[1]) < 12, reason
+
+
 def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_path):
     (tmp_path / "tiny").write_text(TINY)
     backends = ["torch"] + [f"sweep_backends:{name}" for name in (
@@ -580,7 +589,7 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
         assert rows["fails", shape]["status"] == "failed"
         assert "deliberate failure" in rows["fails", shape]["reason"]
         assert rows["slow", shape]["status"] == "skipped"
-        assert rows["slow", shape]["reason"].startswith("budget guard: predicted 3.")
+        _assert_predicted_about_4_s(rows["slow", shape]["reason"])
         assert "extrapolated" in rows["slow", shape]["reason"]  # true cost: 196 x 20 ms
         assert rows["only_1x1", shape]["status"] == "skipped"
         assert rows["only_1x1", shape]["reason"].endswith("does not support kernels beyond 1x1")
@@ -678,7 +687,7 @@ def test_sweep_times_three_directions_and_skips_what_a_backend_declares(tmp_path
         assert skipped["reason"] == "sweep_backends:no_autograd does not support autograd"
         slow = rows["slow_backward", direction]  # true cost: 196 x 20 ms per backward
         assert slow["status"] == "skipped" and "extrapolated" in slow["reason"]
-        assert slow["reason"].startswith("budget guard: predicted 3.")
+        _assert_predicted_about_4_s(slow["reason"])
     assert "tiny backward-weights (1 shapes)" in run.stdout  # the summary, per direction
 
 
