@@ -22,9 +22,10 @@ pytest.importorskip("rich", reason="the gate needs rich (a declared dependency)"
 
 from benchmarks.gate import baseline, stats, verdicts
 from benchmarks.gate import worker as gate_worker
-from benchmarks.gate.cases import DEFAULT_THRESHOLD, SHAPES, gate_cases
+from benchmarks.gate.cases import BACKEND_SHAPES, DEFAULT_THRESHOLD, SHAPES, gate_cases
 from benchmarks.gate.measure import Samples, Worker, WorkerError, run_rounds
 from benchmarks.gate.worker import parse_inject, slowed
+from impls import registry
 
 
 def noisy(n, factor=1.0, sigma=0.03, seed=0):
@@ -179,11 +180,29 @@ def test_baselines_are_committed():
     assert list(baseline.DEFAULT.glob("*.json")), f"no baseline in {baseline.DEFAULT}"
 
 
+#: Gate backends a committed baseline was recorded without, by file, with why it was not
+#: re-recorded: the gate reads their cases as "new" on that kind of machine (not judged),
+#: so each entry is a known blind spot, listed here rather than let through silently.
+NOT_RECORDED = {
+    "intel-xeon-processor-amx-2threads-torch2.13.0-5ee664.json": {
+        "winograd-f4x1": "joined the gate on 2026-11-27, when no AMX host was at hand"},
+}
+
+
+def test_every_built_in_backend_is_in_the_gate_set():
+    built_in = {b.name for b in registry.backends() if b.fn.__module__.startswith("impls.")}
+    assert built_in - BACKEND_SHAPES.keys() == set()
+
+
 @pytest.mark.parametrize("path", sorted(baseline.DEFAULT.glob("*.json")), ids=lambda p: p.name)
 def test_each_committed_baseline_covers_the_quick_gate_set_and_is_named_for_its_kind(path):
     data = baseline.load(path)
-    missing = [c.key for c in gate_cases(quick=True) if c.key not in data["cases"]]
+    excused = NOT_RECORDED.get(path.name, {})
+    missing = [c.key for c in gate_cases(quick=True)
+               if c.key not in data["cases"] and c.backend not in excused]
     assert not missing, f"re-record {path}: {missing}"
+    stale = [name for name in excused if any(k.startswith(name + "|") for k in data["cases"])]
+    assert not stale, f"{path.name} has {stale} now: drop them from NOT_RECORDED"
     assert data["machine"]["cpu"] and data["commit"]
     assert path.name == baseline.kind_name(baseline.machine_of(data))
 

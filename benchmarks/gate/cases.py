@@ -26,6 +26,7 @@ SHAPES = {
     "3x3 256@14": "mb1ic256ih14oc256oh14kh3ph1",  # ResNet-50 res4 3x3
     "1x1 64@56": "mb1ic64ih56oc64oh56kh1ph0",  # ResNet-50 res2 1x1: a GEMM
     "3x3 64@28": "mb1ic64ih28oc64oh28kh3ph1",
+    "3x3 64@56": "mb1ic64ih56oc64oh56kh3ph1",  # ResNet-50 res2 3x3: F(4x1)'s ground
     "dw3 128@28": "g128mb1ic128ih28oc128oh28kh3ph1",  # MobileNet depthwise
     "13x13 32@28": "mb1ic32ih28oc32oh28kh13ph6",  # large kernels: FFT's ground
     "17x17 32@32": "mb1ic32ih32oc32oh32kh17ph8",
@@ -40,6 +41,7 @@ BACKEND_SHAPES = {
     "fft": ("13x13 32@28", "17x17 32@32"),
     "winograd-f2": ("3x3 256@14", "3x3 64@28"),
     "winograd-f4": ("3x3 256@14", "3x3 64@28"),
+    "winograd-f4x1": ("3x3 64@56", "3x3 256@14"),
     "naive": ("3x3 4@10", "dw3 8@12"),
     "auto": ("3x3 256@14", "17x17 32@32"),
     "triton": ("3x3 256@14", "1x1 64@56"),
