@@ -107,6 +107,17 @@ def fp32_input_precision() -> str:
         return "tf32" if torch.backends.cudnn.conv.fp32_precision == "tf32" else "ieee"
 
 
+def workspace(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
+    """Bytes a forward call allocates beyond its inputs (impls.memory_budget): the
+    channels_last copies of an NCHW input and weight, the kernel's channels_last output and
+    its copy into F.conv2d's layout (all four alive at once, at the last copy). Operands
+    already channels_last need less: the model is for the common NCHW call."""
+    (n, c, h, w), (k, cg, r, s) = input_shape, weight_shape
+    p, q = output_size((h, w), (r, s), stride, padding, dilation)
+    need = (n * c * h * w + k * cg * r * s + 2 * n * k * p * q) * itemsize
+    return need, "channels_last copies of the input and weight, the output in both layouts"
+
+
 @register_backend(
     name="triton",
     devices=("cuda", "cpu") if INTERPRET else ("cuda",),
@@ -117,6 +128,7 @@ def fp32_input_precision() -> str:
     error_model="direct",
     probe=_probe,
     max_macs=INTERPRET_MAX_MACS if INTERPRET else None,
+    workspace=workspace,
     description="hand-written implicit-GEMM Triton kernel (CPU: TRITON_INTERPRET=1)",
 )
 def triton_conv2d(input, weight, bias, stride, padding, dilation, groups):
