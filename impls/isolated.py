@@ -148,16 +148,26 @@ def _spawn(items: list[list]) -> subprocess.Popen:
 
 def row(item: list, status: str, reason: str) -> dict:
     """A result dict for an item that produced none (killed, out of budget)."""
+    from impls import non_finite
     from impls.cases import CASES_BY_ID
     from impls.checker import descriptor
 
     name, direction, dtype, case, mode, device, tf32, seed = item
-    module_case, padding_mode = _module_case(case) if direction == "module" else (None, "")
-    base = module_case.case if module_case else CASES_BY_ID[case]
-    where = descriptor(base) + (f" padding_mode={padding_mode}" if padding_mode else "")
+    features = None
+    if direction == "module":
+        module_case, padding_mode = _module_case(case)
+        base = module_case.case
+        where = descriptor(base) + (f" padding_mode={padding_mode}" if padding_mode else "")
+    elif direction == "non-finite":  # not in the case table: the backend's own problem
+        base = non_finite.problem(name)
+        where, features = non_finite.where(base, case.removeprefix("non-finite/")), [
+            "non-finite input"]
+    else:
+        base = CASES_BY_ID[case]
+        where = descriptor(base)
     return {"backend": name, "case": case, "mode": mode, "dtype": dtype, "device": device,
             "seed": seed, "tf32": tf32, "direction": direction, "status": status,
-            "max_error": None, "reason": reason, "features": base.tags(),
+            "max_error": None, "reason": reason, "features": features or base.tags(),
             "descriptor": where}
 
 

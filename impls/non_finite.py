@@ -41,15 +41,26 @@ WHERE = (0, 1, 4, 5)
 IDS = [f"non-finite/{name}" for name in VALUES]
 
 
+def problem(backend: str | Backend) -> Case:
+    """The problem ``backend`` is given: the first of CASES whose features it declares."""
+    entry = get_backend(backend)
+    return next((c for c in CASES if not entry.unsupported(features=c.features())), CASES[0])
+
+
+def where(case: Case, value: str) -> str:
+    """The row's descriptor: the problem, and the value and where it sits."""
+    return f"{descriptor(case)} {value} at {WHERE}"
+
+
 def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = torch.float32,
                      device: str = "cpu", seed: int = 0) -> CaseResult:
     """Put ``value`` ("nan", "inf", "-inf") into one input element and require every output
     F.conv2d makes non-finite from it to be non-finite here too."""
     entry = get_backend(backend)
-    case = next((c for c in CASES if not entry.unsupported(features=c.features())), CASES[0])
+    case = problem(entry)
     result = CaseResult(entry.name, f"non-finite/{value}", "random", str(dtype).removeprefix(
         "torch."), device, seed, SKIPPED, features=["non-finite input"],
-        descriptor=f"{descriptor(case)} {value} at {WHERE}")
+        descriptor=where(case, value))
     if declined(result, entry, case, dtype, device, case.features()):
         return result
     data = fill(case, "random", dtype, seed)
@@ -67,16 +78,23 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
     except Exception as exc:
         result.status, result.reason = ERROR, error_reason(exc)
         return result
-    if wrong_type:
-        result.status, result.reason = FAILED, wrong_type
+    if wrong_type or out.shape != want.shape:
+        result.status = FAILED
+        result.reason = wrong_type or (f"output shape {tuple(out.shape)}, expected "
+                                       f"{tuple(want.shape)}")
         return result
-    hidden = want & torch.isfinite(out.detach().cpu())
+    finite = torch.isfinite(out.detach().cpu())
+    hidden, elsewhere = want & finite, ~want & ~finite
     if hidden.any():
         first = tuple(int(i) for i in hidden.nonzero()[0])
         result.status = FAILED
         result.reason = (f"{int(hidden.sum())} of the {int(want.sum())} outputs F.conv2d makes "
                          f"non-finite from a {value} in the input are finite here; first at "
-                         f"{first} (a backend must not hide a NaN or Inf)")
+                         f"{first} " + (
+                             f"(and {int(elsewhere.sum())} others are not: the value reached "
+                             "other outputs, as a shifted window or padding would make it; "
+                             "the case table's comparisons say where)" if elsewhere.any()
+                             else "(a backend must not hide a NaN or Inf)"))
     else:
         result.status = PASSED
     return result

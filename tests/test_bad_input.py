@@ -118,8 +118,25 @@ def test_a_backend_that_cleans_its_input_is_caught_hiding_a_nan(isolated_registr
         result = check_non_finite("cleans-nan", value)
         assert result.status == "failed" and f"from a {value} in the input are finite" in \
             result.reason, result.repro()
+        assert "hide a NaN" in result.reason and "others are not" not in result.reason
         assert "--case non-finite/" + value in result.command()
         assert check_non_finite("torch", value).status == "passed"
+
+
+def test_a_shifted_window_is_named_as_such_not_as_hiding_a_nan(isolated_registry):
+    """A padding bug moves the NaN's outputs: told it hid a NaN, a user looks for a
+    sanitising step that is not there."""
+    from impls.non_finite import check_non_finite
+
+    @impls.register_backend(name="pads-left")
+    def pads_left(input, weight, bias, stride, padding, dilation, groups):
+        ph, pw = padding
+        return F.conv2d(F.pad(input, (pw + 1, pw - 1, ph, ph)), weight, bias, stride, 0,
+                        dilation, groups)
+
+    result = check_non_finite("pads-left", "nan")
+    assert result.status == "failed" and "others are not" in result.reason, result.reason
+    assert "hide" not in result.reason
 
 
 def test_empty_batch(backend):

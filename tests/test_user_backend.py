@@ -581,6 +581,39 @@ def test_a_backend_that_hangs_or_crashes_costs_its_comparison_not_the_check(
     assert results["valid-3x3"]["status"] == "passed"
 
 
+@pytest.mark.parametrize("misbehaviour, status, says", [
+    ("time.sleep(3600)", "error", "the comparison did not finish in 2 s (killed)"),
+    ("ctypes.string_at(0)", "error", "the comparison killed its process (signal 11)"),
+    ("return out[..., 1:, :]", "failed", "output shape (1, 4, 8, 9), expected (1, 4, 9, 9)"),
+])
+def test_a_backend_that_misbehaves_on_a_nan_costs_that_comparison_only(tmp_path, misbehaviour,
+                                                                       status, says):
+    """The non-finite checks are not in the case table: a killed one was looked up there,
+    and the check ended in a KeyError traceback with nothing printed; a wrong shape raised
+    from the NaN comparison instead of failing it."""
+    (tmp_path / "cb_nan.py").write_text(textwrap.dedent(f"""
+        import ctypes
+        import time
+        import torch
+        import torch.nn.functional as F
+
+        def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+            out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+            if torch.isnan(input).any():
+                {misbehaviour}
+            return out
+    """))
+    run = cli("check", "--backend", "cb_nan:conv", "--case", "non-finite/nan", "--case",
+              "valid-3x3", "--mode", "exact", "--dtype", "float32", "--no-module",
+              "--timeout", "2", "--format", "json", path=(tmp_path,))
+    assert run.returncode == 1, run.stdout + run.stderr
+    results = {r["case"]: r for r in json.loads(run.stdout)["results"]}
+    nan = results["non-finite/nan"]
+    assert (nan["status"], nan["reason"]) == (status, says)
+    assert nan["descriptor"].endswith("nan at (0, 1, 4, 5)")
+    assert results["valid-3x3"]["status"] == "passed"
+
+
 def test_a_name_with_colons_prints_verbatim(user_module, capsys):
     """rich turned ":a:" into an emoji and "[x]" into markup: "cb_colons:a" printed as
     "cb_colons🅰". Names, case ids and reasons are text."""
