@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import importlib.util
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -347,10 +349,47 @@ def _load_spec(spec: str) -> Backend:
             return _attribute(module, attr)
         except AttributeError:
             # Imported before its file gained the function (a notebook that fixed a typo in
-            # it): read the file again once, rather than fail on the stale module forever.
+            # it): read the file again, rather than fail on the stale module forever. Only
+            # then: a reload re-runs a module's code (torch's fails half-way, leaving it
+            # broken, for a typo as "torch:conv22").
+            if not _edited_since_import(module):
+                raise
             return _attribute(importlib.reload(module), attr)
 
     return _entry_from_object(load, spec)
+
+
+#: Per module: (mtime in whole seconds, size) of its source when a lookup last read it.
+_SOURCE_SEEN: dict[str, tuple[int, int]] = {}
+
+
+def _edited_since_import(module) -> bool:
+    """Whether ``module``'s source file changed since it was imported (as its bytecode
+    records it, Python's own staleness test) or since the last lookup here saw it."""
+    path = getattr(module, "__file__", None) or ""
+    try:
+        st = os.stat(path) if path.endswith(".py") else None
+    except OSError:
+        st = None
+    if st is None:
+        return False
+    now = (int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF)
+    seen = _SOURCE_SEEN.get(module.__name__) or _compiled_from(path) or now
+    _SOURCE_SEEN[module.__name__] = now
+    return seen != now
+
+
+def _compiled_from(path: str) -> tuple[int, int] | None:
+    """(mtime, size) of the source a .py file's cached bytecode was compiled from, or None
+    (no bytecode, or a hash-based one)."""
+    try:
+        with open(importlib.util.cache_from_source(path), "rb") as f:
+            head = f.read(16)
+    except (OSError, NotImplementedError, ValueError):
+        return None
+    if len(head) < 16 or int.from_bytes(head[4:8], "little") != 0:
+        return None
+    return int.from_bytes(head[8:12], "little"), int.from_bytes(head[12:16], "little")
 
 
 def _attribute(obj, dotted: str):

@@ -43,6 +43,18 @@ def pytest_addoption(parser):
                     help="only these backends (repeatable); a name or package.module:function")
 
 
+def pytest_configure(config):
+    """A --backend that names nothing is bad usage, as for ``impls check`` and the sweep:
+    a typo used to skip every test of it and pass."""
+    for name in config.getoption("backend") or ():
+        try:
+            entry = impls.get_backend(name)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--backend: {exc}") from None
+        if entry.load_error:
+            raise pytest.UsageError(f"--backend {name}: {entry.load_error}")
+
+
 #: (dtype, tf32) checked per device: every dtype a backend can declare, and on a GPU float32
 #: under TF32 too. On the CPU only torch (and auto, which hands the half types to it) and,
 #: under the interpreter, triton take the half types; a second or so for the whole table.

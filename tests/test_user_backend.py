@@ -530,6 +530,25 @@ def test_a_spec_that_fails_to_load_is_not_kept(isolated_registry, user_module):
     assert entry.available and spec in {e.name for e in impls.backends()}
 
 
+def test_a_misspelt_function_of_an_unchanged_module_is_not_reloaded(isolated_registry):
+    """The reload is for a file edited since its import: reloading torch for "torch:conv22"
+    re-ran torch's __init__, which failed half-way with a message about TORCH_LIBRARY."""
+    entry = impls.get_backend("torch:conv22")
+    assert entry.load_error == ("cannot load: AttributeError: module 'torch' has no "
+                                "attribute 'conv22'")
+    assert impls.get_backend("torch.nn.functional:conv2d").available  # torch is intact
+
+
+def test_a_misspelt_backend_is_bad_usage_for_the_test_suite_too():
+    """It skipped every test of the backend and passed, where impls check exits 2."""
+    for spec, says in (("cb_nowhere:conv", "--backend cb_nowhere:conv: cannot load"),
+                       ("torhc", "unknown backend 'torhc' (did you mean 'torch'?)")):
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "tests/test_correctness.py", "--backend", spec],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert run.returncode == 4 and says in run.stderr, run.stdout + run.stderr
+
+
 def test_a_function_added_to_an_imported_module_is_found(isolated_registry, user_module):
     """The module imported, its function misspelt: once the file is fixed, the same process
     (a notebook) finds the function instead of asking the stale module again."""
