@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} takes no arguments after --")
     if passed_on:
         args.pytest_args = passed_on
+    from impls.memory_budget import env_error
+
+    if env_error():  # before any case: not every backend's failure
+        print(f"python -m benchmarks {args.command}: error: {env_error()}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from impls import isolated
+from impls import isolated, memory_budget
 from impls.backward import DIRECTIONS, result_from_dict
 from impls.cases import CASES, CASES_BY_ID
 from impls.checker import BAD, SKIPPED, summarize
@@ -47,6 +47,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.f
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if memory_budget.env_error():
+        print(f"error: {memory_budget.env_error()}", file=sys.stderr)
+        return 2
     if args.command == "list":
         return _list(args)
     return _check(args)

@@ -43,6 +43,17 @@ def parse_bytes(text: str) -> int | None:
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
+def env_error() -> str:
+    """Why ENV is not a byte count, or "" (unset, empty or valid): a command checks it at
+    its start and exits 2, where a check would otherwise blame every backend with a memory
+    model (its workspace callback raising) and pass those without one."""
+    try:
+        parse_bytes(os.environ.get(ENV, "").strip() or "unlimited")
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def format_bytes(n: float) -> str:
     """1.0 KiB, 12.4 GiB: binary units, three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB"):

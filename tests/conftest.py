@@ -45,7 +45,12 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     """A --backend that names nothing is bad usage, as for ``impls check`` and the sweep:
-    a typo used to skip every test of it and pass."""
+    a typo used to skip every test of it and pass. So is a CONVBENCH_MEMORY_BUDGET that is
+    no byte count (every backend with a memory model would fail on it)."""
+    from impls.memory_budget import env_error
+
+    if env_error():
+        raise pytest.UsageError(env_error())
     for name in config.getoption("backend") or ():
         try:
             entry = impls.get_backend(name)

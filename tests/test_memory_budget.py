@@ -111,6 +111,22 @@ def test_bad_budget_names_the_variable(monkeypatch, text):
         impls.conv2d(torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3), backend="unfold")
 
 
+def test_a_bad_budget_is_bad_usage_of_each_command(monkeypatch, capsys):
+    """Not a failed check of every backend with a memory model (and a pass of the rest)."""
+    from benchmarks.__main__ import main as bench_main
+    from impls.__main__ import main as check_main
+
+    monkeypatch.setenv(ENV, "abc")
+    assert check_main(["check", "--backend", "unfold", "--case", "valid-3x3"]) == 2
+    assert bench_main(["shapes", "resnet50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"{ENV}='abc' is not a byte count") == 2, err
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/test_spec.py"], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], timeout=300)
+    assert run.returncode == 4 and "is not a byte count" in run.stderr, run.stderr
+
+
 def test_default_budget_is_a_share_of_free_memory(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     limit, source = budget("cpu")
