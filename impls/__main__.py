@@ -161,7 +161,7 @@ def _check(args) -> int:
         print("error: nothing was checked: no comparison was selected (module-parity ids "
               "with --no-module, or non-finite ids without the forward --direction)",
               file=sys.stderr)
-        return 1
+        return 2  # options that contradict each other: bad usage
     if all(r.status == SKIPPED for r in results):
         print(f"error: nothing was checked: every comparison of {entry.name} was skipped",
               file=sys.stderr)

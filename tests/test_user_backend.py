@@ -645,3 +645,14 @@ def test_a_name_with_colons_prints_verbatim(user_module, capsys):
     assert main(["check", "--backend", spec, "--case", "valid-3x3", "--mode", "exact",
                  "--dtype", "float32", "--no-module"]) == 0
     assert f"{spec}: all passed" in capsys.readouterr().out
+
+
+def test_checking_nothing_is_a_failure_or_bad_usage_never_a_pass(capsys):
+    """Options that select no comparison are bad usage (2); a backend that declares away
+    every comparison asked for has nothing checked, which fails (1), as the README says."""
+    assert main(["check", "--backend", "torch", "--case", "non-finite/nan", "--direction",
+                 "backward-data"]) == 2
+    assert "no comparison was selected" in capsys.readouterr().err
+    assert main(["check", "--backend", "naive", "--case", "valid-3x3", "--dtype", "float16",
+                 "--no-module"]) == 1
+    assert "every comparison of naive was skipped" in capsys.readouterr().err
