@@ -171,9 +171,12 @@ class Backend:
         """Why this problem would need more memory than impls.memory_budget allows, or ""."""
         if self.workspace is None:
             return ""
-        need, what = self.workspace(tuple(input_shape), tuple(weight_shape), tuple(stride),
-                                    tuple(padding), tuple(dilation), groups, dtype.itemsize)
-        return memory_budget.refusal(self.name, need, what, device)
+        got = self.workspace(tuple(input_shape), tuple(weight_shape), tuple(stride),
+                             tuple(padding), tuple(dilation), groups, dtype.itemsize)
+        if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], str)):
+            raise TypeError(f"{self.name}'s workspace returned {got!r}; it must return "
+                            "(bytes, what the bytes are for)")
+        return memory_budget.refusal(self.name, int(got[0]), got[1], device)
 
     def runner(self, input_shape, weight_shape, stride, padding, dilation, groups,
                dtype: torch.dtype, device="cpu", features: Iterable[str] = ()) -> Backend:

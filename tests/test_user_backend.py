@@ -375,7 +375,8 @@ def test_capabilities_may_name_dtypes_and_give_single_strings(user_module):
 
 @pytest.mark.parametrize("capabilities, says", [
     ("{'accepts': lambda *problem: 1 / 0}", "ZeroDivisionError"),
-    ("{'workspace': lambda *problem: 5}", "TypeError"),
+    ("{'workspace': lambda *problem: 5}",
+     "TypeError: cb_caps_raises:conv's workspace returned 5; it must return (bytes, what"),
 ])
 def test_a_capability_callback_that_raises_is_an_error_not_a_crash(capabilities, says,
                                                                    user_module, capsys):
