@@ -376,6 +376,22 @@ def test_cli_a_misspelt_band_or_injection_exits_2(option, says):
     assert "Traceback" not in said and "gate: pass" not in said and "round" not in said
 
 
+def test_cli_a_gate_that_measured_or_compared_nothing_is_no_pass(tmp_path):
+    """A record of a backend that cannot run wrote an empty baseline and exited 0; a
+    comparison with a baseline that lacks the backend printed "gate: pass"."""
+    gate = [sys.executable, "-m", "benchmarks", "gate", "--quick", "--budget", "0.5"]
+    out = subprocess.run([*gate, "--record", str(tmp_path / "b.json"), "--backend",
+                          "torch.nn.functional:conv22"], capture_output=True, text=True)
+    said = out.stdout + out.stderr
+    assert out.returncode == 2 and "nothing was measured, no baseline written" in said, said
+    assert "has no attribute 'conv22'" in said and not (tmp_path / "b.json").exists()
+    out = subprocess.run([*gate, "--baseline", "benchmarks/gate/baselines", "--backend",
+                          "torch.nn.functional:conv2d"], capture_output=True, text=True)
+    said = out.stdout + out.stderr
+    assert out.returncode == 2 and "nothing was compared" in said, said
+    assert "not in the baseline" in said and "gate: pass" not in said
+
+
 def test_bands_are_wider_against_a_stored_baseline():
     bands = {c.backend: c.threshold for c in gate_cases(["torch", "naive"], scale=2.0)}
     assert bands == {"torch": 2 * DEFAULT_THRESHOLD, "naive": 0.20}

@@ -11,7 +11,8 @@
                                interleaved and against a baseline it records first
 
 Exit status: 0 no benchmark slower beyond its band, 1 some benchmark slower (or failing on
-the working tree where base ran it), 2 bad usage or a tree that cannot be measured.
+the working tree where base ran it), 2 bad usage or a tree that cannot be measured (also:
+no benchmark compared, or none measured for --record).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:  # bad ref, bad file, a tree that won't start,
         console.print(f"[red]gate: {exc}[/red]")  # a backend in neither tree (a typo)
         return 2
-    return 1 if verdicts.failed(rows) else 0
+    return 1 if verdicts.failed(rows) else 0 if verdicts.compared(rows) else 2
 
 
 def _check_names(opts: Options) -> None:
@@ -220,8 +221,16 @@ def record(opts: Options, repo: Path | None = None) -> None:
     with contextlib.ExitStack() as stack:
         results = run_rounds(cases, [_worker(stack, "head", repo, opts)], budget,
                              known=frozenset())  # a typo must not become a baseline
+    unmeasured = [(c, results[c.key]["head"]) for c in cases if not results[c.key]["head"].call]
+    why = "; ".join(f"{c.backend} {c.shape}: {got.error or got.refusal or 'no samples'}"
+                    for c, got in unmeasured)
+    if len(unmeasured) == len(cases):  # a file that can judge nothing is no baseline
+        raise ValueError(f"nothing was measured, no baseline written ({why})")
     store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))
-    console.print(f"baseline written: {opts.save} ({len(cases)} benchmarks, {budget:g} s)")
+    console.print(f"baseline written: {opts.save} ({len(cases) - len(unmeasured)} of "
+                  f"{len(cases)} benchmarks measured, {budget:g} s)")
+    if unmeasured:  # kept with the reason: a stored refusal is compared as one
+        console.print(f"[yellow]not measured: {why}[/yellow]")
 
 
 def _worker(stack: contextlib.ExitStack, label: str, tree: Path, opts: Options) -> Worker:
@@ -269,6 +278,9 @@ def _publish(rows, title: str, opts: Options) -> None:
     if slower:
         names = "; ".join(f"{r.case.backend} {r.case.shape}" for r in slower)
         console.print(f"[bold red]gate: FAIL[/bold red] ({summary}): {names}")
+    elif not verdicts.compared(rows):  # a pass must have compared something
+        console.print(f"[red]gate: nothing was compared[/red] ({summary}): each row's note "
+                      "says why; no verdict, pass or fail")
     else:
         console.print(f"[green]gate: pass[/green] ({summary})")
     judged = (stats.SLOWER, stats.FASTER, stats.UNCHANGED)

@@ -144,6 +144,11 @@ def failed(rows: list[Row]) -> bool:
     return any(r.verdict in FAILING for r in rows)
 
 
+def compared(rows: list[Row]) -> bool:
+    """Whether any case was compared at all (a change estimated), whatever its verdict."""
+    return any(r.change is not None for r in rows)
+
+
 _STYLE = {stats.SLOWER: "bold red", ERROR: "bold red", stats.FASTER: "green",
           stats.UNSURE: "yellow"}
 
