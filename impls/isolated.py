@@ -39,8 +39,10 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
     the budget. The caller says what the items left over mean (len(result) < len(items)).
     ``timeout_s`` (may be inf) limits each comparison, not the child's start (STARTUP_S).
     ``on_result`` sees each result as it comes (progress). Ctrl-C kills the child and
-    propagates."""
-    out, deadline, start = [], time.monotonic() + budget_s, 0
+    propagates. After STUCK_IN_A_ROW comparisons in a row did not finish, the rest are
+    error rows, not run: a backend that hangs on every call would hold a whole check for
+    a day (570 comparisons x 120 s)."""
+    out, deadline, start, stuck = [], time.monotonic() + budget_s, 0, 0
 
     def done(result: dict) -> None:
         out.append(result)
@@ -65,7 +67,7 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
                 elif line == MARK + "ready\n":
                     deadline, ready = deadline + time.monotonic() - spawned, True
                 elif line.startswith(MARK):
-                    start += 1
+                    start, stuck = start + 1, 0
                     done(json.loads(line[len(MARK):]))
         finally:  # stuck, over budget, or interrupted: the child goes too
             _end(child, wait_s=EXIT_WAIT_S if why == "died" else 0.0)
@@ -77,10 +79,20 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
                 done(row(item, "error", f"the checking process failed to start: {reason}"))
             return out
         if why and start < len(items):
-            start += 1
+            start, stuck = start + 1, stuck + 1 if why == "stuck" else 0
             done(row(items[start - 1], "error",
                      f"the comparison {_dead_reason(why, child.returncode, timeout_s)}"))
+        if stuck >= STUCK_IN_A_ROW:
+            for item in items[start:]:
+                done(row(item, "error", f"not run: the {stuck} comparisons before it did not "
+                         f"finish in {timeout_s:g} s each (name cases with --case to run "
+                         "them)"))
+            return out
     return out
+
+
+#: Comparisons in a row that did not finish, after which the rest are not run.
+STUCK_IN_A_ROW = 3
 
 
 #: Seconds a child may take to start (import torch and the backend) before it is given up.

@@ -601,6 +601,25 @@ def test_a_backend_that_hangs_or_crashes_costs_its_comparison_not_the_check(
     assert results["valid-3x3"]["status"] == "passed"
 
 
+def test_a_backend_that_hangs_on_every_call_is_given_up_after_three(tmp_path):
+    """Each hang costs --timeout (120 s by default): over the whole table, about a day."""
+    (tmp_path / "cb_hangs.py").write_text(textwrap.dedent("""
+        import time
+
+        def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+            time.sleep(3600)
+    """))
+    cases = ("valid-3x3", "groups-2", "basic-3x3-pad1", "stride-2x1-pad1", "dilation-2")
+    run = cli("check", "--backend", "cb_hangs:conv", *(a for c in cases for a in ("--case", c)),
+              "--mode", "exact", "--dtype", "float32", "--no-module", "--direction", "forward",
+              "--timeout", "1", "--format", "json", path=(tmp_path,))
+    assert run.returncode == 1, run.stdout + run.stderr
+    reasons = [r["reason"] for r in json.loads(run.stdout)["results"]]
+    assert reasons[:3] == ["the comparison did not finish in 1 s (killed)"] * 3, reasons
+    assert reasons[3:] == ["not run: the 3 comparisons before it did not finish in 1 s each "
+                           "(name cases with --case to run them)"] * 2, reasons
+
+
 @pytest.mark.parametrize("misbehaviour, status, says", [
     ("time.sleep(3600)", "error", "the comparison did not finish in 2 s (killed)"),
     ("ctypes.string_at(0)", "error", "the comparison killed its process (signal 11)"),
