@@ -95,7 +95,8 @@ class Sweep:
         refused = sweep_plan.unloadable([*(opt("--backend") or ()),
                                          *filter(None, [opt("--paired-with")])])
         other = self.results.conditions_differ([c.key for c in self.cases],
-                                               torch.get_num_threads(), self.limit)
+                                               torch.get_num_threads(), self.limit,
+                                               machine.describe(self.device))
         if refused or other:
             raise pytest.UsageError("; ".join(refused) or f"{other}: name another --results")
         self.heartbeat = sweep_plan.heartbeat_path(self.results.path)

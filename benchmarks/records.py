@@ -498,22 +498,50 @@ class ResultsFile:
             done |= {r["key"] for r in self.records(since) if r.get("record") == "case"}
         return done
 
-    def conditions_differ(self, keys, threads: int, limit: float | None = None) -> str:
+    def conditions_differ(self, keys, threads: int, limit: float | None = None,
+                          here: dict | None = None) -> str:
         """Why the rows a sweep of ``keys`` would keep (see :meth:`done`) were measured under
-        other conditions than ``threads`` torch threads ("" when they were not, or when
-        they do not say). Everything else that makes another number (dtype, device, batch,
-        direction, cache mode, TF32) is in the key, so such rows are simply not matched;
-        the thread count is not, and a sweep that reused them would mix two conditions in
-        one file, so a sweep refuses the file instead (benchmarks.sweep)."""
-        keys, counts = set(keys), {}
+        other conditions than ``threads`` torch threads on the machine ``here``
+        (machine.describe(): host, CPU, torch, GPU), or "" when they were not or do not
+        say. Everything else that makes another number (dtype, device, batch, direction,
+        cache mode, TF32) is in the key, so such rows are simply not matched; the thread
+        count and the machine are not, and a sweep that reused them would divide this
+        machine's times by another's, so a sweep refuses the file instead
+        (benchmarks.sweep)."""
+        keys, counts, others = set(keys), {}, {}
+        machines = {m["id"]: m for m in self.machines()}
         for r in self.rows():
-            if r["key"] in keys and settled(r, limit) and r.get("threads") not in (None, threads):
+            if r["key"] not in keys or not settled(r, limit):
+                continue
+            if r.get("threads") not in (None, threads):
                 counts[r["threads"]] = counts.get(r["threads"], 0) + 1
-        if not counts:
-            return ""
-        found = ", ".join(f"{n} with {t}" for t, n in sorted(counts.items()))
-        return (f"{self.path} has rows of these cases measured with another number of torch "
-                f"threads ({found}; this run pins {threads}, --threads)")
+            differs = _machine_differs(machines.get(r.get("machine_id")), here)
+            if differs:
+                others[differs] = others.get(differs, 0) + 1
+        if counts:
+            found = ", ".join(f"{n} with {t}" for t, n in sorted(counts.items()))
+            return (f"{self.path} has rows of these cases measured with another number of "
+                    f"torch threads ({found}; this run pins {threads}, --threads)")
+        if others:
+            found = "; ".join(f"{n} where {why}" for why, n in others.items())
+            return f"{self.path} has rows of these cases measured on another machine ({found})"
+        return ""
+
+
+#: What makes a machine record another machine's, as far as a kept row's time goes.
+_SAME_MACHINE = (("host", "host"), ("cpu", "CPU"), ("torch", "torch"))
+
+
+def _machine_differs(recorded: dict | None, here: dict | None) -> str:
+    """How the machine record a row points to differs from ``here``, in words ("" when it
+    does not, or either is unknown)."""
+    if not recorded or not here:
+        return ""
+    pairs = [(word, recorded.get(k), here.get(k)) for k, word in _SAME_MACHINE]
+    pairs.append(("GPU", (recorded.get("gpu") or {}).get("name"),
+                  (here.get("gpu") or {}).get("name")))
+    return ", ".join(f"{word} {a} (here {b})" for word, a, b in pairs
+                     if a is not None and b is not None and a != b)
 
 
 def _with_tf32(row: dict, machine: dict) -> dict:

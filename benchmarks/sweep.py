@@ -154,8 +154,11 @@ def cli(args: argparse.Namespace) -> int:
         args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
     paths = _paths(results.path)
     if not args.fresh:
+        from benchmarks.machine import describe
+
         other = results.conditions_differ([c.key for c in cases],
-                                          sweep_plan.torch_threads(args.threads), args.limit)
+                                          sweep_plan.torch_threads(args.threads), args.limit,
+                                          describe(args.device))
         if other:
             print(f"python -m benchmarks sweep: error: {other}; resuming into it would mix "
                   "them with this run's rows: name another --results file (or --fresh to "
@@ -167,9 +170,10 @@ def cli(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
     partner = partner.name if partner else None  # as the rows name it
-    stale = _kept_from_other_code(results, cases, args.limit, partner)
-    if stale:
-        print(f"warning: {stale}", file=sys.stderr)
+    for stale in (_kept_from_other_code(results, cases, args.limit, partner),
+                  _kept_under_other_settings(results, cases, args, partner)):
+        if stale:
+            print(f"warning: {stale}", file=sys.stderr)
     # What this sweep sets out to measure: a report of the file says what has no row yet.
     results.append({"record": "plan", "started": records.now(), "shard": args.shard,
                     "keys": [c.key for c in cases]})
@@ -210,12 +214,9 @@ def _kept_from_other_code(results: records.ResultsFile, cases, limit, partner=No
     from pytest_benchmark.utils import get_commit_info
 
     kept = results.done(limit=limit, partner=partner) & {c.key for c in cases}
-    measured_at, commit = {}, None  # a row's commit: that of the run record before it
-    for record in results.records():
-        if record.get("record") == "run":
-            commit = record.get("commit_info") or {}
-        elif record.get("record") == "case" and commit is not None:
-            measured_at[record["key"]] = (commit.get("id"), bool(commit.get("dirty")))
+    measured_at = {key: ((run.get("commit_info") or {}).get("id"),
+                         bool((run.get("commit_info") or {}).get("dirty")))
+                   for key, run in _runs_of(results).items()}
     at = [measured_at[k] for k in kept if k in measured_at and measured_at[k][0]]
     if not at:
         return ""
@@ -233,6 +234,43 @@ def _kept_from_other_code(results: records.ResultsFile, cases, limit, partner=No
     return (f"{len(kept)} rows are kept from earlier runs into {results.path.name} "
             f"({'; '.join(parts)}): if the code they time has changed, --fresh measures "
             "them again")
+
+
+def _runs_of(results: records.ResultsFile) -> dict[str, dict]:
+    """Each case key's run record: the one before its last row (the child that timed it)."""
+    out, run = {}, None
+    for record in results.records():
+        if record.get("record") == "run":
+            run = record
+        elif record.get("record") == "case" and run is not None:
+            out[record["key"]] = run
+    return out
+
+
+#: Run options that change how precisely a case is timed, not what is timed.
+_TIMING_OPTIONS = (("budget", "--budget"), ("min_rounds", "--min-rounds"))
+
+
+def _kept_under_other_settings(results: records.ResultsFile, cases, args, partner) -> str:
+    """Why the rows this sweep keeps were timed under another --budget or --min-rounds,
+    or "": a rerun with a larger budget to settle noisy numbers kept every old row
+    unremarked. Kept all the same (resuming), with the way to measure them again."""
+    kept = results.done(limit=args.limit, partner=partner) & {c.key for c in cases}
+    runs = _runs_of(results)
+    differ: dict[str, int] = {}
+    for key in kept:
+        options = (runs.get(key) or {}).get("options") or {}
+        said = [f"{flag} {options[name]:g}" for name, flag in _TIMING_OPTIONS
+                if options.get(name) is not None and options[name] != getattr(args, name)]
+        if said:
+            differ[", ".join(said)] = differ.get(", ".join(said), 0) + 1
+    if not differ:
+        return ""
+    found = "; ".join(f"{n} with {how}" for how, n in differ.items())
+    now = ", ".join(f"{flag} {getattr(args, name):g}" for name, flag in _TIMING_OPTIONS)
+    return (f"{sum(differ.values())} rows are kept from earlier runs into {results.path.name} "
+            f"timed under other settings ({found}; this run: {now}): --fresh measures them "
+            "again")
 
 
 def _cuda_devices() -> int:

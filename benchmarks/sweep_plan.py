@@ -144,13 +144,16 @@ def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = 
     otherwise the sets given (default DEFAULT_SETS) each in every direction given (one name
     or several; default all three). ``backends`` None means every registered one, available
     or not: an unavailable backend still gets a row per shape and direction, skipped with
-    its reason. ``tf32`` is a float32 mode: with another dtype it is refused, not ignored."""
+    its reason. ``tf32`` is a CUDA float32 mode: elsewhere it is refused, not ignored."""
     per_set = directions_per_set(shape_sets, directions)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
     if tf32 and dtype != "float32":
         raise ValueError(f"tf32: TF32 is a mode of float32 matmuls and convolutions; "
                          f"dtype {dtype} has none")
+    if tf32 and not device.startswith("cuda"):  # rows labelled TF32 that are not
+        raise ValueError(f"tf32: TF32 is a mode of NVIDIA GPUs' float32; device {device} "
+                         "has none")
     if cache not in CACHE_MODES:
         raise ValueError(f"cache {cache!r}: one of {', '.join(CACHE_MODES)}")
     if memory_format not in MEMORY_FORMATS:

@@ -213,6 +213,8 @@ def test_tf32_is_another_number_with_its_own_keys_and_file():
     assert sweep_plan.results_path("cuda", "float32", 32).name == "cuda-float32-mb32.jsonl"
     with pytest.raises(ValueError, match="tf32.*bfloat16"):
         sweep_plan.plan(("resnet50",), ["torch"], dtype="bfloat16", tf32=True)
+    with pytest.raises(ValueError, match="tf32.*device cpu has none"):
+        sweep_plan.plan(("resnet50",), ["torch"], tf32=True)
 
 
 def test_memory_format_is_another_number_with_its_own_keys_in_the_same_file(tmp_path):
@@ -881,6 +883,32 @@ def test_a_file_measured_with_other_threads_is_refused_not_resumed(tmp_path, cap
     old = records.ResultsFile(tmp_path / "old.jsonl")
     old.append(records.case_row(key="k", status="ok", threads=None))
     assert old.conditions_differ(["k"], 1) == ""
+
+
+def test_a_file_from_another_machine_is_refused_and_other_settings_are_said(tmp_path,
+                                                                          capsys):
+    """A resume divided this machine's unfold by another box's torch, unremarked; and a
+    rerun with a larger --budget kept every row timed under the smaller one, unremarked."""
+    (tmp_path / "tiny").write_text(TINY)
+    (case,) = sweep_plan.plan([str(tmp_path / "tiny")], ["torch"], directions="forward")
+    results = records.ResultsFile(tmp_path / "out.jsonl")
+    here = __import__("benchmarks.machine", fromlist=["describe"]).describe()
+    results.append({"record": "machine", "id": "m", **here, "host": "otherbox",
+                    "torch": "2.5.0"})
+    results.append({"record": "run", "options": {"budget": 0.1, "min_rounds": 3}})
+    results.append(records.case_row(**case.row_fields(), status="ok", median_s=1e-3,
+                                    threads=1, machine_id="m"))
+    args = ["sweep", "--shape-set", str(tmp_path / "tiny"), "--backend", "torch",
+            "--direction", "forward", "--results", str(results.path), "--threads", "1"]
+    assert sweep_main(args) == 2
+    err = capsys.readouterr().err
+    assert "measured on another machine (1 where host otherbox (here " in err, err
+    assert "torch 2.5.0 (here " in err and "another --results" in err
+    results.append({"record": "machine", "id": "m", **here})  # the same machine after all
+    assert sweep_main([*args, "--budget", "0.3"]) == 0
+    err = capsys.readouterr().err
+    assert ("1 rows are kept from earlier runs into out.jsonl timed under other settings "
+            "(1 with --budget 0.1; this run: --budget 0.3, --min-rounds 3)") in err, err
 
 
 def test_progress_counts_only_this_runs_cases(tmp_path):
