@@ -10,7 +10,7 @@ A ratio is baseline median time / backend median time on the same descriptor in 
 file (> 1: the backend is faster), forward and warm-cache rows only. For a target against
 BEST the baseline is, per shape, the fastest *other* backend timed there. What it must not
 do: measure, or hide a gap: a shape without a timed backend or baseline is named with its
-status and reason, a backend with no rows at all is reported as not registered, and a
+status and reason, a backend with no rows at all is reported as not in the sweep, and a
 target then counts as not met. Ratios from a busy machine are marked, not dropped.
 
 A target is read only from rows of its own device, dtype, TF32 setting and memory format.
@@ -82,7 +82,7 @@ def evaluate(target: Target, rows: list[dict]) -> dict:
     if not any(by_shape.get(key) for key in keys):
         out["met"] = "not in this run"
     elif not any(target.backend in by_shape.get(key, {}) for key in keys):
-        out["met"] = "not registered"
+        out["met"] = "not in this sweep"
     elif ratios:
         out["geomean"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
         out["worst"] = min(ratios)
@@ -224,7 +224,7 @@ def _shapes_cell(result: dict) -> str:
     t, shapes = result["target"], result["shapes"]
     count = f"{len(shapes)} shape" + ("s" if len(shapes) != 1 else "")
     head = f"{t.shapes} ({' + '.join(t.shape_sets)}, batch {t.batch}, {count})"
-    if result["met"] in ("not in this run", "not registered"):
+    if result["met"] in ("not in this run", "not in this sweep"):
         return head
     timed = [s for s in shapes if s["ratio"] is not None]
     if len(shapes) <= LIST_SHAPES:
@@ -246,9 +246,9 @@ def _shapes_cell(result: dict) -> str:
 
 
 def _measured_cell(result: dict) -> str:
-    if result["met"] == "not registered":
-        return (f"no {result['target'].backend} rows in this file: not registered when this "
-                "ran (or left out of the sweep)")
+    if result["met"] == "not in this sweep":
+        return (f"no {result['target'].backend} rows in this file: the sweep left it out "
+                "(--backend), or it was not registered when this ran")
     if result["met"] == "not in this run":
         return ("no rows for these shapes in this file (`python -m benchmarks targets` "
                 "times every target's shapes)")
