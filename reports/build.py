@@ -84,9 +84,10 @@ def build(args: argparse.Namespace) -> int:
     coverage = coverage_table(rows)
     problems = [r for r in rows if r["status"] != "ok"]
     # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
-    warnings = unverified + [f"{s.label}: {w}" for s in sets
-                             for w in records.incomplete(s.extra.get("plans", {}), s.rows)
-                             + doubts(s.rows, list(s.machines.values()))]
+    missing = [f"{s.label}: {w}" for s in sets
+               for w in records.incomplete(s.extra.get("plans", {}), s.rows)]
+    warnings = unverified + missing + [f"{s.label}: {w}" for s in sets
+                                       for w in doubts(s.rows, list(s.machines.values()))]
     lines = [(v["verdict"], correctness.verdict_text(n, v)) for n, v in verdicts.items()]
     (args.out / "index.html").write_text(
         page.html(sets, machines, charts, ratios, coverage, problems, checks, warnings,
@@ -97,7 +98,7 @@ def build(args: argparse.Namespace) -> int:
     targets.add_to_report(args.out, sets)  # the speed targets' table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
-    for line in unverified:  # the page says it first; a terminal user must see it too
+    for line in unverified + missing:  # the page says it first; a terminal user must too
         print(f"warning: {line}", file=sys.stderr)
     for line in alarms.values():  # as benchdnn: a wrong answer fails the run, not only the page
         print(f"error: {line}", file=sys.stderr)

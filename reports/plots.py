@@ -221,14 +221,15 @@ def roofline(rows: list[dict], machines: dict[str, dict]) -> bytes | None:
 def crossover(rows: list[dict], title: str) -> bytes | None:
     """Fastest backend per kernel size x image size (grid entries, stride 1, "same"
     padding), as a categorical heatmap annotated with the winner and its lead over the
-    runner-up."""
+    runner-up. None without at least two backends timed on the grid: a map of one
+    backend "fastest" everywhere, with no runner-up, says nothing."""
     best = defaultdict(list)
     for r in rows:
         g = grid_point(r.get("name"))
         if g and g["stride"] == 1 and g["padding"] == "same" and r["status"] == "ok" \
                 and r.get("median_s"):
             best[(g["kernel"], g["image"])].append((r["median_s"], r["backend"]))
-    if not best:
+    if len({b for v in best.values() for _, b in v}) < 2:
         return None
     kernels = sorted({k for k, _ in best})
     images = sorted({i for _, i in best})

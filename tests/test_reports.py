@@ -566,6 +566,7 @@ def test_an_interrupted_or_partial_sweep_is_reported_as_incomplete(tmp_path, cap
     out = tmp_path / "out"
     assert main(["build", str(shard), "--out", str(out), "--correctness-budget", "0"]) == 0
     assert "incomplete: 1 of 3 planned cases" in (out / "summary.md").read_text()
+    assert "warning: alpha cpu: incomplete: 1 of 3 planned" in capsys.readouterr().err
     from benchmarks.__main__ import main as benchmarks_main
 
     merged = tmp_path / "merged.json"
@@ -620,3 +621,14 @@ def test_rows_timed_on_a_device_this_machine_lacks_are_not_vouched_for_by_anothe
     assert len(warned) == 1 and "those times are of unverified answers" in warned[0]
     only_cuda = correctness.run_checks(0.01, names=["torch"], rows=[cuda])
     assert correctness.verdicts(only_cuda, ["torch"])["torch"]["verdict"] == "unchecked"
+
+
+def test_a_crossover_map_needs_two_backends():
+    """A map of one backend, "fastest" everywhere with no runner-up, said nothing."""
+    from reports import plots
+
+    rows = [{"name": f"grid:k{k}_i{i}_s1_same", "status": "ok", "median_s": 1e-3 * k,
+             "backend": "unfold"} for k in (3, 5) for i in (14, 28)]
+    assert plots.crossover(rows, "one") is None
+    rows += [{**r, "backend": "torch", "median_s": 2e-3} for r in rows]
+    assert plots.crossover(rows, "two")[:4] == b"\x89PNG"
