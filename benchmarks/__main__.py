@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from impls.display import plain_warnings
+
+    plain_warnings()
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # Ctrl-C before a sweep's own handling starts (importing torch)

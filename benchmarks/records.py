@@ -462,7 +462,9 @@ class ResultsFile:
                     f"{since}+ line {lineno}"
                 what = f"a {record['record']} record without its {key!r}" if key else \
                     "unreadable line"
-                warnings.warn(f"{where}: {what} ignored", stacklevel=2)
+                if (where, what) not in _WARNED:  # a file is read several times a command
+                    _WARNED.add((where, what))
+                    warnings.warn(f"{where}: {what} ignored", stacklevel=2)
         return out
 
     def of_kind(self, kind: str) -> list[dict]:
@@ -542,6 +544,10 @@ def _machine_differs(recorded: dict | None, here: dict | None) -> str:
                   (here.get("gpu") or {}).get("name")))
     return ", ".join(f"{word} {a} (here {b})" for word, a, b in pairs
                      if a is not None and b is not None and a != b)
+
+
+#: The ignored lines already warned of in this process, as (where, what).
+_WARNED: set[tuple[str, str]] = set()
 
 
 def _with_tf32(row: dict, machine: dict) -> dict:

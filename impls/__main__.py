@@ -264,4 +264,7 @@ def _print_report(name: str, results, failed, interrupted: bool = False,
 
 
 if __name__ == "__main__":
+    from impls.display import plain_warnings
+
+    plain_warnings()
     sys.exit(main())

@@ -62,3 +62,12 @@ def status(text: str):
     if Console is None:
         return contextlib.nullcontext(None)
     return Console(stderr=True).status(plain(text))
+
+
+def plain_warnings() -> None:
+    """Python warnings as one "warning: ..." line, for a command's user: the default form
+    adds the file, line and source line of the code that warned, which say nothing to
+    them. Called by the commands' ``__main__`` only, never on import."""
+    import warnings
+
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"

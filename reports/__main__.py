@@ -30,4 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from impls.display import plain_warnings
+
+    plain_warnings()
     sys.exit(main())
