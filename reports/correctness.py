@@ -241,16 +241,27 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
     """Per backend of ``names``: ``failed``, ``passed`` and ``skipped`` counts over every
     direction checked, and ``verdict``: "failed" when any case failed (the report must not
     present its speed as a result), "unchecked" when none was compared (cannot load, cannot
-    run here, out of budget) with the reasons, else "passed"."""
+    run here, out of budget, none finished in its time limit) with the reasons, else
+    "passed"."""
     out = {}
     for name in names:
         mine = [r for r in results if r["backend"] == name]
+        # Where no comparison finished, there was no answer, right or wrong: a backend
+        # slower than CASE_TIMEOUT_S on every case is unchecked, not failed (its sweep
+        # rows say it is slow). One that hangs on some cases and answers others fails.
+        slow = [r for r in mine if r["status"] == "error" and _unfinished(r)]
+        if len(slow) < len([r for r in mine if r["status"] != "skipped"]):
+            slow = []
+        mine = [r for r in mine if r not in slow]
         passed = sum(r["status"] == "passed" for r in mine)
         skipped = sum(r["status"] == "skipped" for r in mine)
         failed = len(mine) - passed - skipped
         errors = [r.get("reason") or "" for r in mine if r["status"] == "error"]
         reasons = _few({r["reason"] for r in mine
                         if r["status"] == "skipped" and r.get("reason")})
+        if slow:
+            reasons.insert(0, f"{len(slow)} comparisons did not finish in their time limit "
+                              f"(first: {slow[0].get('reason')})")
         # Whole settings left out (a device this machine lacks): a pass must still say so.
         left_out = _few({r["reason"] for r in mine if r["status"] == "skipped"
                          and r.get("case") == "*" and r.get("reason")})
@@ -260,6 +271,11 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
                      "errors": len(errors), "first_error": errors[0] if errors else "",
                      "verdict": "failed" if failed else "passed" if passed else "unchecked"}
     return out
+
+
+def _unfinished(result: dict) -> bool:
+    """An error row of a comparison killed at its time limit, or not run after such."""
+    return "did not finish in" in (result.get("reason") or "")
 
 
 def repro(result: dict) -> str:

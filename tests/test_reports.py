@@ -632,3 +632,22 @@ def test_a_crossover_map_needs_two_backends():
     assert plots.crossover(rows, "one") is None
     rows += [{**r, "backend": "torch", "median_s": 2e-3} for r in rows]
     assert plots.crossover(rows, "two")[:4] == b"\x89PNG"
+
+
+def test_a_backend_that_never_finishes_in_time_is_unchecked_not_failed():
+    """A correct backend slower than the check's time limit on every case gave no answer,
+    right or wrong: FAILED (and a build exiting 1) blamed its correctness. One that answers
+    some cases and hangs on others still fails."""
+    def result(status, reason=""):
+        return {"backend": "b", "status": status, "reason": reason, "case": "valid-3x3",
+                "mode": "random", "dtype": "float32", "device": "cpu", "seed": 0}
+
+    late = "the comparison did not finish in 20 s (killed)"
+    slow = correctness.verdicts([result("error", late)] * 2 + [result("skipped", "x")],
+                                ["b"])["b"]
+    assert slow["verdict"] == "unchecked" and slow["failed"] == 0
+    assert slow["reasons"][0] == f"2 comparisons did not finish in their time limit (first: {late})"
+    text = correctness.verdict_text("b", slow)
+    assert text.startswith("b: not checked for correctness: 2 comparisons did not finish")
+    hangs = correctness.verdicts([result("error", late), result("passed")], ["b"])["b"]
+    assert hangs["verdict"] == "failed" and hangs["errors"] == 1
