@@ -651,3 +651,28 @@ def test_a_backend_that_never_finishes_in_time_is_unchecked_not_failed():
     assert text.startswith("b: not checked for correctness: 2 comparisons did not finish")
     hangs = correctness.verdicts([result("error", late), result("passed")], ["b"])["b"]
     assert hangs["verdict"] == "failed" and hangs["errors"] == 1
+
+
+def test_bars_grow_from_zero_or_from_the_speedup_s_one(monkeypatch):
+    """Log bars from the axis bottom drew 12 against 25 GFLOP/s as a sliver beside a full
+    bar; a speedup bar grows from 1x, down when slower."""
+    from matplotlib.axes import Axes
+
+    from reports import plots
+
+    drawn = []
+    real = Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda ax, x, h, w, **kw: drawn.append(
+        (list(h), kw.get("bottom"), ax)) or real(ax, x, h, w, **kw))
+    rows = [{"name": f"n:l{i}", "series": b, "backend": b, "source": "s", "index": i,
+             "v": v} for i, pair in enumerate([(12, 25), (60, 90)])
+            for b, v in zip(("torch", "unfold"), pair)]
+    plots.grouped_bars(rows, lambda r: r["v"], "t", "GFLOP/s")
+    assert drawn[0][:2] == ([12, 60], None) and drawn[0][2].get_yscale() == "linear"
+    drawn.clear()
+    plots.grouped_bars(rows, lambda r: r["v"] / 50, "t", "x", reference=1.0)
+    assert drawn[1][0] == pytest.approx([25 / 50 - 1, 90 / 50 - 1]) and drawn[1][1] == 1.0
+    drawn.clear()
+    plots.grouped_bars([*rows, {**rows[0], "series": "naive", "backend": "naive", "v": 0.01}],
+                       lambda r: r["v"], "t", "GFLOP/s")  # four decades: log, or no naive
+    assert drawn[0][2].get_yscale() == "log"
