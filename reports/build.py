@@ -81,6 +81,7 @@ def build(args: argparse.Namespace) -> int:
     machines = machine_table(sets)
     charts = make_charts(rows, sets)
     ratios = speedup_table(rows)
+    per_shape = shape_tables(rows)
     coverage = coverage_table(rows)
     problems = [r for r in rows if r["status"] != "ok"]
     # The sweep's own reasons to distrust its numbers (busy machine, beaten peak, noise).
@@ -91,10 +92,10 @@ def build(args: argparse.Namespace) -> int:
     lines = [(v["verdict"], correctness.verdict_text(n, v)) for n, v in verdicts.items()]
     (args.out / "index.html").write_text(
         page.html(sets, machines, charts, ratios, coverage, problems, checks, warnings,
-                  list(alarms.values()), lines), encoding="utf-8")
+                  list(alarms.values()), lines, per_shape), encoding="utf-8")
     (args.out / "summary.md").write_text(
         page.markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings,
-                      list(alarms.values()), lines), encoding="utf-8")
+                      list(alarms.values()), lines, per_shape), encoding="utf-8")
     targets.add_to_report(args.out, sets)  # the speed targets' table, where the rows give one
     print(f"{len(rows)} rows from {len(files)} file(s), {len(charts)} charts -> "
           f"{args.out / 'index.html'}, summary.md, results.csv")
@@ -299,6 +300,36 @@ def coverage_table(rows: list[dict]) -> list[dict]:
     return [{"source": k[0], "direction": k[1], "backend": k[2], "ok": c["ok"],
              "skipped": c["skipped"], "failed": c["failed"]}
             for k, c in sorted(counts.items(), key=lambda kc: (kc[0][0], order(kc[0][1])))]
+
+
+def shape_tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per file, direction and shape set: (title, header, rows) of a table with a row per
+    shape and a column per backend, each cell the median time and the speedup over
+    BASELINE ("*": in doubt, records.judged_speedup): the numbers behind the charts, which
+    a reader could otherwise only estimate off a bar (results.csv has every field)."""
+    judged = {(r["source"], r["direction"], r["shape_set"], r["descriptor"],
+               r["backend_variant"]): r for r in plots.speedups(rows, BASELINE)}
+    groups: dict[tuple, dict] = {}
+    for r in sorted((r for r in rows if r["status"] == "ok" and r.get("median_s")),
+                    key=lambda r: r.get("index") or 0):
+        where = (r["source"], r["direction"], r["shape_set"])
+        g = groups.setdefault(where, {"shapes": {}, "backends": {}, "cells": {}})
+        g["shapes"].setdefault(r["descriptor"], plots.shape_label(r))
+        g["backends"].setdefault(r["backend_variant"], None)
+        sp = judged.get((*where, r["descriptor"], r["backend_variant"]))
+        ratio = f" ({sp['speedup']:.2f}x{'*' if sp['speedup_noisy'] is not False else ''})" \
+            if sp and sp.get("speedup") else ""
+        g["cells"][(r["descriptor"], r["backend_variant"])] = \
+            f"{r['median_s'] * 1e3:.3g} ms{ratio}"
+    order = _direction_order(rows)
+    out = []
+    for where in sorted(groups, key=lambda w: (w[0], order(w[1]), w[2])):
+        g = groups[where]
+        backends = sorted(g["backends"], key=lambda b: (b != BASELINE, b))
+        out.append((" ".join(x for x in where if x), ["shape", *backends],
+                    [[label, *(g["cells"].get((d, b), "") for b in backends)]
+                     for d, label in g["shapes"].items()]))
+    return out
 
 
 def speedup_table(rows: list[dict]) -> list[dict]:

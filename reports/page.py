@@ -116,10 +116,16 @@ def _verdict_parts(verdicts) -> list[str]:
             "</ul>"] if verdicts else []
 
 
+#: Above each per-shape table (reports.build.shape_tables).
+SHAPE_NOTE = ("Median time per call; in brackets the speedup over torch, as in the chart "
+              "(* in doubt: noisy, disturbed, or too few paired rounds).")
+
+
 def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=(), alarms=(),
-         verdicts=()) -> str:
+         verdicts=(), per_shape=()) -> str:
     """``alarms``: backends that failed the correctness check, shown first and in red;
-    ``verdicts``: (failed / unchecked / passed, line) per backend of the results."""
+    ``verdicts``: (failed / unchecked / passed, line) per backend of the results;
+    ``per_shape``: (title, header, rows) tables of each shape's numbers."""
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
              f"<title>convbench report</title><style>{STYLE}</style></head><body>",
              "<h1>convbench: conv2d speed and correctness</h1>",
@@ -134,6 +140,8 @@ def html(sets, machines, charts, ratios, coverage, problems, checks, warnings=()
              _table(COVERAGE_HEADER, _coverage_rows(coverage)), *_chart_parts(charts)]
     parts += ["<h2 id=speedup>Speedup over torch, per shape set and direction</h2>",
               f"<p>{_e(PAIRED_NOTE)}</p>", _table(RATIO_HEADER, _ratio_rows(ratios)),
+              *(f"<h3>Per shape: {_e(title)}</h3><p>{_e(SHAPE_NOTE)}</p>"
+                + _table(header, body) for title, header, body in per_shape),
               f"<h2 id=problems>Cases not timed ({len(problems)})</h2>",
               "<p>" + _e(", ".join(f"{n} {s}" for s, n in
                                    sorted(Counter(r["status"] for r in problems).items())))
@@ -157,7 +165,7 @@ def _md_table(header: list[str], rows: list[list]) -> str:
 
 
 def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=(), alarms=(),
-             verdicts=()) -> str:
+             verdicts=(), per_shape=()) -> str:
     counts = Counter((r["source"], r["status"]) for r in rows)
     out = ["# convbench report", "",
            *[f"- **{s.label}**: {', '.join(map(str, s.paths))}: " + ", ".join(
@@ -170,6 +178,8 @@ def markdown(sets, machines, ratios, coverage, problems, checks, rows, warnings=
            "## Speedup over torch (geometric mean over the shapes both ran, per direction)", "",
            PAIRED_NOTE, "",
            _md_table(RATIO_HEADER, _ratio_rows(ratios)), "",
+           *[part for title, header, body in per_shape for part in (
+               f"### Per shape: {title}", "", SHAPE_NOTE, "", _md_table(header, body), "")],
            f"## Cases not timed ({len(problems)})", "",
            _md_table(PROBLEM_HEADER, _problem_rows(problems)), "",
            "## Correctness (in the dtypes and directions timed, against the float64 reference)", ""]

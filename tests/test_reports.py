@@ -115,6 +115,12 @@ def test_report_from_one_file(tmp_path, correctness_json):
     assert "## Machine" in summary and "| host | alpha |" in summary
     assert "budget guard" in summary and "RuntimeError: boom" in summary
     assert "| tiny | unfold | x0.5 |" in summary  # torch median / unfold median
+    # Each shape's numbers, not only the charts' bars: torch first, then the others.
+    (table,) = [part.split("##")[0] for part in summary.split("### Per shape: ")[1:]
+                if part.split("\n")[0].endswith(" forward tiny")]
+    assert "| shape | torch | unfold |" in table
+    assert "| conv1 | 1 ms | 2 ms (0.50x) |" in table and "| conv2 | 2 ms | 4 ms (0.50x) |" in table
+    assert page.count("<h3>Per shape: ") == 2  # tiny and grid
 
 
 def test_two_files_side_by_side(tmp_path):
