@@ -187,7 +187,12 @@ def machine_table(sets: list[ResultSet]) -> list[tuple[str, dict]]:
         for m in s.machines.values() or [{}]:
             gpu = m.get("gpu") or {}
             libs = m.get("libraries") or {}
-            out.append((s.label, {
+            # A file with several records (precisions, or runs on other hosts): each column
+            # names its own, not the file's first host twice.
+            label = s.label if len(s.machines) < 2 else (
+                f"{s.label}: {m.get('host')} {m.get('device')} {m.get('dtype')}, measured "
+                f"{m.get('measured_at', '?')}")
+            out.append((label, {
                 "file": ", ".join(str(p) for p in s.paths), "commit": s.commit() or "?",
                 "host": m.get("host"), "cpu": m.get("cpu"),
                 "cpu flags": " ".join(m.get("cpu_flags") or []), "device": m.get("device"),

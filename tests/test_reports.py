@@ -235,6 +235,10 @@ def test_precisions_of_one_file_are_kept_apart(tmp_path, monkeypatch):
     assert speedups[("unfold float64", "net:conv1")] == pytest.approx(0.25)
     assert [{r["dtype"] for r in rows} for rows in drawn["maps"]] == [{"float32"}, {"float64"}]
     assert drawn["roofs"] == [{"alpha cpu float32": 50.0, "alpha cpu float64": 25.0}]
+    # The Machine table's columns name each record, not the file's label twice.
+    header = next(line for line in summary.splitlines() if line.startswith("| field |")
+                  or line.startswith("|  |") or "alpha cpu: " in line)
+    assert header.count("alpha cpu: alpha cpu float") == 2, header
 
     rows = build.tagged_rows(build.load_all([path]))
     looks = plots._styles(rows)[1]
