@@ -322,7 +322,7 @@ def shape_tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]
         g["shapes"].setdefault(r["descriptor"], plots.shape_label(r))
         g["backends"].setdefault(r["backend_variant"], None)
         sp = judged.get((*where, r["descriptor"], r["backend_variant"]))
-        ratio = f" ({sp['speedup']:.2f}x{'*' if sp['speedup_noisy'] is not False else ''})" \
+        ratio = f" ({sp['speedup']:.3g}x{'*' if sp['speedup_noisy'] is not False else ''})" \
             if sp and sp.get("speedup") else ""
         g["cells"][(r["descriptor"], r["backend_variant"])] = \
             f"{r['median_s'] * 1e3:.3g} ms{ratio}"

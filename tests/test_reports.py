@@ -119,7 +119,7 @@ def test_report_from_one_file(tmp_path, correctness_json):
     (table,) = [part.split("##")[0] for part in summary.split("### Per shape: ")[1:]
                 if part.split("\n")[0].endswith(" forward tiny")]
     assert "| shape | torch | unfold |" in table
-    assert "| conv1 | 1 ms | 2 ms (0.50x) |" in table and "| conv2 | 2 ms | 4 ms (0.50x) |" in table
+    assert "| conv1 | 1 ms | 2 ms (0.5x) |" in table and "| conv2 | 2 ms | 4 ms (0.5x) |" in table
     assert page.count("<h3>Per shape: ") == 2  # tiny and grid
 
 
