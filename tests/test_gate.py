@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -390,6 +391,40 @@ def test_cli_a_gate_that_measured_or_compared_nothing_is_no_pass(tmp_path):
     said = out.stdout + out.stderr
     assert out.returncode == 2 and "nothing was compared" in said, said
     assert "not in the baseline" in said and "gate: pass" not in said
+
+
+def test_cli_refuses_up_front_what_would_fail_or_mislead_after_measuring(tmp_path):
+    """A CUDA device torch does not see crashed at the end with exit 1; an unwritable
+    --markdown raised after the whole run; a user's package outside the repository passed
+    against itself in BASE mode (both trees load the same file)."""
+    (tmp_path / "cb_gate_ext.py").write_text("from torch.nn.functional import conv2d\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f".:{tmp_path}"}
+    for option, says in (
+            (["--device", "cuda"], "--device cuda, but torch sees no CUDA device"),
+            (["--markdown", str(tmp_path / "no" / "x.md")], "--markdown"),
+            (["HEAD", "--backend", "cb_gate_ext:conv2d"], "compared with itself")):
+        if option[0] == "--device" and __import__("torch").cuda.is_available():
+            continue
+        out = subprocess.run([sys.executable, "-m", "benchmarks", "gate", "--quick",
+                              "--budget", "0.5", *option], capture_output=True, text=True,
+                             env=env, cwd=Path(__file__).parents[1])
+        said = out.stdout + out.stderr
+        assert out.returncode == 2 and says in said and "Traceback" not in said, said
+
+
+def test_written_reports_carry_the_verdict_and_each_note_whole(tmp_path):
+    from benchmarks.gate import cli
+
+    case = gate_cases(["triton"], quick=True)[0]
+    note = "triton unavailable: " + "a long reason | " * 12 + "THE END"
+    rows = [verdicts.Row(case, verdicts.SKIPPED, note=note)]
+    opts = cli.Options(markdown=tmp_path / "g.md", json=tmp_path / "g.json")
+    cli._publish(rows, "title", opts)
+    text = (tmp_path / "g.md").read_text()
+    assert "THE END" in text and "a long reason \\| a long" in text
+    assert "**gate: nothing was compared (1 skipped)" in text
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["verdict"] == "nothing compared" and data["rows"][0]["note"] == note
 
 
 def test_bands_are_wider_against_a_stored_baseline():

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from benchmarks.gate import baseline as store
 from benchmarks.gate import stats, verdicts
@@ -108,6 +109,7 @@ def main(args: argparse.Namespace) -> int:
                        args.threshold, bands, args.budget, args.confidence, args.statistic,
                        args.inject, args.device, args.markdown, args.json)
         _check_names(opts)
+        _check_setting(opts, base_mode=not (opts.baseline or args.record or args.self_test))
         if opts.baseline:
             opts.baseline = _pick_baseline(opts)
         if opts.save:  # a directory, as for --record: this machine kind's file in it
@@ -122,6 +124,37 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]gate: {exc}[/red]")  # a backend in neither tree (a typo)
         return 2
     return 1 if verdicts.failed(rows) else 0 if verdicts.compared(rows) else 2
+
+
+def _check_setting(opts: Options, base_mode: bool) -> None:
+    """What would fail or mislead only after the measuring, refused before it: a CUDA
+    device torch does not see, a --markdown/--json path that cannot be written, and in BASE
+    mode a user's backend from outside this repository (both trees would load the same
+    package, and its code would "pass" against itself)."""
+    import importlib.util
+
+    import torch
+
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {opts.device}, but torch sees no CUDA device")
+    for flag, path in (("--markdown", opts.markdown), ("--json", opts.json)):
+        if path is not None and not os.access(path.parent if str(path.parent) else ".",
+                                              os.W_OK):
+            raise ValueError(f"{flag} {path}: cannot write in {path.parent}")
+    repo = Path(git("rev-parse", "--show-toplevel")).resolve() if base_mode else None
+    for spec in (opts.backends or []) if base_mode else []:
+        module = spec.partition(":")[0] if ":" in spec else ""
+        try:
+            found = importlib.util.find_spec(module) if module else None
+        except (ImportError, ValueError):
+            found = None  # the worker says why it cannot load
+        origin = Path(found.origin).resolve() if found and found.origin else None
+        if origin is not None and repo not in origin.parents:
+            raise ValueError(
+                f"--backend {spec}: both trees would load the same {origin} (BASE is built "
+                "from this repository only), so its code would be compared with itself; "
+                "record a baseline before your change (--record DIR) and compare after "
+                "(--baseline DIR)")
 
 
 def _check_names(opts: Options) -> None:
@@ -270,6 +303,8 @@ def _machine(device: str) -> dict:
 
 
 def _publish(rows, title: str, opts: Options) -> None:
+    """The table, the verdict line and the warnings, on the terminal and (whole, with the
+    verdict: a CI job reads them) in --markdown and --json."""
     console.print(verdicts.table(rows, title))
     slower = [r for r in rows if r.verdict in verdicts.FAILING]
     counts = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict
@@ -277,25 +312,31 @@ def _publish(rows, title: str, opts: Options) -> None:
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     if slower:
         names = "; ".join(f"{r.case.backend} {r.case.shape}" for r in slower)
-        console.print(f"[bold red]gate: FAIL[/bold red] ({summary}): {names}")
+        verdict, line, style = "fail", f"gate: FAIL ({summary}): {names}", "bold red"
     elif not verdicts.compared(rows):  # a pass must have compared something
-        console.print(f"[red]gate: nothing was compared[/red] ({summary}): each row's note "
-                      "says why; no verdict, pass or fail")
+        verdict, style = "nothing compared", "red"
+        line = (f"gate: nothing was compared ({summary}): each row's note says why; no "
+                "verdict, pass or fail")
     else:
-        console.print(f"[green]gate: pass[/green] ({summary})")
+        verdict, line, style = "pass", f"gate: pass ({summary})", "green"
+    console.print(f"[{style}]{escape(line)}[/{style}]")
+    warnings = []
     judged = (stats.SLOWER, stats.FASTER, stats.UNCHANGED)
     if any(r.change is not None for r in rows) and not any(r.verdict in judged for r in rows):
-        console.print("[yellow]warning: nothing was judged: every interval straddles its "
-                      "band (a busy machine, or too short a --budget); a pass here proves "
-                      "little[/yellow]")
+        warnings.append("nothing was judged: every interval straddles its band (a busy "
+                        "machine, or too short a --budget); a pass here proves little")
     here = _machine(opts.device)  # read at the end: the workers' own threads are in it
     busy = busy_warning(here, own_threads=here["torch_threads"])
-    if busy:
-        console.print(f"[yellow]warning: {busy}[/yellow]")
+    warnings += [busy] if busy else []
+    for warning in warnings:
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
     if opts.markdown:
-        opts.markdown.write_text(verdicts.markdown(rows, title))
+        opts.markdown.write_text(verdicts.markdown(rows, title) + "\n" + "\n".join(
+            [f"**{line}**", *[f"- warning: {w}" for w in warnings]]) + "\n")
     if opts.json:
-        opts.json.write_text(json.dumps([_row_json(r) for r in rows], indent=1) + "\n")
+        opts.json.write_text(json.dumps(
+            {"verdict": verdict, "summary": line, "warnings": warnings,
+             "rows": [_row_json(r) for r in rows]}, indent=1) + "\n")
 
 
 def _row_json(row: verdicts.Row) -> dict:

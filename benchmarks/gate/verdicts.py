@@ -153,14 +153,16 @@ _STYLE = {stats.SLOWER: "bold red", ERROR: "bold red", stats.FASTER: "green",
           stats.UNSURE: "yellow"}
 
 
-def _cells(row: Row) -> list[str]:
+def _cells(row: Row, whole: bool = False) -> list[str]:
+    """The row's cells; its note cut to a line for the terminal unless ``whole``."""
     c = row.change
     ms = lambda s: "" if s is None else f"{s * 1e3:.3g}"  # noqa: E731
     change = "" if c is None else f"{c.factor - 1:+.1%}"
     interval = "" if c is None else f"[{c.low - 1:+.1%}, {c.high - 1:+.1%}]"
     n = "" if c is None else str(c.samples)
     return [row.case.backend, row.case.shape, ms(row.base_s), ms(row.head_s), change,
-            interval, f"±{row.case.threshold:.0%}", n, row.verdict, _short(row.note)]
+            interval, f"±{row.case.threshold:.0%}", n, row.verdict,
+            " ".join(row.note.split()) if whole else _short(row.note)]
 
 
 def _short(note: str, limit: int = 90) -> str:
@@ -189,5 +191,6 @@ def table(rows: list[Row], title: str) -> Table:
 def markdown(rows: list[Row], title: str) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(HEADERS) + " |",
              "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, whole=True)) + " |"
+              for r in rows]  # the file keeps each note whole: the terminal's cut hid names
     return "\n".join([*lines, "", CAPTION]) + "\n"
