@@ -57,6 +57,7 @@ from pathlib import Path
 
 from benchmarks import records, sweep_plan
 from benchmarks.sweep_report import Progress, summarize
+from impls.frontend import missing_device
 
 BENCH_FILE = Path(__file__).with_name("bench_sweep.py")
 #: glibc malloc settings for the child, unless already set: large blocks come from the heap
@@ -139,7 +140,7 @@ def cli(args: argparse.Namespace) -> int:
         print(f"python -m benchmarks sweep: error: --results {args.results}: {clash}",
               file=sys.stderr)
         return 2
-    missing = _missing_device(args.device)
+    missing = missing_device(args.device)
     if missing:
         print(f"python -m benchmarks sweep: error: --device {args.device}, but {missing}",
               file=sys.stderr)
@@ -271,25 +272,6 @@ def _kept_under_other_settings(results: records.ResultsFile, cases, args, partne
     return (f"{sum(differ.values())} rows are kept from earlier runs into {results.path.name} "
             f"timed under other settings ({found}; this run: {now}): --fresh measures them "
             "again")
-
-
-def _cuda_devices() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _missing_device(device: str) -> str:
-    """Why a CUDA ``device`` is not here ("" when it is, or for the CPU): refused before a
-    child starts, instead of every case failing in it."""
-    if not device.startswith("cuda"):
-        return ""
-    count, index = _cuda_devices(), device.partition(":")[2]
-    if not count:
-        return "torch sees no CUDA device here (torch.cuda.is_available() is False)"
-    if index and (not index.isdigit() or int(index) >= count):
-        return f"torch sees {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
-    return ""
 
 
 def _directions(given: list[str] | None) -> tuple[str, ...] | None:

@@ -31,7 +31,7 @@ from impls.checker import BAD, SKIPPED, summarize
 from impls.cli_types import positive_or_inf_seconds
 from impls.display import plain, print_table, say, status
 from impls.fill import MODES
-from impls.frontend import device_arg
+from impls.frontend import device_arg, missing_device
 from impls.non_finite import IDS as NON_FINITE_IDS
 from impls.parity import MODULE_CASES, PADDING_MODES
 from impls.registry import backends, get_backend
@@ -133,8 +133,9 @@ def _check(args) -> int:
               if not chosen or f"{mc.id}/{pm}" in chosen]
     non_finite = [i for i in NON_FINITE_IDS if not chosen or i in chosen]
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else list(entry.dtypes)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+    missing = missing_device(args.device)
+    if missing:
+        print(f"error: --device {args.device}, but {missing}", file=sys.stderr)
         return 2  # as the sweep: nothing was checked, the command cannot run here
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = args.tf32

@@ -144,6 +144,24 @@ def device_arg(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
 
 
+def missing_device(device: str) -> str:
+    """Why the CUDA ``device`` a command was given is not here ("" when it is, or for the
+    CPU): refused at the command's start (impls check, the sweep, the gate), instead of
+    every case failing in it."""
+    if not device.startswith("cuda"):
+        return ""
+    count, index = _cuda_devices(), device.partition(":")[2]
+    if not count:
+        return "torch sees no CUDA device here (torch.cuda.is_available() is False)"
+    if index and (not index.isdigit() or int(index) >= count):
+        return f"torch sees {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+    return ""
+
+
+def _cuda_devices() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def _check_tensor_result(name: str, out) -> None:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"backend {name!r} returned {type(out).__name__}, not a Tensor")

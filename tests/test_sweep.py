@@ -241,18 +241,18 @@ def test_memory_format_is_another_number_with_its_own_keys_in_the_same_file(tmp_
 
 def test_a_cuda_sweep_without_cuda_is_refused_before_anything_runs(monkeypatch, tmp_path,
                                                                    capsys):
-    from benchmarks import sweep
+    from impls import frontend
 
-    monkeypatch.setattr(sweep, "_cuda_devices", lambda: 0)
+    monkeypatch.setattr(frontend, "_cuda_devices", lambda: 0)
     results = tmp_path / "r.jsonl"
     assert sweep_main(["sweep", "--device", "cuda", "--shape-set", "edge", "--backend",
                        "torch", "--results", str(results)]) == 2
     assert "no CUDA device" in capsys.readouterr().err and not results.exists()
-    monkeypatch.setattr(sweep, "_cuda_devices", lambda: 1)
-    assert sweep._missing_device("cuda:1") == "torch sees 1 CUDA device(s) here (cuda:0 to " \
-        "cuda:0)"
-    assert sweep._missing_device("cuda:0") == sweep._missing_device("cuda") == ""
-    assert sweep._missing_device("cpu") == ""
+    monkeypatch.setattr(frontend, "_cuda_devices", lambda: 1)
+    assert frontend.missing_device("cuda:1") == "torch sees 1 CUDA device(s) here (cuda:0 " \
+        "to cuda:0)"
+    assert frontend.missing_device("cuda:0") == frontend.missing_device("cuda") == ""
+    assert frontend.missing_device("cpu") == ""
 
 
 def test_rows_written_before_the_tf32_field_take_it_from_their_machine(tmp_path):

@@ -133,16 +133,18 @@ def _check_setting(opts: Options, base_mode: bool) -> None:
     package, and its code would "pass" against itself)."""
     import importlib.util
 
-    import torch
+    from impls.frontend import missing_device
 
-    if opts.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {opts.device}, but torch sees no CUDA device")
+    missing = missing_device(opts.device)
+    if missing:
+        raise ValueError(f"--device {opts.device}, but {missing}")
     for flag, path in (("--markdown", opts.markdown), ("--json", opts.json)):
-        if path is not None and not os.access(path.parent if str(path.parent) else ".",
-                                              os.W_OK):
+        if path is not None and not os.access(path.parent, os.W_OK):
             raise ValueError(f"{flag} {path}: cannot write in {path.parent}")
-    repo = Path(git("rev-parse", "--show-toplevel")).resolve() if base_mode else None
-    for spec in (opts.backends or []) if base_mode else []:
+    if not base_mode:
+        return
+    repo = Path(git("rev-parse", "--show-toplevel")).resolve()
+    for spec in opts.backends or []:
         module = spec.partition(":")[0] if ":" in spec else ""
         try:
             found = importlib.util.find_spec(module) if module else None
