@@ -84,8 +84,8 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
                      f"the comparison {_dead_reason(why, child.returncode, timeout_s)}"))
         if stuck >= STUCK_IN_A_ROW:
             for item in items[start:]:
-                done(row(item, "error", f"not run: the {stuck} comparisons before it did not "
-                         f"finish in {timeout_s:g} s each (name cases with --case to run "
+                done(row(item, "error", f"not run: the {stuck} comparisons before it "
+                         f"{UNFINISHED} {timeout_s:g} s each (name cases with --case to run "
                          "them)"))
             return out
     return out
@@ -93,6 +93,15 @@ def run(items: list[list], timeout_s: float, budget_s: float = math.inf, guarant
 
 #: Comparisons in a row that did not finish, after which the rest are not run.
 STUCK_IN_A_ROW = 3
+#: In the reason of every error row for a comparison killed at its time limit, or not run
+#: after such: what :func:`unfinished` looks for.
+UNFINISHED = "did not finish in"
+
+
+def unfinished(reason: str | None) -> bool:
+    """Whether an error row's reason says its comparison gave no answer in time (rather
+    than a wrong one, an exception or a crash)."""
+    return UNFINISHED in (reason or "")
 
 
 #: Seconds a child may take to start (import torch and the backend) before it is given up.
@@ -192,7 +201,7 @@ def _module_case(case: str):
 
 
 def _dead_reason(why: str, returncode: int | None, limit_s: float) -> str:
-    return (f"did not finish in {limit_s:g} s (killed)" if why == "stuck" else
+    return (f"{UNFINISHED} {limit_s:g} s (killed)" if why == "stuck" else
             f"killed its process (signal {-returncode})" if returncode and returncode < 0
             else f"ended its process (exit status {returncode})")
 

@@ -243,16 +243,20 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
     present its speed as a result), "unchecked" when none was compared (cannot load, cannot
     run here, out of budget, none finished in its time limit) with the reasons, else
     "passed"."""
+    from impls import isolated
+
     out = {}
     for name in names:
         mine = [r for r in results if r["backend"] == name]
         # Where no comparison finished, there was no answer, right or wrong: a backend
         # slower than CASE_TIMEOUT_S on every case is unchecked, not failed (its sweep
         # rows say it is slow). One that hangs on some cases and answers others fails.
-        slow = [r for r in mine if r["status"] == "error" and _unfinished(r)]
-        if len(slow) < len([r for r in mine if r["status"] != "skipped"]):
+        slow = [r for r in mine if r["status"] != "skipped"]
+        if not all(r["status"] == "error" and isolated.unfinished(r.get("reason"))
+                   for r in slow):
             slow = []
-        mine = [r for r in mine if r not in slow]
+        elif slow:
+            mine = [r for r in mine if r["status"] == "skipped"]
         passed = sum(r["status"] == "passed" for r in mine)
         skipped = sum(r["status"] == "skipped" for r in mine)
         failed = len(mine) - passed - skipped
@@ -271,11 +275,6 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
                      "errors": len(errors), "first_error": errors[0] if errors else "",
                      "verdict": "failed" if failed else "passed" if passed else "unchecked"}
     return out
-
-
-def _unfinished(result: dict) -> bool:
-    """An error row of a comparison killed at its time limit, or not run after such."""
-    return "did not finish in" in (result.get("reason") or "")
 
 
 def repro(result: dict) -> str:
