@@ -239,12 +239,28 @@ def _child() -> None:
     # a print without a newline cannot glue itself onto a result line.
     results = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    # torch.autograd.grad imports this on its first call (0.6 s here): part of the start,
-    # not of the first gradient comparison's time limit.
-    import torch.fx.experimental.symbolic_shapes  # noqa: F401
+    items = json.load(sys.stdin)
+    _load(items)
     print(MARK + "ready", file=results, flush=True)
-    for item in json.load(sys.stdin):
+    for item in items:
         print(MARK + json.dumps(check(item)), file=results, flush=True)
+
+
+def _load(items: list[list]) -> None:
+    """Import what :func:`check` runs and load the items' backends, so that the start
+    (STARTUP_S) pays for it rather than the first comparison's time limit: loading the
+    registry imports Triton, over a second on the H200 of 2026-11-27, where 0.5-s limits
+    killed the first comparison of each start. A backend that does not load is left to its
+    comparisons, which report why."""
+    # torch.autograd.grad imports this on its first call (0.6 s here).
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401
+
+    from impls import backward, checker, non_finite, parity  # noqa: F401
+    from impls.registry import get_backend
+
+    for name in dict.fromkeys(item[0] for item in items):
+        with contextlib.suppress(Exception):  # reported per comparison by check()
+            get_backend(name)
 
 
 if __name__ == "__main__":

@@ -145,12 +145,23 @@ def test_every_launch_site_passes_what_a_replay_repeats(monkeypatch):
     w = torch.randn(5, 4, 3, 3, device=device, requires_grad=True)
     b = torch.randn(5, device=device, requires_grad=True)
     triton_conv.triton_conv2d(x, w, b, (1, 1), (1, 1), (1, 1), 1).sum().backward()
-    assert len(seen) == 5  # forward, dgrad, wgrad, bias partials, reduction
+    kernels, bwd = triton_conv._kernels(), triton_conv._backward_kernels()
+    expected = {kernels.conv2d_fwd, bwd.conv2d_dgrad, bwd.conv2d_wgrad,
+                bwd.bias_partial_kernel, bwd.wgrad_reduce_kernel}
+    if device == "cuda":  # NCHW operands and results go through the layout copy there
+        expected.add(kernels.transpose_kernel)
+    assert {id(kernel) for kernel, _, _ in seen} == {id(kernel) for kernel in expected}
     for kernel, args, meta in seen:
         names = kernel.arg_names
         config = getattr(kernel, "configs", [triton.Config({})])[0].kwargs
-        assert not set(names[:len(args)]) & (set(meta) | set(config))
-        assert set(names[len(args):]) == set(meta) | set(config), names
+        # Launch options (num_warps) are compiled into the kernel, not parameters.
+        params = (set(meta) | set(config)) - LAUNCH_OPTIONS
+        assert not set(names[:len(args)]) & params
+        assert set(names[len(args):]) == params, names
+
+
+#: What a launch may pass beside a kernel's parameters: compiled in, never replayed.
+LAUNCH_OPTIONS = {"num_warps", "num_stages", "num_ctas", "maxnreg"}
 
 
 @pytest.mark.skipif(triton_conv.INTERPRET or not torch.cuda.is_available(),
@@ -189,11 +200,15 @@ def test_replays_equal_launches_through_triton_bit_for_bit(monkeypatch, shape, d
     replays = []
     keep = _triton_launch.replay_or_launch
     monkeypatch.setattr(_triton_launch, "replay_or_launch",
-                        lambda *a: replays.append(keep(*a)) or replays[-1])
+                        lambda *a: replays[-1].append(keep(*a)) or replays[-1][-1])
     for _ in range(3):  # launched and kept, then replayed twice
+        replays.append([])
         for got, want in zip(run(), expected):
             assert torch.equal(got, want)
-    assert replays.count(False) == 5 and replays.count(True) == 10
+    # The first round launches through Triton (a repeated problem in it, such as two
+    # layout copies of one shape, already replays); the later rounds replay every launch.
+    first, *later = replays
+    assert False in first and all(round_ == [True] * len(first) for round_ in later), replays
 
 
 def _nan(tensor: torch.Tensor) -> torch.Tensor:
