@@ -1,11 +1,11 @@
 """What a triton conv call's time is made of on a GPU: ``python3 .ci/gpu_probe.py OUT_DIR``.
 
-Why: the H100 run of 2026-11-26 (reports/results/gpu/2026-11-26/README.md) left two gaps to
-cuDNN unattributed (the run of 2026-11-27 attributed them: reports/results/gpu/README.md):
-65-90 us of host time per call, and 1x1 layers far behind in device time. One short call
-(about two minutes on a fresh machine, most of it compiling and autotuning 13 configurations
-per layer; less after a sweep has filled Triton's cache) separates what each is made of, for
-the four 3x3 and two 1x1 ResNet-50 layers in bfloat16 at batch 32, each timed per
+Why: the H100 run of 2026-11-26 (reports/results/gpu/2026-11-26/README.md) left two gaps to cuDNN
+unattributed (the run of 2026-11-27 attributed them: reports/results/gpu/2026-11-27-h100/README.md):
+65-90 us of host time per call, and 1x1 layers far behind in device time. One short call (about two
+minutes on a fresh machine, most of it compiling and autotuning 13 configurations per layer; less
+after a sweep has filled Triton's cache) separates what each is made of, for the four 3x3 and two
+1x1 ResNet-50 layers in bfloat16 at batch 32, each timed per
 synchronised call (wall), in back-to-back calls with one synchronise per 50 (launch
 throughput: host and device overlap), and replayed from a CUDA graph (device):
 - torch and triton on NCHW and on channels_last operands (triton copies NCHW operands to

@@ -318,14 +318,7 @@ def per_layer(group: list[Target], rows: list[dict]) -> tuple[str, list[str], li
 
 def provenance(result_set: ResultSet) -> str:
     """One line: where and when the numbers were measured."""
-    m = result_set.first_machine()
-    gpu = m.get("gpu") or {}
-    where = (f"{gpu.get('name')} (CUDA {gpu.get('cuda')}, cuDNN {gpu.get('cudnn')}, driver "
-             f"{gpu.get('driver') or '?'}; host {m.get('cpu', '?')})" if gpu.get("name") else
-             f"{m.get('cpu', '?')} ({m.get('torch_threads', '?')} threads)")
-    files = ", ".join(map(str, result_set.paths))
-    return (f"Measured on {where}, torch {m.get('torch', '?')}, commit "
-            f"{result_set.commit() or '?'}, {_when(result_set)} ({files}). Ratio: baseline "
+    return (f"Measured on {_origins(result_set)}, {_when(result_set)}. Ratio: baseline "
             "median time / backend median time "
             "on the same shape in the same run; > 1 is faster than the baseline. Where the "
             "sweep took each backend's rounds in turn with another's (--paired-with torch), "
@@ -344,6 +337,29 @@ def provenance(result_set: ResultSet) -> str:
             f"wider than \u00b1{NOISY:.0%}. \u2020: noise unknown: device times whose spread "
             "these rows do not record (rows older than graph_noise, or a single replay "
             "round), or a paired ratio of under 6 rounds, too few for a 95% interval.")
+
+
+def _origins(result_set: ResultSet) -> str:
+    """Machine, torch and commit of the files, each followed by the files they measured:
+    the precisions of one table may come from different machines and commits (a GPU
+    session measures what its time allows), and the first file's machine must not speak
+    for the others."""
+    files: dict[str, list[str]] = {}
+    for path in result_set.paths:
+        runs = [r for r in result_set.runs if r.get("file") == str(path)]
+        row = next((r for r in result_set.rows if r.get("file") == str(path)), {})
+        m = result_set.machine(row) or result_set.first_machine()
+        commit = ResultSet([path], [], {}, runs).commit()
+        origin = f"{_machine_words(m)}, torch {m.get('torch', '?')}, commit {commit or '?'}"
+        files.setdefault(origin, []).append(str(path))
+    return "; on ".join(f"{origin} ({', '.join(paths)})" for origin, paths in files.items())
+
+
+def _machine_words(m: dict) -> str:
+    gpu = m.get("gpu") or {}
+    return (f"{gpu.get('name')} (CUDA {gpu.get('cuda')}, cuDNN {gpu.get('cudnn')}, driver "
+            f"{gpu.get('driver') or '?'}; host {m.get('cpu', '?')})" if gpu.get("name") else
+            f"{m.get('cpu', '?')} ({m.get('torch_threads', '?')} threads)")
 
 
 def _when(result_set: ResultSet) -> str:

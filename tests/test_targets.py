@@ -416,6 +416,30 @@ def test_the_provenance_gives_each_sweep_s_first_start_and_the_load_range(tmp_pa
                                              "average 1.2)")
 
 
+def test_the_provenance_names_each_file_s_own_machine_and_commit(tmp_path):
+    """Precisions measured on two GPUs: the first file's machine used to head the whole
+    table (an H200's bfloat16 file made the H100's float32 one read as the H200's, with
+    the last file's commit for both)."""
+    paths = []
+    for name, gpu, commit in (("bf16", "NVIDIA H200", "aaaaaaaa1"),
+                              ("fp32", "NVIDIA H100 80GB HBM3", "bbbbbbbb2"),
+                              ("tf32", "NVIDIA H100 80GB HBM3", "bbbbbbbb2")):
+        results = records.ResultsFile(tmp_path / f"{name}.jsonl")
+        results.append({"record": "machine", "id": gpu, "torch": "2.11",
+                        "gpu": {"name": gpu, "cuda": "13.0", "cudnn": 91900}})
+        results.append({"record": "run", "started": "2026-11-27T06:44",
+                        "commit_info": {"id": commit, "dirty": False}})
+        results.append({"record": "case", "key": name, "machine_id": gpu})
+        paths.append(results.path)
+    text = targets.provenance(load(paths))
+    h200, h100 = text.split("; on ")
+    assert h200.startswith("Measured on NVIDIA H200 (") and "commit aaaaaaaa" in h200
+    assert h200.endswith(f"({paths[0]})") and "bbbbbbbb" not in h200
+    assert h100.startswith("NVIDIA H100 80GB HBM3 (") and "commit bbbbbbbb" in h100
+    assert f"({paths[1]}, {paths[2]})" in h100
+    assert "; on " not in targets.provenance(load(paths[1:]))
+
+
 def test_precision_option_measures_only_that_precision(tmp_path, monkeypatch, capsys):
     """--precision bfloat16 sweeps the bfloat16 run alone; the table still reads every
     results file there is (here: none, so it says so)."""

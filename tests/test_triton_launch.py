@@ -190,6 +190,7 @@ def test_replays_equal_launches_through_triton_bit_for_bit(monkeypatch, shape, d
         out.backward(dy)
         return [out.detach(), xs.grad, ws.grad, bs.grad]
 
+    monkeypatch.setattr(_triton_launch, "REPLAY", False)  # whatever the default
     expected = run()  # through Triton (and its autotuner) every time
     # Every new float buffer starts as NaN: a replay that writes nothing (or too little)
     # cannot pass on the values a freed buffer of the previous round left in its memory.

@@ -72,11 +72,11 @@ GPU_CONFIGS = (
 #: wants for 16-bit operands (the tiles of Triton's own H100 matmul configurations). In
 #: float32 they would need up to 288 KB of shared memory, so they are pruned for it
 #: (``half_types_only``); tests/test_triton_aot.py checks them in the half types.
-#: Added after the H100 run of 2026-11-26, where bfloat16 was at 0.62-0.76x of cuDNN on the
-#: 3x3 layers; timed on the H100 of 2026-11-27 (reports/results/gpu/probe.md, every
-#: configuration per layer): they won three of the four ResNet-50 3x3 layers (128x128x64
-#: with 8 warps on 28x28 and 14x14, 64x128x64 on 7x7). A 128x128x64 tile with 4 warps and
-#: 4 stages was tried there too and never came near the best: dropped.
+#: Added after the H100 run of 2026-11-26, where bfloat16 was at 0.62-0.76x of cuDNN on the 3x3
+#: layers; timed on the H100 of 2026-11-27 (reports/results/gpu/2026-11-27-h100/probe.md, every
+#: configuration per layer): they won three of the four ResNet-50 3x3 layers (128x128x64 with 8
+#: warps on 28x28 and 14x14, 64x128x64 on 7x7). A 128x128x64 tile with 4 warps and 4 stages was
+#: tried there too and never came near the best: dropped.
 GPU_CONFIGS_16BIT = (
     (128, 128, 64, 8, 3),   # K/g >= 128
     (128, 256, 64, 8, 3),   # K/g >= 256 with large M

@@ -1,14 +1,13 @@
 """How the ``triton`` backend launches its kernels, and its per-problem replay of them.
 
 Why a module of its own: a short GPU call is mostly launch. The H100 run of 2026-11-26
-(reports/results/gpu/2026-11-26/README.md) measured a triton conv call at 65-90 us of host
-time beyond its kernels, torch's at about 10 us; at batch 32 most ResNet-50 layers run 30-80
-us on the device, so the launch halves the per-call speed. The probe of 2026-11-27
-(reports/results/gpu/probe.md) put each Triton launch at 40-60 us of host time there. Our
-own Python is about 13 us of that on the 2-core machine (measured with the launch stubbed
-out); the rest is Triton's per-call path: the autotuner builds its key from every argument,
-then ``JITFunction.run`` binds ~40 arguments, specialises each and looks its kernel up, on
-every call.
+(reports/results/gpu/2026-11-26/README.md) measured a triton conv call at 65-90 us of host time
+beyond its kernels, torch's at about 10 us; at batch 32 most ResNet-50 layers run 30-80 us on the
+device, so the launch halves the per-call speed. The probe of 2026-11-27
+(reports/results/gpu/2026-11-27-h100/probe.md) put each Triton launch at 40-60 us of host time
+there. Our own Python is about 13 us of that on the 2-core machine (measured with the launch stubbed
+out); the rest is Triton's per-call path: the autotuner builds its key from every argument, then
+``JITFunction.run`` binds ~40 arguments, specialises each and looks its kernel up, on every call.
 
 Replay (on by default, CUDA only; ``CONVBENCH_TRITON_FAST_LAUNCH=0``, read at import, turns
 it off): the first call of a
@@ -25,9 +24,12 @@ pre-run hooks and a configuration's ``pre_hook`` (a configuration with one is no
 and changes to Triton's debug and instrumentation knobs made after the first call.
 
 Why on by default: its gain is 10-42% of a synchronised call's wall time on the H100 (probe
-of 2026-11-27), and tests/test_triton_launch.py, which compares it with the full path bit
+of 2026-11-27); and tests/test_triton_launch.py, which compares it with the full path bit
 for bit (forward and gradients, four layer kinds, float32 and bfloat16) under
-``--device cuda``, passed on an H200 on 2026-11-27. What it must not
+``--device cuda``, found every replayed result equal in two runs on an H200 on 2026-11-27.
+That test still failed there after its comparisons, on its own count of launches (stale in
+the first run, wrongly taken with replay already on in the second); the count as fixed
+since has not run on a GPU. What it must not
 do: replay for a problem that differs in anything Triton specialises on, or keep kernels
 without bound (MAX_KEPT, oldest out first).
 """
