@@ -168,6 +168,10 @@ def doubts(rows: list[dict], machines: list[dict]) -> list[str]:
     return out
 
 
+#: What steal and contention mean for the rows they touched.
+_SLOWER = ": their times are slower than this machine can do, however steady their rounds look"
+
+
 def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
     """What the rows themselves say of the machine while they ran: a load average that rose
     after the sweep started (the machine record has only the start's) beyond the sweep's
@@ -186,14 +190,12 @@ def _disturbed(rows: list[dict], machines: list[dict]) -> list[str]:
     if stolen:
         out.append(f"{len(stolen)} of {len(ok)} timed cases lost over "
                    f"{machine.STEAL_NOISY:.0%} of the CPU (up to {max(stolen):.0%}) to other "
-                   "guests of the hypervisor (steal in their rows): their times are slower "
-                   "than this machine can do, however steady their rounds look")
+                   f"guests of the hypervisor (steal in their rows){_SLOWER}")
     contended = [r["others_cpu"] for r in ok if (r.get("others_cpu") or 0) > records.CONTENDED]
     if contended:
         out.append(f"{len(contended)} of {len(ok)} timed cases ran beside other processes "
                    f"that kept over {records.CONTENDED:g} CPUs busy (up to "
-                   f"{max(contended):.1f}; others_cpu in their rows): their times are slower "
-                   "than this machine can do, however steady their rounds look")
+                   f"{max(contended):.1f}; others_cpu in their rows){_SLOWER}")
     return out
 
 

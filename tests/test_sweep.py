@@ -310,6 +310,12 @@ def test_the_summary_doubts_rows_that_ran_on_a_busy_or_starved_machine():
     assert load.startswith("load average up to 1.6 on 2 CPUs beyond the sweep's own threads "
                            "while 2 of 4 timed cases ran")
     assert steal.startswith("1 of 4 timed cases lost over 10% of the CPU (up to 40%)")
+    assert steal.endswith(": their times are slower than this machine can do, however "
+                          "steady their rounds look")
+    (contended,) = sweep_report.doubts([{**row(0.3, 0.0), "others_cpu": 1.5}], [calm])
+    assert contended == ("1 of 1 timed cases ran beside other processes that kept over 0.5 "
+                         "CPUs busy (up to 1.5; others_cpu in their rows): their times are "
+                         "slower than this machine can do, however steady their rounds look")
     assert sweep_report.doubts([row(2.0, 0.05), row(None, None)], [calm]) == []
     # Busy from the start: said once, by the machine record's warning.
     (busy, _) = sweep_report.doubts(rows, [{**calm, "loadavg_1min": 1.8}])
