@@ -171,8 +171,9 @@ def cli(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
     paths["heartbeat"].unlink(missing_ok=True)  # left by a supervisor that was killed
     partner = partner.name if partner else None  # as the rows name it
-    for stale in (_kept_from_other_code(results, cases, args.limit, partner),
-                  _kept_under_other_settings(results, cases, args, partner)):
+    kept = _kept_runs(results, cases, args.limit, partner)
+    for stale in (_kept_from_other_code(results, kept), _kept_under_other_settings(results, kept,
+                                                                                  args)):
         if stale:
             print(f"warning: {stale}", file=sys.stderr)
     # What this sweep sets out to measure: a report of the file says what has no row yet.
@@ -208,17 +209,24 @@ def _unpaired(results: records.ResultsFile, cases, since: int, partner: str) -> 
             f"alone (paired_error in their rows), e.g. {missed[0]['paired_error']}")
 
 
-def _kept_from_other_code(results: records.ResultsFile, cases, limit, partner=None) -> str:
-    """Why the rows this sweep keeps may be of other code than the tree's now, or "": they
-    are kept as they are (that is resuming), but "fix my kernel, rerun" must not show
-    the old kernel's times unremarked. Judged by the commits pytest-benchmark recorded."""
+def _kept_runs(results: records.ResultsFile, cases, limit, partner=None) -> dict[str, dict]:
+    """Each of ``cases`` this sweep keeps rather than measures again (resuming), with the
+    run record of the child that timed it ({} where none precedes its row): read once for
+    the warnings below."""
+    kept = results.done(limit=limit, partner=partner) & {c.key for c in cases}
+    runs = _runs_of(results)
+    return {key: runs.get(key) or {} for key in kept}
+
+
+def _kept_from_other_code(results: records.ResultsFile, kept: dict[str, dict]) -> str:
+    """Why the rows this sweep keeps (:func:`_kept_runs`) may be of other code than the
+    tree's now, or "": they are kept as they are (that is resuming), but "fix my kernel,
+    rerun" must not show the old kernel's times unremarked. Judged by the commits
+    pytest-benchmark recorded."""
     from pytest_benchmark.utils import get_commit_info
 
-    kept = results.done(limit=limit, partner=partner) & {c.key for c in cases}
-    measured_at = {key: ((run.get("commit_info") or {}).get("id"),
-                         bool((run.get("commit_info") or {}).get("dirty")))
-                   for key, run in _runs_of(results).items()}
-    at = [measured_at[k] for k in kept if k in measured_at and measured_at[k][0]]
+    infos = [run.get("commit_info") or {} for run in kept.values()]
+    at = [(info["id"], bool(info.get("dirty"))) for info in infos if info.get("id")]
     if not at:
         return ""
     now = get_commit_info()
@@ -252,15 +260,14 @@ def _runs_of(results: records.ResultsFile) -> dict[str, dict]:
 _TIMING_OPTIONS = (("budget", "--budget"), ("min_rounds", "--min-rounds"))
 
 
-def _kept_under_other_settings(results: records.ResultsFile, cases, args, partner) -> str:
-    """Why the rows this sweep keeps were timed under another --budget or --min-rounds,
-    or "": a rerun with a larger budget to settle noisy numbers kept every old row
-    unremarked. Kept all the same (resuming), with the way to measure them again."""
-    kept = results.done(limit=args.limit, partner=partner) & {c.key for c in cases}
-    runs = _runs_of(results)
+def _kept_under_other_settings(results: records.ResultsFile, kept: dict[str, dict],
+                               args) -> str:
+    """Why the rows this sweep keeps (:func:`_kept_runs`) were timed under another --budget
+    or --min-rounds, or "": a rerun with a larger budget to settle noisy numbers kept every
+    old row unremarked. Kept all the same (resuming), with the way to measure them again."""
     differ: dict[str, int] = {}
-    for key in kept:
-        options = (runs.get(key) or {}).get("options") or {}
+    for run in kept.values():
+        options = run.get("options") or {}
         said = [f"{flag} {options[name]:g}" for name, flag in _TIMING_OPTIONS
                 if options.get(name) is not None and options[name] != getattr(args, name)]
         if said:

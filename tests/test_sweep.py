@@ -1041,22 +1041,25 @@ def test_a_resumed_sweep_says_when_its_kept_rows_are_of_another_commit(tmp_path,
     results.append({"record": "run", "commit_info": {"id": "fedcba9876543210", "dirty": True}})
     results.append({"record": "case", "key": new.key, "status": "ok", "median_s": 1e-3})
 
+    def kept(cases):
+        return sweep._kept_runs(results, cases, None)
+
     def now(commit, dirty=False):
         monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
                             lambda: {"id": commit, "dirty": dirty})
-        return sweep._kept_from_other_code(results, [old, new], None)
+        return sweep._kept_from_other_code(results, kept([old, new]))
 
     said = now("fedcba9876543210")
     assert said.startswith("2 rows are kept") and "--fresh" in said
     assert "1 measured at commit 0123456789, not this tree's fedcba9876" in said
     assert "1 measured with uncommitted changes" in said  # the second run's, same commit
-    assert sweep._kept_from_other_code(results, [old], None).count("measured") == 1
+    assert sweep._kept_from_other_code(results, kept([old])).count("measured") == 1
     assert now("0123456789abcdef") != ""  # the second row is of another commit
     monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
                         lambda: {"id": "0123456789abcdef", "dirty": False})
-    assert sweep._kept_from_other_code(results, [old], None) == ""  # same code: silent
+    assert sweep._kept_from_other_code(results, kept([old])) == ""  # same code: silent
     monkeypatch.setattr("pytest_benchmark.utils.get_commit_info",
                         lambda: {"id": "0123456789abcdef", "dirty": True})
     assert "this tree has uncommitted changes" in sweep._kept_from_other_code(
-        results, [old], None)
-    assert sweep._kept_from_other_code(results, [], None) == ""  # nothing kept: nothing said
+        results, kept([old]))
+    assert sweep._kept_from_other_code(results, kept([])) == ""  # nothing kept: nothing said
