@@ -180,7 +180,7 @@ def measure(benchmark, case, sweep, row, entry) -> None:
                                    before_round=flush)
         paired = {"paired_error": why_not} if why_not else {}
     row.update(paired, steal=machine.stolen(ticks, machine.cpu_ticks()),
-               others_cpu=machine.others_cpu(use, machine.cpu_use()),
+               others_cpu=machine.others_cpu_since(use),
                loadavg_1min=machine.load_average())
     stats = record(benchmark, rounds, iterations,
                    {"min_rounds": sweep.min_rounds, "max_time": budget,

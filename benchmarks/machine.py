@@ -190,18 +190,37 @@ def cpu_use() -> tuple[int, int, float] | None:
     return busy, int(own[11]) + int(own[12]), time.monotonic()
 
 
+#: Seconds two cpu_use() readings must be apart for others_cpu: /proc/stat counts in ticks
+#: of 10 ms, so over 0.1 s each CPU's count is off by up to a tick, 0.1 CPUs, against
+#: records.CONTENDED's 0.5.
+CONTENTION_WINDOW_S = 0.1
+
+
 def others_cpu(before: tuple | None, after: tuple | None) -> float | None:
     """How many CPUs other processes kept busy between two cpu_use() readings, on average
-    (None where unknown, or under 0.2 s apart: too short to tell).
+    (None where unknown, or under CONTENTION_WINDOW_S apart: too short to tell).
 
     Why: a process that holds one of two cores makes torch's 2-thread kernels wait for it
     at every OpenMP barrier. A review saw torch take a flat 32 ms (IQR 0.3%) where 2.5 ms
     was right: rounds slowed alike look steady, the load average moves too slowly to show
     it, and steal is the hypervisor's, not this machine's other processes'."""
-    if before is None or after is None or after[2] - before[2] < 0.2:
+    if before is None or after is None or after[2] - before[2] < CONTENTION_WINDOW_S:
         return None
     ticks = (after[0] - before[0]) - (after[1] - before[1])
     return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / (after[2] - before[2]))
+
+
+def others_cpu_since(before: tuple | None) -> float | None:
+    """:func:`others_cpu` from ``before`` to now, first waiting out what is left of
+    CONTENTION_WINDOW_S. Why: a case timed in less (``--budget 0.05``) had no reading, and
+    rows slowed 400x by a process holding a core passed as clean. This process is idle
+    while it waits, so the busy time it sees then is the others'."""
+    if before is None:
+        return None
+    left = CONTENTION_WINDOW_S - (time.monotonic() - before[2])
+    if left > 0:
+        time.sleep(left + 1e-3)  # past the window, whatever the rounding
+    return others_cpu(before, cpu_use())
 
 
 def contention_warning(cpus: float | None) -> str:

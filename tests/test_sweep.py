@@ -368,7 +368,13 @@ def test_other_processes_busy_beside_a_case_are_measured(monkeypatch):
     tick = machine.os.sysconf("SC_CLK_TCK")
     expected = (400 - 150) / tick / 2.0
     assert machine.others_cpu(before, machine.cpu_use()) == pytest.approx(expected)
-    assert machine.others_cpu(before, (1300, 400, 100.1)) is None  # 0.1 s: too short
+    assert machine.others_cpu(before, (1300, 400, 100.05)) is None  # 50 ms: too short
+    # A case timed in less than the window: the reading waits out the rest of it.
+    slept = []
+    monkeypatch.setattr(machine.time, "monotonic", lambda: 100.03 + sum(slept))
+    monkeypatch.setattr(machine.time, "sleep", slept.append)
+    assert machine.others_cpu_since(before) == pytest.approx((400 - 150) / tick / 0.101)
+    assert slept == [pytest.approx(0.071)] and machine.others_cpu_since(None) is None
     assert machine.contention_warning(0.3) == "" and machine.contention_warning(None) == ""
     assert machine.contention_warning(0.9).startswith("contended: other processes kept 0.9")
     assert records.in_doubt({"others_cpu": 0.9}) and not records.in_doubt({"others_cpu": 0.1})
