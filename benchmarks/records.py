@@ -254,9 +254,11 @@ def paired_speedup(row: dict, base: dict, peers: dict) -> dict | None:
     where they cannot give it: both rows' :func:`paired_chain` (through ``peers``) must end
     at one row, the common scale (auto was paired with the backend it ran, that one with
     torch). The ratio is the product of the ratios the two chains do not share; its
-    interval adds their log half-widths in quadrature, as independent errors do (auto
+    interval adds their reaches in log in quadrature, as independent errors do (auto
     against the backend it ran is its one paired ratio, whatever that backend did against
-    torch); None when a link has no interval (under 6 rounds)."""
+    torch); None when a link has no interval (under 6 rounds). Each side of the interval
+    is added up apart: a paired ratio's interval is not symmetric about it (a direct link's
+    is then its own, [16.9, 36.7] about 22.2 where a symmetric one read 15.1-32.8)."""
     peers = {**peers, row["backend"]: row, base["backend"]: base}
     mine, theirs = paired_chain(row, peers), paired_chain(base, peers)
     if not mine or not theirs or mine[-1] is not theirs[-1] or row is base:
@@ -269,9 +271,14 @@ def paired_speedup(row: dict, base: dict, peers: dict) -> dict | None:
     ratio = math.exp(_log_speed(mine) - _log_speed(theirs))
     ci = None
     if all(r.get("paired_ci") for r in apart):
-        half = math.hypot(*(math.log(r["paired_ci"][1] / r["paired_ci"][0]) / 2
-                            for r in apart))
-        ci = (ratio * math.exp(-half), ratio * math.exp(half))
+        # Per link, how far down and up its interval reaches in log; a link of the base's
+        # chain divides, so its reach down is its interval's reach up.
+        reach = [(math.log(r["paired_ratio"] / r["paired_ci"][0]),
+                  math.log(r["paired_ci"][1] / r["paired_ratio"])) for r in apart]
+        reach = [(up, down) if r["backend"] in base_links else (down, up)
+                 for r, (down, up) in zip(apart, reach)]
+        ci = (ratio * math.exp(-math.hypot(*(d for d, _ in reach))),
+              ratio * math.exp(math.hypot(*(u for _, u in reach))))
     return {"ratio": ratio, "ci": ci}
 
 
@@ -299,8 +306,12 @@ def in_doubt(row: dict) -> bool:
 
 
 def paired_noisy(paired: dict) -> bool | None:
-    """Whether a paired_speedup's interval is wider than +-NOISY; None without one."""
-    return None if paired["ci"] is None else paired["ci"][1] / paired["ratio"] - 1 > NOISY
+    """Whether a paired_speedup's interval reaches further than NOISY from its ratio, on
+    either side; None without one."""
+    if paired["ci"] is None:
+        return None
+    low, high = paired["ci"]
+    return max(high / paired["ratio"], paired["ratio"] / low) - 1 > NOISY
 
 
 def graph_noisy(row: dict, base: dict) -> bool | None:

@@ -192,9 +192,11 @@ def test_auto_against_the_fastest_other_through_their_ratios_to_one_partner(tmp_
     result = _evaluate(tmp_path, "auto, batch 1", rows)
     first, last = result["shapes"][0], result["shapes"][-1]  # in the order of ``shapes``
     assert first["ratio"] == pytest.approx(0.95) and first["baseline"] == "fft"
-    # Half-widths in log added in quadrature: ln(2/1.8)/2 and ln(2.1/1.9)/2, about 7.5%.
-    half = math.hypot(math.log(2.0 / 1.8) / 2, math.log(2.1 / 1.9) / 2)
-    assert first["ci"] == pytest.approx((0.95 / math.exp(half), 0.95 * math.exp(half)))
+    # Each side's reach in log added in quadrature: down, auto's own down (1.9 to 1.8) and
+    # fft's up (2.0 to 2.1, which it divides); up, auto's up and fft's down.
+    down = math.hypot(math.log(1.9 / 1.8), math.log(2.1 / 2.0))
+    up = math.hypot(math.log(2.0 / 1.9), math.log(2.0 / 1.9))
+    assert first["ci"] == pytest.approx((0.95 / math.exp(down), 0.95 * math.exp(up)))
     assert first["noisy"] is False
     assert last["ratio"] == pytest.approx(0.98) and last["baseline"] == "torch"
     rows[-1]["paired_ci"] = None  # under 6 rounds: no interval, noise unknown
@@ -217,8 +219,7 @@ def test_auto_paired_with_the_backend_it_ran_is_judged_by_that_ratio_alone(tmp_p
     result = _evaluate(tmp_path, "auto, batch 1", rows)
     first = result["shapes"][0]  # fft's wide interval against torch is shared: it cancels
     assert first["ratio"] == pytest.approx(0.97) and first["baseline"] == "fft"
-    assert first["ci"] == pytest.approx((0.97 * math.sqrt(0.96 / 0.98),
-                                         0.97 * math.sqrt(0.98 / 0.96)))
+    assert first["ci"] == pytest.approx((0.96, 0.98))  # auto's own interval against fft
     # Where auto ran unfold but fft is the fastest: auto's cost times unfold against fft.
     _paired(rows[-1], 0.97, partner="unfold")["ran"] = "unfold"
     last = _evaluate(tmp_path, "auto, batch 1", rows)["shapes"][-1]
