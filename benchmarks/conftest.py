@@ -75,14 +75,15 @@ class Sweep:
         self.min_rounds = opt("--min-rounds")
         self.device, self.dtype_name = opt("--device"), opt("--dtype")
         self.dtype = getattr(torch, self.dtype_name)
-        cases = sweep_plan.plan(opt("--shape-set"), opt("--backend"), batch=opt("--batch"),
+        batch = sweep_plan.batch_of(opt("--batch"))
+        cases = sweep_plan.plan(opt("--shape-set"), opt("--backend"), batch=batch,
                                 dtype=self.dtype_name, device=self.device,
                                 directions=opt("--direction"), cache=opt("--cache"),
                                 tf32=opt("--tf32"), memory_format=opt("--memory-format"))
         shard = sweep_plan.parse_shard(opt("--shard")) if opt("--shard") else None
         self.cases = sweep_plan.shard(cases, *shard) if shard else cases
         self.results = records.ResultsFile(opt("--results") or sweep_plan.results_path(
-            self.device, self.dtype_name, opt("--batch"), shard, opt("--tf32")))
+            self.device, self.dtype_name, batch, shard, opt("--tf32")))
         #: Where this sweep's rows begin in the results file (see ResultsFile.done).
         self.since = opt("--rows-since")
         if self.since is None:

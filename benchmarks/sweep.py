@@ -112,7 +112,8 @@ def cli(args: argparse.Namespace) -> int:
     try:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
         cases = sweep_plan.plan(args.shape_set, args.backend,
-                                batch=args.batch, dtype=args.dtype, device=args.device,
+                                batch=sweep_plan.batch_of(args.batch), dtype=args.dtype,
+                                device=args.device,
                                 directions=_directions(args.direction), cache=args.cache,
                                 tf32=args.tf32, memory_format=args.memory_format)
         partner = sweep_plan.partner(args.paired_with)
@@ -124,6 +125,10 @@ def cli(args: argparse.Namespace) -> int:
               "given make none", file=sys.stderr)
         return 2
     cases = sweep_plan.shard(cases, *shard_of) if shard_of else cases
+    replaced = "" if args.batch else sweep_plan.batch_replaced(args.shape_set,
+                                                               _directions(args.direction))
+    if replaced:
+        print(f"warning: {replaced}", file=sys.stderr)
     selecting = [a for a in args.pytest_args if a.split("=")[0] in _SELECTING
                  or a.startswith(("-k", "-m")) or "::" in a]
     if selecting:  # the supervisor must know every case it starts, to account for each
@@ -152,7 +157,8 @@ def cli(args: argparse.Namespace) -> int:
         if unloadable:
             return 2
     results = records.ResultsFile((args.results or sweep_plan.results_path(
-        args.device, args.dtype, args.batch, shard_of, args.tf32)).resolve())
+        args.device, args.dtype, sweep_plan.batch_of(args.batch), shard_of,
+        args.tf32)).resolve())
     paths = _paths(results.path)
     if not args.fresh:
         from benchmarks.machine import describe
@@ -298,7 +304,7 @@ def _paths(results: Path) -> dict[str, Path]:
 def _child_command(args, results: Path, since: int = 0) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(BENCH_FILE), "-p", "no:cacheprovider",
            "-p", "no:xdist", "-q", "--results", str(results), "--rows-since", str(since),
-           "--batch", str(args.batch),
+           "--batch", str(sweep_plan.batch_of(args.batch) or sweep_plan.OWN),
            "--dtype", args.dtype, "--device", args.device, "--cache", args.cache,
            "--memory-format", args.memory_format,
            "--budget", str(args.budget), "--limit", str(args.limit),

@@ -15,6 +15,7 @@ different machines, and a speed ratio between two machines means nothing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import dataclass
@@ -134,6 +135,40 @@ class Case:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_")
+
+
+#: ``--batch own``: every shape at the batch it writes itself.
+OWN = "own"
+#: The batch of a sweep whose --batch is not given.
+DEFAULT_BATCH = 1
+
+
+def batch_arg(text: str) -> int | str:
+    """argparse ``type=`` for --batch: an integer >= 1, or ``own``."""
+    if text == OWN:
+        return OWN
+    try:
+        return count_at_least_1(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or own: each shape's own mb)") from None
+
+
+def batch_of(option: int | str | None) -> int | None:
+    """The batch a --batch value means, as :func:`plan` takes it: None for ``own``."""
+    return DEFAULT_BATCH if option is None else None if option == OWN else option
+
+
+def batch_replaced(shape_sets=None, directions=None) -> str:
+    """Under the default --batch, what it replaces of the batches the shapes write, or "":
+    a benchdnn user's mb32 was timed at batch 1 without a word."""
+    own = [e.spec.mb for name in directions_per_set(shape_sets, directions)
+           for e in shape_set(name)]
+    other = sorted({mb for mb in own if mb != DEFAULT_BATCH})
+    if not other:
+        return ""
+    return (f"--batch {DEFAULT_BATCH} (the default) replaces the batch that "
+            f"{sum(mb != DEFAULT_BATCH for mb in own)} of the {len(own)} shapes write "
+            f"(mb{', mb'.join(map(str, other))}): --batch own times each at its own")
 
 
 def plan(shape_sets=None, backends=None, *, batch: int | None = 1, dtype: str = "float32",
@@ -256,8 +291,9 @@ OPTIONS = (
     ("--backend", dict(action="append", default=None,
                        help="name or package.module:function, repeatable; default: every "
                             "backend")),
-    ("--batch", dict(type=count_at_least_1, default=1, help="batch of every shape "
-                                                            "(default %(default)s)")),
+    ("--batch", dict(type=batch_arg, default=None, metavar="N|own",
+                     help="batch of every shape (default 1), or own: each shape's own mb "
+                          "(what its benchdnn descriptor writes)")),
     ("--dtype", dict(default="float32", choices=list(DTYPES))),
     ("--device", dict(type=device_arg, default="cpu", help="cpu, cuda, cuda:1 ...")),
     ("--cache", dict(default="warm", choices=CACHE_MODES,

@@ -516,6 +516,28 @@ def _sweep(tmp_path, *args):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def test_batch_own_times_each_shape_at_the_batch_it_writes(tmp_path, capsys):
+    """A benchdnn user's mb32 was timed at batch 1 without a word: the default --batch 1
+    now says what it replaces, and --batch own keeps each shape's mb (rows and file name)."""
+    shapes = tmp_path / "mine.txt"
+    shapes.write_text('mb2ic8ih9iw7oc8oh9ow7kh3kw3ph1pw1n"rect"\nmb1ic8ih9oc8oh9kh3ph1n"sq"\n')
+    listing = ["sweep", "--shape-set", str(shapes), "--backend", "torch", "--list"]
+    assert sweep_main(listing) == 0
+    assert capsys.readouterr().err == (
+        "warning: --batch 1 (the default) replaces the batch that 1 of the 2 shapes write "
+        "(mb2): --batch own times each at its own\n")
+    assert sweep_main([*listing, "--batch", "1"]) == 0  # asked for: nothing to say
+    assert capsys.readouterr().err == ""
+    assert sweep_plan.results_path("cpu", "float32", sweep_plan.batch_of("own")).name == \
+        "cpu-float32-mbown.jsonl"
+    (tmp_path / "tiny").write_text(shapes.read_text())
+    run = _sweep(tmp_path, "--backend", "torch", "--direction", "forward", "--batch", "own")
+    assert run.returncode == 0, run.stderr
+    rows = records.ResultsFile(tmp_path / "out.jsonl").rows()
+    assert sorted((r["name"], r["batch"]) for r in rows) == [("rect", 2), ("sq", 1)]
+    assert "replaces the batch" not in run.stderr
+
+
 def test_a_resumed_sweep_measures_again_a_backend_whose_file_changed(tmp_path, monkeypatch):
     """"Fix my kernel, rerun": rows keep the digest of the file that defines their backend,
     and a resumed sweep measures a case again when that file has changed since, instead of
@@ -957,7 +979,8 @@ def test_progress_counts_only_this_runs_cases(tmp_path):
 @pytest.mark.parametrize("option, value", [
     ("--threads", "-2"), ("--threads", "0"), ("--timeout", "0"),
     ("--timeout", "-1"), ("--timeout", "nan"), ("--budget", "-1"), ("--budget", "0"),
-    ("--budget", "nan"), ("--budget", "inf"), ("--limit", "0"), ("--min-rounds", "0")])
+    ("--budget", "nan"), ("--budget", "inf"), ("--limit", "0"), ("--min-rounds", "0"),
+    ("--batch", "0"), ("--batch", "x")])
 def test_bad_option_values_are_usage_errors(option, value, capsys):
     with pytest.raises(SystemExit) as exc:
         sweep_main(["sweep", "--shape-set", "edge", "--backend", "torch", option, value,
