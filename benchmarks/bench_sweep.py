@@ -129,6 +129,18 @@ def test_conv2d(benchmark, case, sweep, row):
         measure(benchmark, case, sweep, row, entry)
     except NotImplementedError as exc:  # the impls.conv2d convention for "cannot run this"
         pytest.skip(f"{case.backend} raised NotImplementedError: {exc}")
+    except KeyboardInterrupt:
+        if INTERRUPTS:  # a Ctrl-C: the sweep stops (the supervisor keeps what ran)
+            raise
+        # The backend's own raise: it ended the whole session, and every resume ran into
+        # it again, leaving the cases after it unmeasured for good.
+        pytest.fail(f"{case.backend} raised KeyboardInterrupt with no Ctrl-C (no SIGINT "
+                    "reached this process)", pytrace=True)
+
+
+#: SIGINTs this process received (benchmarks/conftest.py counts them): a KeyboardInterrupt
+#: without one was raised by a backend, not by a user.
+INTERRUPTS: list[int] = []
 
 
 def dispatched_to(entry: impls.Backend, spec: ConvSpec, dtype: torch.dtype, device: str,

@@ -19,6 +19,7 @@ knows which case to blame.
 from __future__ import annotations
 
 import os
+import signal
 
 # The sweep times kernels, never Triton's CPU interpreter (~10 ms per program step): with the
 # variable cleared before impls is imported, the triton backend declares CUDA only, and on a
@@ -164,6 +165,15 @@ def pytest_configure(config):
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest algorithm
     config.stash[_SWEEP] = Sweep(config)
+    signal.signal(signal.SIGINT, _interrupted)
+
+
+def _interrupted(signum, frame):
+    """Python's own SIGINT handling, counted (bench_sweep.INTERRUPTS)."""
+    from benchmarks import bench_sweep
+
+    bench_sweep.INTERRUPTS.append(signum)
+    signal.default_int_handler(signum, frame)
 
 
 def pytest_generate_tests(metafunc):

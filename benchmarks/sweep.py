@@ -461,15 +461,16 @@ def _exit_reason(code: int) -> str:
 
 def _crash_excerpt(log: Path) -> str:
     """Where it died: faulthandler's report (pytest enables it) names the innermost frames
-    first; without one, the log's last lines."""
+    first; without one, the log's last lines. Only this child's output counts, since the
+    supervisor's "=== time command" line: an earlier child's report there belongs to
+    another case (a review's os._exit row quoted the segfault of the case before it)."""
     lines = _tail(log, 400).splitlines()
+    header = max((i for i, line in enumerate(lines) if line.startswith("=== ")), default=-1)
+    lines = lines[header + 1:]
     starts = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
     if not starts:
-        # The child's own output since the supervisor's "=== time command" line: the
-        # command line is not news; nothing at all means it exited without a word.
-        header = max((i for i, line in enumerate(lines) if line.startswith("=== ")),
-                     default=-1)
-        own = [line for line in lines[header + 1:] if line.strip()]
+        # Nothing at all means it exited without a word.
+        own = [line for line in lines if line.strip()]
         return ("last output: " + " | ".join(own[-6:]) if own else
                 "no output, no Python error: it exited from native code or os._exit")
     frames = [line.strip() for line in lines[starts[-1]:] if line.strip().startswith("File")]

@@ -17,6 +17,7 @@ Not a test module (no test_ prefix); the test puts tests/ on PYTHONPATH for its 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import time
 
@@ -38,6 +39,16 @@ def crash(input, weight, bias, stride, padding, dilation, groups):
 
 def fails(input, weight, bias, stride, padding, dilation, groups):
     raise RuntimeError("deliberate failure")
+
+
+def exits(input, weight, bias, stride, padding, dilation, groups):
+    """Ends its process at once, without a word (a native library's exit(0))."""
+    os._exit(0)
+
+
+def interrupts(input, weight, bias, stride, padding, dilation, groups):
+    """Raises KeyboardInterrupt with no Ctrl-C (a wrapper that re-raises one it caught)."""
+    raise KeyboardInterrupt
 
 
 def numpy_out(input, weight, bias, stride, padding, dilation, groups):

@@ -663,6 +663,27 @@ def test_sweep_isolates_hangs_and_crashes_records_everything_and_resumes(tmp_pat
         rerun["hang"]
 
 
+def test_a_crash_row_quotes_its_own_child_and_an_interrupt_is_a_failed_case(tmp_path):
+    """A review's os._exit row quoted the segfault of the case before it (the log's last
+    faulthandler report, another child's); and a backend raising KeyboardInterrupt ended
+    the whole session, every resume running into it again with the cases after it never
+    measured. Each is now its own case's row, and the sweep goes on."""
+    (tmp_path / "tiny").write_text(TINY)
+    backends = [f"sweep_backends:{name}" for name in ("crash", "exits", "interrupts")]
+    run = _sweep(tmp_path, "--direction", "forward", "--backend", "torch",
+                 *(a for b in backends for a in ("--backend", b)))
+    assert run.returncode == 1, run.stdout + run.stderr  # failed and crashed rows: exit 1
+    rows = {r["backend"].split(":")[-1]: r
+            for r in records.ResultsFile(tmp_path / "out.jsonl").rows()}
+    assert rows["crash"]["status"] == "crashed" and "SIGSEGV" in rows["crash"]["reason"]
+    assert rows["exits"]["status"] == "crashed"
+    assert rows["exits"]["reason"].endswith("no output, no Python error: it exited from "
+                                            "native code or os._exit")
+    assert rows["interrupts"]["status"] == "failed"
+    assert "raised KeyboardInterrupt with no Ctrl-C" in rows["interrupts"]["reason"]
+    assert rows["torch"]["status"] == "ok"
+
+
 def test_a_cuda_error_restarts_the_child_and_the_next_case_runs_fresh(tmp_path):
     """A CUDA error leaves the child's context unusable: its row is written, and a fresh
     child takes the next case instead of failing it (and every case after it) too."""
