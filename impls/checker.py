@@ -152,7 +152,7 @@ def refusal(entry: Backend, case: Case, dtype: torch.dtype = torch.float32,
         if reason or entry.unsupported(device=device, dtype=dtype):
             return reason
         target = runner(entry, case, dtype, device)
-        return target.stalls(*args, dtype, str(device)) if target.stalls else ""
+        return target.stalled(*args, dtype, device)
     except Exception as exc:  # a user's callback: its failure is the backend's, not a skip
         raise CapabilityError(f"{entry.name}'s declared capabilities (accepts, workspace, "
                               f"delegate or stalls) raised {type(exc).__name__}: {exc}") from exc

@@ -162,9 +162,29 @@ class Backend:
         """Why this problem (normalised arguments) is outside the method, or "" if it is not."""
         if self.accepts is None:
             return ""
-        reason = self.accepts(tuple(input_shape), tuple(weight_shape), tuple(stride),
-                              tuple(padding), tuple(dilation), groups)
+        reason = self.declared("accepts", self.accepts(
+            tuple(input_shape), tuple(weight_shape), tuple(stride), tuple(padding),
+            tuple(dilation), groups))
         return f"{self.name} does not support {reason}" if reason else ""
+
+    def stalled(self, input_shape, weight_shape, stride, padding, dilation, groups,
+                dtype: torch.dtype, device="cpu") -> str:
+        """Why this problem is known not to finish here (``stalls``), or ""."""
+        if self.stalls is None:
+            return ""
+        return self.declared("stalls", self.stalls(
+            tuple(input_shape), tuple(weight_shape), tuple(stride), tuple(padding),
+            tuple(dilation), groups, dtype, str(device)))
+
+    def declared(self, callback: str, reason) -> str:
+        """A reason a user's ``accepts`` or ``stalls`` returned, checked: a str ("" or None:
+        none). A bool is refused, not read: "True" from an ``accepts`` meant as a predicate
+        was taken as the reason to refuse, and skipped exactly the problems it accepted."""
+        if reason is None or isinstance(reason, str):
+            return reason or ""
+        raise TypeError(f"{self.name}'s {callback} returned {reason!r}; it must return why "
+                        "(a str), or \"\" when the problem is fine"
+                        + (" (a bool would read inverted)" if isinstance(reason, bool) else ""))
 
     def over_budget(self, input_shape, weight_shape, stride, padding, dilation, groups,
                     dtype: torch.dtype, device="cpu") -> str:

@@ -377,6 +377,11 @@ def test_capabilities_may_name_dtypes_and_give_single_strings(user_module):
     ("{'accepts': lambda *problem: 1 / 0}", "ZeroDivisionError"),
     ("{'workspace': lambda *problem: 5}",
      "TypeError: cb_caps_raises:conv's workspace returned 5; it must return (bytes, what"),
+    # A predicate where a reason is due: True ("accepted") read as the reason to refuse.
+    ("{'accepts': lambda *problem: problem[1][2] == 3}",
+     "TypeError: cb_caps_raises:conv's accepts returned True; it must return why (a str)"),
+    ("{'stalls': lambda *problem: False}",
+     "TypeError: cb_caps_raises:conv's stalls returned False; it must return why (a str)"),
 ])
 def test_a_capability_callback_that_raises_is_an_error_not_a_crash(capabilities, says,
                                                                    user_module, capsys):
