@@ -117,6 +117,10 @@ class Backend:
         every comparison, a non-callable accepts one in every call."""
         if not isinstance(self.exact, bool):
             raise TypeError(f"exact must be True or False, not {self.exact!r}")
+        for name in ("dtypes", "devices"):  # empty: every comparison skipped, none failed
+            if not getattr(self, name):
+                raise ValueError(f"{name} is empty: name at least one the backend computes "
+                                 "in (or leave it out for the default)")
         if self.max_macs is not None and (isinstance(self.max_macs, bool)
                                           or not isinstance(self.max_macs, int)
                                           or self.max_macs < 1):

@@ -339,6 +339,8 @@ def test_the_default_check_covers_the_gradients_of_a_backend_with_autograd(user_
     ("cb_caps_exact", {"exact": "false"}, "exact must be True or False, not 'false'"),
     ("cb_caps_macs", {"max_macs": "1e6"}, "max_macs must be a positive int or None"),
     ("cb_caps_accepts", {"accepts": "3x3"}, "accepts must be a callable or None, not str"),
+    ("cb_caps_no_dtypes", {"dtypes": ()}, "dtypes is empty: name at least one"),
+    ("cb_caps_no_devices", {"devices": []}, "devices is empty: name at least one"),
 ])
 def test_bad_capabilities_make_an_unavailable_entry(module, capabilities, reason, user_module):
     name = user_module(module, f"""
