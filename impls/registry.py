@@ -11,6 +11,7 @@ or through the ``convbench.backends`` entry-point group; neither needs a file of
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
@@ -429,6 +430,18 @@ def backends() -> list[Backend]:
     """Every registered entry, built-in and plug-in, available or not, in registration order."""
     _load_builtins()
     return list(_REGISTRY.values())
+
+
+def source_module(name: str) -> str | None:
+    """The module a backend name loads from: a "package.module:obj" spec's module, an entry
+    point's, a built-in's (None: no such backend). Nothing is imported for a spec."""
+    if ":" in name:
+        return name.partition(":")[0]
+    with contextlib.suppress(ValueError):
+        entry = get_backend(name)
+        value = _FROM_ENTRY_POINT.get(entry.name)
+        return value.partition(":")[0] if value else getattr(entry.fn, "__module__", None)
+    return None
 
 
 def get_backend(name: str | Backend) -> Backend:

@@ -9,6 +9,7 @@ checked by its self-test in CI (`nox -s gate -- --self-test`) and measured by
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -410,6 +411,35 @@ def test_cli_refuses_up_front_what_would_fail_or_mislead_after_measuring(tmp_pat
                              env=env, cwd=Path(__file__).parents[1])
         said = out.stdout + out.stderr
         assert out.returncode == 2 and says in said and "Traceback" not in said, said
+
+
+def test_cli_base_mode_refuses_code_base_does_not_have(tmp_path):
+    """Two more ways a review's kernel passed BASE mode against itself: an installed
+    package's entry point (a name without a colon went unchecked), and a module inside the
+    repository that BASE does not have (untracked: BASE's worker loaded this tree's)."""
+    (tmp_path / "cb_gate_pkg").mkdir()
+    (tmp_path / "cb_gate_pkg" / "__init__.py").write_text("")
+    (tmp_path / "cb_gate_pkg" / "kern.py").write_text("from torch.nn.functional import conv2d\n")
+    dist = tmp_path / "cb_gate_pkg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cb-gate-pkg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[convbench.backends]\n"
+                                           "cb_gate_ep = cb_gate_pkg.kern:conv2d\n")
+    root = Path(__file__).parents[1]
+    untracked = root / f"cb_gate_untracked_{os.getpid()}.py"
+    untracked.write_text("from torch.nn.functional import conv2d\n")
+    env = {**os.environ, "PYTHONPATH": f".:{tmp_path}"}
+    try:
+        for backend, says in (("cb_gate_ep", "compared with itself"),
+                              (f"{untracked.stem}:conv2d",
+                               f"{untracked.name} is not in BASE HEAD (untracked")):
+            out = subprocess.run([sys.executable, "-m", "benchmarks", "gate", "HEAD",
+                                  "--quick", "--budget", "0.5", "--backend", backend],
+                                 capture_output=True, text=True, env=env, cwd=root)
+            said = out.stdout + out.stderr
+            assert out.returncode == 2 and says in said and "Traceback" not in said, said
+    finally:
+        untracked.unlink()
 
 
 def test_written_reports_carry_the_verdict_and_each_note_whole(tmp_path):

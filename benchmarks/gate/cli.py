@@ -131,8 +131,6 @@ def _check_setting(opts: Options, base_mode: bool) -> None:
     device torch does not see, a --markdown/--json path that cannot be written, and in BASE
     mode a user's backend from outside this repository (both trees would load the same
     package, and its code would "pass" against itself)."""
-    import importlib.util
-
     from impls.frontend import missing_device
 
     missing = missing_device(opts.device)
@@ -145,18 +143,40 @@ def _check_setting(opts: Options, base_mode: bool) -> None:
         return
     repo = Path(git("rev-parse", "--show-toplevel")).resolve()
     for spec in opts.backends or []:
-        module = spec.partition(":")[0] if ":" in spec else ""
-        try:
-            found = importlib.util.find_spec(module) if module else None
-        except (ImportError, ValueError):
-            found = None  # the worker says why it cannot load
-        origin = Path(found.origin).resolve() if found and found.origin else None
-        if origin is not None and repo not in origin.parents:
+        origin = _defined_in(spec)
+        if origin is None:
+            continue  # unknown or not loadable: the workers say why
+        if repo not in origin.parents:
             raise ValueError(
                 f"--backend {spec}: both trees would load the same {origin} (BASE is built "
                 "from this repository only), so its code would be compared with itself; "
                 "record a baseline before your change (--record DIR) and compare after "
                 "(--baseline DIR)")
+        ref, path = opts.base or default_base(repo), origin.relative_to(repo).as_posix()
+        try:
+            git("cat-file", "-e", f"{ref}:{path}", cwd=repo)
+        except RuntimeError:
+            raise ValueError(
+                f"--backend {spec}: {path} is not in BASE {ref} (untracked, or added since), "
+                "so BASE has no code of its own to compare: its worker would load this "
+                "tree's copy, or nothing; commit it on BASE, or record a baseline before "
+                "your change (--record DIR) and compare after (--baseline DIR)") from None
+
+
+def _defined_in(spec: str) -> Path | None:
+    """The file of the module ``spec`` loads its backend from (a "module:function"'s module,
+    an entry point's, a built-in's), or None where it has none: a name without a colon
+    went unchecked, so an installed package's entry point passed BASE mode against
+    itself."""
+    import importlib.util
+
+    from impls.registry import source_module
+
+    try:
+        found = importlib.util.find_spec(source_module(spec) or "")
+    except (ImportError, ValueError):
+        return None  # the worker says why it cannot load
+    return Path(found.origin).resolve() if found and found.origin else None
 
 
 def _check_names(opts: Options) -> None:
