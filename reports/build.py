@@ -117,6 +117,7 @@ def check_backends(args: argparse.Namespace, rows: list[dict]) -> tuple[list[dic
             correctness.read_checks(args.correctness), names,
             "no results for it in the --correctness files (python -m impls check --backend "
             "NAME --format json)")
+        results = correctness.add_uncovered(results, rows, names)
     else:
         results = correctness.run_checks(args.correctness_budget, names=names, rows=rows)
     return results, correctness.verdicts(results, names)
@@ -135,6 +136,12 @@ def correctness_warnings(verdicts: dict, rows: list[dict]) -> tuple[dict[str, st
     unchecked += [f"{n}: not checked for correctness: {'; '.join(v['left_out'])} (those "
                   "times are of unverified answers)" for n, v in verdicts.items()
                   if v["verdict"] == "passed" and v.get("left_out") and n in timed]
+    # Passed what it ran, but the budget left comparisons out: a wrong corner may be there.
+    unchecked += [f"{n}: the correctness check was cut short: {v['cut']} of "
+                  f"{v['passed'] + v['skipped']} comparisons were left out when the budget "
+                  "was spent (--correctness-budget; python -m impls check --backend "
+                  f"{n} runs them all)" for n, v in verdicts.items()
+                  if v["verdict"] == "passed" and v.get("cut") and n in timed]
     return failed, unchecked
 
 

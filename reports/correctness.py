@@ -123,9 +123,13 @@ def _supervise(plan: list[tuple], budget_s: float, guaranteed: int = 0) -> list[
 
     items = [[*item, 0] for item in plan]  # seed 0, as impls check's default
     done = isolated.run(items, CASE_TIMEOUT_S, budget_s, guaranteed)
-    return done + [isolated.row(item, "skipped", f"the report's correctness budget "
-                                f"({budget_s:g} s) was spent; run python -m impls check "
-                                f"--backend {item[0]}") for item in items[len(done):]]
+    return done + [isolated.row(item, "skipped", f"{BUDGET_SPENT} ({budget_s:g} s) was "
+                                f"spent; run python -m impls check --backend {item[0]}")
+                   for item in items[len(done):]]
+
+
+#: How a comparison the budget left out begins its reason (verdicts count them).
+BUDGET_SPENT = "the report's correctness budget"
 
 
 def _names(names: list[str] | None) -> list[str]:
@@ -167,6 +171,32 @@ def add_missing(results: list[dict], names: list[str], reason: str) -> list[dict
     absent from its correctness table."""
     have = {r["backend"] for r in results}
     return results + [_not_checked(n, reason) for n in names if n not in have]
+
+
+def add_uncovered(results: list[dict], rows: list[dict], names: list[str]) -> list[dict]:
+    """``results`` plus a not-checked row for each setting (device, dtype, TF32) and
+    direction the ``rows`` timed a backend of ``names`` in that no comparison of the
+    ``results`` covers: a review's --correctness file of float64 weight gradients read as
+    "passed" over float32 forward times."""
+    out = list(results)
+    for name in names:
+        covered = {(_device_type(r), r.get("dtype"), bool(r.get("tf32")),
+                    r.get("direction") or "forward")
+                   for r in results if r["backend"] == name and r["status"] != "skipped"}
+        for (device, dtype, tf32), directions in _timed_in(rows, name).items():
+            for direction in directions:
+                if (device, dtype, tf32, direction) not in covered:
+                    setting = f"{dtype}{' TF32' if tf32 else ''} {direction} on {device}"
+                    out.append(_not_checked(name, f"timed in {setting}, which the "
+                                                  "--correctness files did not check "
+                                                  f"(python -m impls check --backend {name} "
+                                                  f"--dtype {dtype} --direction {direction} "
+                                                  f"--device {device} --format json)", device))
+    return out
+
+
+def _device_type(result: dict) -> str:
+    return (result.get("device") or "cpu").split(":")[0]
 
 
 def read_checks(paths: list[Path]) -> list[dict]:
@@ -270,8 +300,10 @@ def verdicts(results: list[dict], names: list[str]) -> dict[str, dict]:
         left_out = _few({r["reason"] for r in mine if r["status"] == "skipped"
                          and r.get("case") == "*" and r.get("reason")})
         bad = [r for r in mine if r["status"] not in ("passed", "skipped")]
+        cut = sum(r["status"] == "skipped" and (r.get("reason") or "").startswith(BUDGET_SPENT)
+                  for r in mine)
         out[name] = {"failed": failed, "passed": passed, "skipped": skipped, "reasons": reasons,
-                     "left_out": left_out, "repro": repro(bad[0]) if bad else "",
+                     "left_out": left_out, "cut": cut, "repro": repro(bad[0]) if bad else "",
                      "errors": len(errors), "first_error": errors[0] if errors else "",
                      "verdict": "failed" if failed else "passed" if passed else "unchecked"}
     return out

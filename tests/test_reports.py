@@ -635,9 +635,46 @@ def test_rows_timed_on_a_device_this_machine_lacks_are_not_vouched_for_by_anothe
     from reports.build import correctness_warnings
 
     _, warned = correctness_warnings(verdicts, [cpu, cuda])  # at the top of the page
-    assert len(warned) == 1 and "those times are of unverified answers" in warned[0]
+    assert len(warned) == 2 and "those times are of unverified answers" in warned[0]
+    assert "the correctness check was cut short" in warned[1]  # a 0.01 s budget
     only_cuda = correctness.run_checks(0.01, names=["torch"], rows=[cuda])
     assert correctness.verdicts(only_cuda, ["torch"])["torch"]["verdict"] == "unchecked"
+
+
+def test_a_correctness_file_vouches_only_for_what_it_checked(tmp_path, capsys):
+    """A review's check of float64 weight gradients on one case read "passed all 2 cases"
+    over float32 forward times: what the rows timed and the files did not check is a
+    'not checked' row, warned about at the top."""
+    write_results(tmp_path / "a.jsonl", "alpha", 1.0)
+    check = tmp_path / "narrow.json"
+    check.write_text(json.dumps({"backend": "torch", "results": [
+        {"backend": "torch", "case": "plain-3x3", "mode": "exact", "dtype": "float64",
+         "direction": "backward-weights", "status": "passed", "features": ["plain"],
+         "max_error": 0.0, "bound": 1e-12, "reason": ""}]}))
+    assert main(["build", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "out"),
+                 "--correctness", str(check)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: torch: not checked for correctness: timed in float32 forward on cpu, "
+            "which the --correctness files did not check") in err, err
+
+
+def test_a_check_cut_short_by_the_budget_is_said_at_the_top():
+    """25 comparisons passed and 65 were left out by the budget, among them every dilated
+    and grouped case of a backend wrong only there: the page said 'passed' and nothing
+    more. It passed what it ran; the top of the page says the rest was not run."""
+    from reports.build import correctness_warnings
+
+    def result(status, reason=""):
+        return {"backend": "b", "case": "c", "status": status, "reason": reason}
+
+    results = [result("passed")] * 2 + [result("skipped", correctness.BUDGET_SPENT +
+                                                " (2 s) was spent")] * 3
+    verdicts = correctness.verdicts(results, ["b"])
+    assert verdicts["b"]["verdict"] == "passed" and verdicts["b"]["cut"] == 3
+    _, warned = correctness_warnings(verdicts, [{"backend": "b", "status": "ok"}])
+    assert warned == ["b: the correctness check was cut short: 3 of 5 comparisons were left "
+                      "out when the budget was spent (--correctness-budget; python -m impls "
+                      "check --backend b runs them all)"]
 
 
 def test_a_crossover_map_needs_two_backends():
