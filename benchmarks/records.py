@@ -90,7 +90,9 @@ ROW_FIELDS = {
                  "of the per-round ratios); null under 6 rounds, too few for one",
     "paired_error": "why a case of a paired sweep is unpaired (its partner refuses the "
                     "case, would exceed --limit, or failed)",
-    "flops": "2*N*K*P*Q*(C/g)*R*S of one call (each backward direction: the forward's)",
+    "flops": "benchdnn's count of one call: 2 per multiply-add of a kernel tap that lands "
+             "inside the input, taps on padding left out, so at most 2*N*K*P*Q*(C/g)*R*S "
+             "(each backward direction: the forward's)",
     "gflops": "flops / median_s / 1e9",
     "bytes": "input + weight + output bytes (real tensors, not im2col-inflated)",
     "gbps": "bytes / median_s / 1e9",

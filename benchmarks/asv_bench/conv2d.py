@@ -111,7 +111,8 @@ def _prepare(backend: str, shape: str, direction: str = "forward"):
 
 
 def _gflops(call, flops: int) -> float:
-    """2*N*K*P*Q*(C/g)*R*S over the median of torch.utils.benchmark's blocked runs."""
+    """benchdnn's FLOPs (taps on padding not counted: ConvSpec.flops) over the median of
+    torch.utils.benchmark's blocked runs."""
     from torch.utils.benchmark import Timer
 
     timer = Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
@@ -138,7 +139,8 @@ class Forward:
         self.conv(*self.args)
 
     def track_gflops(self, backend: str, shape: str) -> float:
-        """2*N*K*P*Q*(C/g)*R*S over the median of torch.utils.benchmark's blocked runs."""
+        """benchdnn's FLOPs (taps on padding not counted: ConvSpec.flops) over the median of
+    torch.utils.benchmark's blocked runs."""
         return _gflops(functools.partial(self.conv, *self.args), self.flops)
 
     track_gflops.unit = "GFLOP/s"
