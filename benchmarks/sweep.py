@@ -58,6 +58,7 @@ from pathlib import Path
 from benchmarks import records, sweep_plan
 from benchmarks.sweep_report import Progress, summarize
 from impls.frontend import missing_device
+from impls.registry import get_backend
 
 BENCH_FILE = Path(__file__).with_name("bench_sweep.py")
 #: glibc malloc settings for the child, unless already set: large blocks come from the heap
@@ -111,12 +112,20 @@ _SELECTING = ("--deselect", "--lf", "--last-failed", "--ff", "--failed-first", "
 def cli(args: argparse.Namespace) -> int:
     try:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
+        partner = sweep_plan.partner(args.paired_with)
+        if partner and args.backend and partner.name not in {
+                get_backend(b).name for b in args.backend}:
+            # The ratios are read against the partner's own rows (summary, report,
+            # targets): without them, a review's paired rows showed no ratio anywhere.
+            args.backend = [*args.backend, partner.name]
+            print(f"note: --paired-with {args.paired_with} times {partner.name}'s own rows "
+                  "too (added to --backend): the paired ratios are read against them",
+                  file=sys.stderr)
         cases = sweep_plan.plan(args.shape_set, args.backend,
                                 batch=sweep_plan.batch_of(args.batch), dtype=args.dtype,
                                 device=args.device,
                                 directions=_directions(args.direction), cache=args.cache,
                                 tf32=args.tf32, memory_format=args.memory_format)
-        partner = sweep_plan.partner(args.paired_with)
     except ValueError as exc:
         print(f"python -m benchmarks sweep: error: {exc}", file=sys.stderr)
         return 2
