@@ -117,9 +117,10 @@ def cli(args: argparse.Namespace) -> int:
                 get_backend(b).name for b in args.backend}:
             # The ratios are read against the partner's own rows (summary, report,
             # targets): without them, a review's paired rows showed no ratio anywhere.
-            args.backend = [*args.backend, partner.name]
-            print(f"note: --paired-with {args.paired_with} times {partner.name}'s own rows "
-                  "too (added to --backend): the paired ratios are read against them",
+            print(f"warning: --paired-with {args.paired_with} without --backend "
+                  f"{args.paired_with}: the rows keep their paired ratios, but the summary, "
+                  f"report and targets read them against {partner.name}'s own rows, which "
+                  f"this sweep does not time; add --backend {args.paired_with}",
                   file=sys.stderr)
         cases = sweep_plan.plan(args.shape_set, args.backend,
                                 batch=sweep_plan.batch_of(args.batch), dtype=args.dtype,
