@@ -42,7 +42,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     are not traceable, and the rest of the model still compiles."""
     if torch.compiler.is_compiling():
         return _eager_conv2d()(input, weight, bias, stride, padding, dilation, groups,
-                               backend=backend)
+                               backend)
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, backend)
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, backend) -> torch.Tensor:
+    """conv2d's work, never the compile check: torch.export's non-strict tracing reports
+    compiling inside the disabled call too, so conv2d called itself until the recursion
+    limit (found by a review)."""
     entry = get_backend(backend)
     given = getattr(input, "dtype", None)
     input, weight, bias, autocast_off = _autocast(input, weight, bias)
@@ -80,7 +87,7 @@ def _eager_conv2d():
     for ``import impls``. Kept in a plain list, not functools.cache: Dynamo traces this call
     and warns that it ignores a cache wrapper."""
     if not _EAGER:
-        _EAGER.append(torch.compiler.disable(conv2d))
+        _EAGER.append(torch.compiler.disable(_conv2d))
     return _EAGER[0]
 
 
@@ -92,7 +99,7 @@ def _autocast(input, weight, bias):
     autocast off: it computes in the dtype it is given, or refuses one it does not take
     (as for any other dtype), rather than having its own ops (an FFT, Winograd's GEMMs)
     cast behind its back, which gave float32 results with bfloat16's error."""
-    if not isinstance(input, torch.Tensor) or not torch.is_autocast_enabled(input.device.type):
+    if not isinstance(input, torch.Tensor) or not _autocast_on(input.device.type):
         return input, weight, bias, contextlib.nullcontext()
     device_type = input.device.type
     dtype = torch.get_autocast_dtype(device_type)
@@ -103,6 +110,16 @@ def _autocast(input, weight, bias):
         return t.to(dtype) if eligible else t
 
     return cast(input), cast(weight), cast(bias), torch.autocast(device_type, enabled=False)
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether an autocast region of ``device_type`` is open; False for a device autocast
+    does not know (meta: torch raised "unknown device type for autocast" before the
+    backend's own refusal could name the device)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
 
 
 def in_memory_format(out: torch.Tensor, call: NormalizedCall) -> torch.Tensor:

@@ -182,6 +182,47 @@ def test_fft_refuses_double_backward():
         gx.sum().backward()
 
 
+def test_fft_refuses_a_gradient_penalty_rather_than_drop_it():
+    """A gradient penalty passes in a grad_out that does not require grad, and once
+    differentiable let the data gradient come back detached from the weight: a review's
+    penalty was silently missing from w.grad (0.378 where torch's was 3657)."""
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = impls.conv2d(x, w, padding=1, backend="fft")
+    (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    assert gx.requires_grad  # it depends on w: differentiating it must not pass silently
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        (out.mean() + gx.pow(2).sum()).backward()
+    # Without create_graph nothing changes: plain gradients, as before.
+    (gx,) = torch.autograd.grad(impls.conv2d(x, w, padding=1, backend="fft").sum(), x)
+    assert not gx.requires_grad
+
+
+def test_forward_mode_derivatives_are_carried_or_refused_never_dropped():
+    """fft returned a dual's value with its tangent dropped (NumPy saw the primal only), and
+    failed inside torch.func; unfold refused a jvp from batch 8 on (its chunked bmm(out=)
+    has no derivative). Each backend either carries the tangent or refuses by name."""
+    from torch.autograd import forward_ad
+
+    x, w = torch.randn(8, 4, 20, 20), torch.randn(4, 4, 3, 3)
+    tangent = torch.randn_like(x)
+    want = F.conv2d(tangent, w, padding=1)  # conv2d is linear in its input
+    for name in ("unfold", "winograd-f4", "torch"):
+        _, got = torch.func.jvp(lambda a, name=name: impls.conv2d(a, w, padding=1,
+                                                                  backend=name),
+                                (x,), (tangent,))
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x.double(), tangent.double())
+        with pytest.raises(NotImplementedError, match="fft has no forward-mode derivative"):
+            impls.conv2d(dual, w.double(), padding=1, backend="fft")
+        # No tangent on its inputs: fft runs as ever, inside a dual level too.
+        assert impls.conv2d(x.double(), w.double(), padding=1, backend="fft").shape == x.shape
+    with pytest.raises(NotImplementedError, match="fft has no forward-mode derivative"):
+        torch.func.jvp(lambda a: impls.conv2d(a, w, padding=1, backend="fft"), (x,),
+                       (tangent,))
+
+
 @pytest.mark.parametrize("stride", [(10_000, 10_000), (10_000, 1), (7, 9)])
 def test_fft_takes_a_stride_past_the_image_at_the_cost_of_a_small_one(stride):
     """One output position along an axis: every stride from the kernel's span on gives it.

@@ -83,6 +83,16 @@ def test_unavailable_backend_raises_its_reason():
         impls.conv2d(X, W, backend=entry)
 
 
+def test_a_device_no_backend_runs_on_is_refused_by_name():
+    """Meta tensors (shape inference, deferred init) got "unknown device type for
+    autocast" from the autocast check, before the backend could name the device."""
+    with torch.device("meta"):
+        x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    for name in ("torch", "unfold"):
+        with pytest.raises(NotImplementedError, match="does not run on meta"):
+            impls.conv2d(x, w, padding=1, backend=name)
+
+
 def test_unsupported_dtype_is_refused_not_converted(backend):
     entry = impls.get_backend(backend)
     missing = [d for d in (torch.float16, torch.bfloat16, torch.float64, torch.float32)

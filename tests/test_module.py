@@ -123,6 +123,16 @@ def test_a_compiled_model_runs_each_convolution_eagerly(name):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("name", ["torch", "unfold"])
+def test_torch_export_traces_a_model_through_the_front_end(name):
+    """Non-strict torch.export (torch 2.13's default) reports compiling inside the disabled
+    call too: conv2d sent itself back to its graph break until the recursion limit."""
+    model = impls.Conv2d(2, 3, 3, padding=1, backend=name)
+    x = torch.randn(1, 2, 5, 5)
+    exported = torch.export.export(model, (x,))
+    torch.testing.assert_close(exported.module()(x), model(x))
+
+
 def test_module_parity_catches_a_layer_that_changes_its_weight(isolated_registry):
     """The case table catches a backend that writes to its arguments; module parity
     compared outputs only, and passed one that zeroes its weight after computing."""

@@ -25,6 +25,7 @@ import math
 import threading
 
 import torch
+from torch.autograd import forward_ad
 
 from impls.builtin._plain import plain
 
@@ -97,5 +98,21 @@ def release() -> None:
 
 
 def tracked(*tensors) -> bool:
-    """Whether autograd records a call on these tensors (and may save its temporaries)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    """Whether autograd records a call on these tensors (and may save its temporaries), or
+    a derivative is carried through it in forward mode (forward_ad, torch.func): either
+    way no kept buffer and no ``out=`` op, which have no derivative formulas (unfold's
+    chunked ``bmm(out=)`` refused a jvp from batch 8 on)."""
+    return (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+            or forward_mode(*tensors))
+
+
+def forward_mode(*tensors) -> bool:
+    """Whether a derivative is carried through these tensors in forward mode, or a
+    torch.func transform sees them: a forward_ad tangent on one, or functorch's wrapper
+    (jvp, vmap, grad)."""
+    tensors = [t for t in tensors if t is not None]
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+    if any(wrapped(t) for t in tensors):
+        return True
+    return getattr(forward_ad, "_current_level", -1) >= 0 and any(
+        forward_ad.unpack_dual(t).tangent is not None for t in tensors)

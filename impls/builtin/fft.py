@@ -29,7 +29,7 @@ gradient never enters the Function, and one that does saves only what its backwa
 
 What it must not do: claim exactness (float32 runs in complex64; its error model is
 "fft"), hide a NaN or Inf (a non-finite value spreads over its tile's outputs, an Inf may
-come out as NaN, but it never vanishes), or support double backward (once_differentiable).
+come out as NaN, but it never vanishes), or support double backward (impls.builtin._first_order).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ import numpy as np
 import scipy.fft as sfft
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from torch.autograd.function import once_differentiable
 
-from impls.builtin import _weight_cache
+from impls.builtin import _scratch, _weight_cache
 from impls.builtin._fft_plan import effective_stride, geometry, workspace
+from impls.builtin._first_order import first_order
 from impls.registry import register_backend
 
 
@@ -57,10 +57,15 @@ from impls.registry import register_backend
                 "contracted per frequency by one batched complex GEMM",
 )
 def fft_conv2d(input, weight, bias, stride, padding, dilation, groups):
-    """Forward conv2d (cross-correlation) through real FFTs; float32 stays in complex64."""
-    if torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (input, weight, bias)
-    ):
+    """Forward conv2d (cross-correlation) through real FFTs; float32 stays in complex64.
+
+    A derivative in forward mode is refused, not dropped: NumPy returned the value alone,
+    its tangent None (forward_ad), or could not read torch.func's wrapped tensors."""
+    if _scratch.forward_mode(input, weight, bias):
+        raise NotImplementedError("fft has no forward-mode derivative (forward_ad, torch.func "
+                                  "jvp, vmap, grad): it computes in NumPy and SciPy, which "
+                                  "they cannot see into; use another backend there")
+    if _scratch.tracked(input, weight, bias):
         return _FFTConv2d.apply(input, weight, bias, stride, padding, dilation, groups)
     return _forward(input, weight, bias, stride, padding, dilation, groups, keep=weight)
 
@@ -100,7 +105,7 @@ class _FFTConv2d(torch.autograd.Function):
         return _forward(input, weight, bias, stride, padding, dilation, groups, keep=None)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, grad_out):
         input, weight = ctx.saved_tensors
         (input_shape, weight_shape), conv = ctx.shapes, ctx.conv

@@ -32,8 +32,8 @@ import os
 
 import torch
 from torch.autograd import forward_ad
-from torch.autograd.function import once_differentiable
 
+from impls.builtin._first_order import first_order
 from impls.builtin._triton_launch import launch
 from impls.frontend import NormalizedCall, output_size, result_format
 from impls.registry import register_backend
@@ -265,7 +265,7 @@ class TritonConv2dFunction(torch.autograd.Function):
         return conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, grad_out):
         input, weight = ctx.saved_tensors
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
