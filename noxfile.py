@@ -87,12 +87,8 @@ def _results_option(posargs: list[str]) -> list[str]:
     """The results file the sweep's own options name (--results X, --results=X), for the
     report to build from: without it, the report takes the newest file in reports/sweeps/,
     which is the sweep's own only when the sweep wrote there."""
-    for i, arg in enumerate(posargs):
-        if arg == "--results" and i + 1 < len(posargs):
-            return [posargs[i + 1]]
-        if arg.startswith("--results="):
-            return [arg.split("=", 1)[1]]
-    return []
+    value = _option_value(posargs, "--results")
+    return [value] if value else []
 
 
 @nox.session
@@ -103,7 +99,19 @@ def report(session: nox.Session) -> None:
     install(session, "report", "test")
     session.run("python", "-m", "reports", "build", *session.posargs)
     session.run("pytest", "-m", "browser", "tests/test_report_browser.py",
-                env={"CONVBENCH_REPORT_DIR": "reports/out"})
+                env={"CONVBENCH_REPORT_DIR": _option_value(session.posargs, "--out")
+                     or "reports/out"})
+
+
+def _option_value(posargs: list[str], option: str) -> str | None:
+    """The value posargs give ``option`` (``--out X`` or ``--out=X``; the last wins)."""
+    value = None
+    for i, arg in enumerate(posargs):
+        if arg == option and i + 1 < len(posargs):
+            value = posargs[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 @nox.session

@@ -51,7 +51,13 @@ def run_checks(budget_s: float = BUDGET_S, device: str = "cpu",
     for name in sorted(_names(names), key=_check_order):
         entry = _entry(name)
         if isinstance(entry, str) or not entry.available:
-            out.append(_not_checked(name, entry if isinstance(entry, str) else entry.reason))
+            reason = entry if isinstance(entry, str) else entry.reason
+            # Timed on a device this machine lacks (triton's rows of a GPU sweep): where to
+            # check it, as for a backend that loads.
+            elsewhere = [d for d, _, _ in _timed_in(rows, name, device) if _device_missing(d)]
+            out.append(_not_checked(name, reason + "".join(
+                f"; check it there: python -m impls check --backend {name} --device {d}"
+                for d in dict.fromkeys(elsewhere))))
             continue
         for where, directions in _timed_in(rows, name, device).items():
             missing = _device_missing(where[0])

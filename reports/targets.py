@@ -417,10 +417,11 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>\n"
 
 
-def html_section(result_set: ResultSet) -> str:
+def html_section(result_set: ResultSet, anchor: str = "targets") -> str:
+    """The HTML of one run's targets; ``anchor``, its heading's id, one per section."""
     e = htmllib.escape
     mine = _mine(result_set)
-    text = (f"<h2 id=targets>Speed targets ({e(result_set.label or '')})</h2>"
+    text = (f"<h2 id={anchor}>Speed targets ({e(result_set.label or '')})</h2>"
             f"<p>{e(provenance(result_set))}</p>"
             + _html_table(HEADER, table([evaluate(t, result_set.rows) for t in mine])))
     for title, header, body in _layer_tables(mine, result_set.rows):
@@ -443,7 +444,9 @@ def add_to_report(out_dir: Path, sets: list[ResultSet]) -> None:
     mine = [s for s in _runs(sets) if has_targets(s)]
     if not mine:
         return
-    _insert(out_dir / "index.html", "<h2 id=speedup>", "".join(map(html_section, mine)))
+    _insert(out_dir / "index.html", "<h2 id=speedup>", "".join(
+        html_section(s, "targets" if i == 0 else f"targets-{i + 1}")
+        for i, s in enumerate(mine)))
     _insert(out_dir / "summary.md", "## Speedup over torch", "".join(
         f"## Speed targets ({s.label})\n\n{markdown(s)}\n" for s in mine))
 

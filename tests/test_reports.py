@@ -426,6 +426,9 @@ def test_a_users_wrong_backend_is_checked_and_shown_failing(tmp_path, zeros_back
     assert "unfold" not in correctness and "naive" not in correctness  # not in the rows
     summary = (out / "summary.md").read_text()
     assert f"- **{zeros_backend} FAILED the correctness check" in summary
+    with open(out / "results.csv", newline="") as f:  # the CSV says it as well
+        failed = {r["backend"]: r["failed_check"] for r in csv.DictReader(f)}
+    assert failed[zeros_backend] == "True" and failed["torch"] == ""
     assert f"| tiny | {zeros_backend} [FAILED correctness] | x10 | 2 | 0 | 0 | 0 | 2 |" in summary
 
 
@@ -656,6 +659,18 @@ def test_a_correctness_file_vouches_only_for_what_it_checked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("warning: torch: not checked for correctness: timed in float32 forward on cpu, "
             "which the --correctness files did not check") in err, err
+
+
+def test_a_bad_memory_budget_is_bad_usage_not_a_failed_backend(tmp_path, monkeypatch,
+                                                               capsys):
+    """The checks read CONVBENCH_MEMORY_BUDGET: a typo in it made every backend with a
+    memory model FAIL its correctness check in the report (exit 1), a correct one too."""
+    write_results(tmp_path / "a.jsonl", "alpha", 1.0)
+    monkeypatch.setenv("CONVBENCH_MEMORY_BUDGET", "lots")
+    build = ["build", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "out")]
+    assert main(build) == 2
+    assert "CONVBENCH_MEMORY_BUDGET='lots' is not a byte count" in capsys.readouterr().err
+    assert main([*build, "--no-correctness"]) == 0  # nothing reads it then
 
 
 def test_a_check_cut_short_by_the_budget_is_said_at_the_top():

@@ -386,6 +386,17 @@ def test_a_run_s_precision_files_make_one_report_section_with_the_per_layer_tabl
     assert summary.count("## Speed targets") == 1
     assert "| layer | float32 | TF32 | bfloat16 |" in summary and "not in this run" not in summary
     assert "in 3 sweeps started" in summary
+    # Another machine's file is a section of its own, with an id of its own.
+    other = records.ResultsFile(tmp_path / "other.jsonl")
+    other.append({"record": "machine", "id": "m-other", "host": "otherbox", "device": "cuda",
+                  "gpu": {"name": "Other GPU"}})
+    for r in rows:
+        if r["dtype"] == "bfloat16":
+            other.append({**r, "machine_id": "m-other"})
+    (out / "index.html").write_text("<body><h2 id=speedup>x</h2></body>")
+    targets.add_to_report(out, [load([f]) for f in [*files, other.path]])
+    page = (out / "index.html").read_text()
+    assert page.count("<h2 id=targets>") == 1 and page.count("<h2 id=targets-2>") == 1
 
 
 def test_table_only_with_a_precision_missing_prints_what_there_is(tmp_path, capsys):
