@@ -286,7 +286,7 @@ def layer_groups(targets) -> list[list[Target]]:
     precisions (each precision once, widest first): each group is one per-layer table."""
     groups = {}
     for t in targets:
-        group = groups.setdefault((t.backend, t.baseline, t.shape_sets, t.batch, t.device), {})
+        group = groups.setdefault(_layer_kind(t), {})
         group.setdefault((t.dtype, t.tf32), t)
     return [sorted(g.values(), key=lambda t: _PRECISIONS.index(t.precision))
             for g in groups.values() if len(g) > 1]
@@ -380,9 +380,18 @@ def _when(result_set: ResultSet) -> str:
 
 
 def _layer_tables(targets, rows):
-    """The per-layer tables with two precisions or more in these rows."""
-    tables = [per_layer(group, rows) for group in layer_groups(targets)]
-    return [t for t in tables if len(t[1]) > 2]
+    """The per-layer tables of these rows: one per group of targets in several precisions,
+    with the precisions measured here (one alone too: a run of one machine may hold only
+    bfloat16, whose target names four layers, and its table gives all twenty)."""
+    kinds = {_layer_kind(t) for t in targets}  # with their other precisions, run or not
+    tables = [per_layer(group, rows)
+              for group in layer_groups([t for t in TARGETS if _layer_kind(t) in kinds])]
+    return [t for t in tables if len(t[1]) > 1]
+
+
+def _layer_kind(t: Target) -> tuple:
+    """What one per-layer table is of: all but the precision (see layer_groups)."""
+    return t.backend, t.baseline, t.shape_sets, t.batch, t.device
 
 
 def _mine(result_set: ResultSet) -> list[Target]:

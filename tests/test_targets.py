@@ -397,6 +397,8 @@ def test_a_run_s_precision_files_make_one_report_section_with_the_per_layer_tabl
     targets.add_to_report(out, [load([f]) for f in [*files, other.path]])
     page = (out / "index.html").read_text()
     assert page.count("<h2 id=targets>") == 1 and page.count("<h2 id=targets-2>") == 1
+    # bfloat16 alone there still gets its per-layer table (its target names four layers).
+    assert "<th>layer</th><th>bfloat16</th></tr>" in page.split("<h2 id=targets-2>")[1]
 
 
 def test_table_only_with_a_precision_missing_prints_what_there_is(tmp_path, capsys):
@@ -406,6 +408,7 @@ def test_table_only_with_a_precision_missing_prints_what_there_is(tmp_path, caps
     text = (tmp_path / "targets.md").read_text()
     assert "triton bfloat16, batch 32" in text and "| yes |" in text
     assert "| triton TF32, batch 32 |" in text and "not in this run" in text
+    assert "| layer | bfloat16 |" in text  # every layer, though one precision is here
     assert "no such file" in capsys.readouterr().err
     assert targets.write([tmp_path / "absent.jsonl"], tmp_path, "cuda") == 2
 
