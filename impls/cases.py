@@ -183,6 +183,17 @@ CASES: tuple[Case, ...] = (
          layout="strided"),
     Case("strided-3x3-depthwise",      1,  6,  9,  9,  6,  3,  3,  padding=1, groups=6,
          layout="strided"),
+    # Past the blocks, chunks and tiles a kernel may use: a review's backends wrong only
+    # beyond a reduction of 1024, 64 channels per group, 256 output channels, 4 images,
+    # an output 64 wide or of 4096 positions, stride 3, or with unequal stride and
+    # dilation together passed every row above.
+    Case("reduction-1296-channels-144", 1, 144, 6,  6,  8,  3,  3,  padding=1),
+    Case("out-channels-272",           1,  4,  5,  5, 272, 3,  3,  padding=1),
+    Case("batch-6",                    6,  3,  6,  5,  4,  3,  3,  padding=1),
+    Case("output-66x66",               1,  2, 66, 66,  3,  3,  3,  padding=1),
+    Case("patch-4x4-stride-4",         2,  3, 16, 20,  8,  4,  4,  stride=4),
+    Case("stride-2x3-dilation-2x1",    1,  3, 17, 19,  4,  3,  3,  stride=(2, 3),
+         padding=(1, 2), dilation=(2, 1)),
 )
 # fmt: on
 

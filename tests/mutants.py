@@ -423,3 +423,27 @@ def wrong_every_second_call(input, weight, bias=None, stride=1, padding=0, dilat
     _calls[0] += 1
     out = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return out + 1 if _calls[0] % 2 == 0 else out
+
+
+# -- past the sizes a kernel blocks, chunks or tiles by (found by an adversarial review) ---
+
+@mutant(None, lambda c: c.c // c.groups * c.r * c.s > 1024,
+        caught_by=("reduction-1296-channels-144",))
+def reduction_split_past_1024(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                              groups=1):
+    """Split-K past a reduction of 1024 sums only the first half of the channels."""
+    _, cg, r, s = weight.shape
+    if cg * r * s <= 1024 or groups != 1:
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    half = cg // 2
+    return F.conv2d(input[:, :half], weight[:, :half], bias, stride, padding, dilation)
+
+
+@mutant(None, lambda c: c.n > 4, caught_by=("batch-6",))
+def batch_chunks_of_4(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Batch in chunks of 4 whose offset is the chunk's index, not 4 times it (N > 4)."""
+    outs = [F.conv2d(input[i:i + 4], weight, bias, stride, padding, dilation, groups)
+            for i in range(0, input.shape[0], 4)]
+    chunks = [F.conv2d(input[k:k + len(o)], weight, bias, stride, padding, dilation, groups)
+              for k, o in enumerate(outs)]
+    return torch.cat(chunks) if input.shape[0] > 4 else outs[0]
