@@ -304,3 +304,42 @@ def test_a_result_without_a_graph_is_named_with_what_to_do(isolated_registry):
         gradient_call("detaches", x, w, None, "backward-data")
     result = check_backward("detaches", CASES[0], "backward-weights")  # impls check's path
     assert result.status == "error" and "cannot differentiate" in result.reason, result
+
+
+class _TrainingOnlyBug(torch.autograd.Function):
+    """conv2d whose grad_input is wrong when the weight requires grad too (every hidden
+    layer in training), and whose bias gradient is zero when the weight is frozen."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w)
+        ctx.conv = (stride, padding, dilation, groups)
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, go):
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = torch.nn.grad.conv2d_input(x.shape, w, go, *ctx.conv) if need_x else None
+        gw = torch.nn.grad.conv2d_weight(x, w.shape, go, *ctx.conv) if need_w else None
+        gb = go.sum((0, 2, 3)) if need_b else None
+        if need_x and need_w:
+            gx = gx * 2
+        if need_b and not need_w:
+            gb = gb * 0
+        return gx, gw, gb, None, None, None, None
+
+
+@pytest.mark.parametrize("direction, says", [
+    ("backward-data", "(with input, weight, bias requiring grad)"),
+    ("backward-weights", "(with bias requiring grad)")])
+def test_gradients_are_checked_as_training_and_fine_tuning_ask_for_them(isolated_registry,
+                                                                        direction, says):
+    """Each direction was asked with its own tensors alone requiring grad: a review's
+    backends with these two bugs passed every gradient check."""
+    impls.register_backend(lambda *a: _TrainingOnlyBug.apply(*a), name="training-only-bug")
+    result = check_backward("training-only-bug", CASES[0], direction, "random",
+                            torch.float64)
+    assert result.status == "failed" and result.reason.endswith(says), result.reason
+    assert check_backward("training-only-bug", CASES[0], direction, "exact",
+                          torch.float64).status == "passed"  # its own tensors alone: right
