@@ -244,14 +244,18 @@ def test_fft_takes_a_stride_past_the_image_at_the_cost_of_a_small_one(stride):
 # --- the checker catches wrong gradients -------------------------------------------------
 
 
-class _OffByOneBatchWeightGrad(torch.autograd.Function):
-    """F.conv2d whose weight gradient forgets the last image (a classic reduction bug)."""
+class _Conv2dFunction(torch.autograd.Function):
+    """F.conv2d as an autograd Function, its backward left to each buggy subclass."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups):
         ctx.save_for_backward(x, w)
         ctx.conv = (stride, padding, dilation, groups)
         return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+class _OffByOneBatchWeightGrad(_Conv2dFunction):
+    """F.conv2d whose weight gradient forgets the last image (a classic reduction bug)."""
 
     @staticmethod
     def backward(ctx, go):
@@ -306,15 +310,9 @@ def test_a_result_without_a_graph_is_named_with_what_to_do(isolated_registry):
     assert result.status == "error" and "cannot differentiate" in result.reason, result
 
 
-class _TrainingOnlyBug(torch.autograd.Function):
+class _TrainingOnlyBug(_Conv2dFunction):
     """conv2d whose grad_input is wrong when the weight requires grad too (every hidden
     layer in training), and whose bias gradient is zero when the weight is frozen."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups):
-        ctx.save_for_backward(x, w)
-        ctx.conv = (stride, padding, dilation, groups)
-        return F.conv2d(x, w, b, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, go):
