@@ -112,6 +112,7 @@ _SELECTING = ("--deselect", "--lf", "--last-failed", "--ff", "--failed-first", "
 def cli(args: argparse.Namespace) -> int:
     try:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
+        batch = sweep_plan.batch_of(args.batch)
         partner = sweep_plan.partner(args.paired_with)
         if partner and args.backend and partner.name not in {
                 get_backend(b).name for b in args.backend}:
@@ -123,8 +124,7 @@ def cli(args: argparse.Namespace) -> int:
                   f"this sweep does not time; add --backend {args.paired_with}",
                   file=sys.stderr)
         cases = sweep_plan.plan(args.shape_set, args.backend,
-                                batch=sweep_plan.batch_of(args.batch), dtype=args.dtype,
-                                device=args.device,
+                                batch=batch, dtype=args.dtype, device=args.device,
                                 directions=_directions(args.direction), cache=args.cache,
                                 tf32=args.tf32, memory_format=args.memory_format)
     except ValueError as exc:
@@ -167,8 +167,7 @@ def cli(args: argparse.Namespace) -> int:
         if unloadable:
             return 2
     results = records.ResultsFile((args.results or sweep_plan.results_path(
-        args.device, args.dtype, sweep_plan.batch_of(args.batch), shard_of,
-        args.tf32)).resolve())
+        args.device, args.dtype, batch, shard_of, args.tf32)).resolve())
     paths = _paths(results.path)
     if not args.fresh:
         from benchmarks.machine import describe

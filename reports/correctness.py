@@ -233,7 +233,7 @@ def summary(results: list[dict]) -> list[dict]:
     for r in results:
         # `impls check --direction` results carry their direction (forward ones need not).
         direction, dtype = r.get("direction") or "forward", r.get("dtype") or "float32"
-        device = (r.get("device") or "cpu").split(":")[0]
+        device = _device_type(r)
         name = (r["backend"] + ("" if device in ("cpu", "*") else f" {device}")
                 + ("" if dtype in ("float32", "*") else f" {dtype}")
                 + (" TF32" if r.get("tf32") else "")

@@ -140,7 +140,7 @@ class Forward:
 
     def track_gflops(self, backend: str, shape: str) -> float:
         """benchdnn's FLOPs (taps on padding not counted: ConvSpec.flops) over the median of
-    torch.utils.benchmark's blocked runs."""
+        torch.utils.benchmark's blocked runs."""
         return _gflops(functools.partial(self.conv, *self.args), self.flops)
 
     track_gflops.unit = "GFLOP/s"

@@ -31,8 +31,8 @@ import math
 import os
 
 import torch
-from torch.autograd import forward_ad
 
+from impls.builtin import _scratch
 from impls.builtin._first_order import first_order
 from impls.builtin._triton_launch import launch
 from impls.frontend import NormalizedCall, output_size, result_format
@@ -137,9 +137,7 @@ def triton_conv2d(input, weight, bias, stride, padding, dilation, groups):
     record it launches directly: autograd's Function costs ~6 us a call for nothing then.
     Not inside forward-mode AD, whose tangents the Function refuses (no jvp) rather than
     drop."""
-    if (torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                        for t in (input, weight, bias))
-            or getattr(forward_ad, "_current_level", -1) >= 0):
+    if _scratch.tracked(input, weight, bias):
         return TritonConv2dFunction.apply(input, weight, bias, stride, padding, dilation,
                                           groups)
     return conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
