@@ -38,6 +38,8 @@ from impls.cli_types import positive_fraction, positive_seconds, probability
 
 #: Seconds of timed rounds: the full gate, and the quick mode CI runs.
 BUDGET_S, QUICK_BUDGET_S = 90.0, 30.0
+#: The share of the budget spent measuring a "slower" verdict again before it fails.
+CONFIRM_SHARE = 0.5
 #: Built-in bands are this much wider against a stored baseline (see cases.gate_cases).
 BASELINE_BAND_SCALE = 2.0
 #: The backend the self-test slows down, and by how much.
@@ -235,8 +237,12 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
             workers = [_worker(stack, "head", repo, opts)]
             known = frozenset(key.split("|")[0] for key in data["cases"])
             results = run_rounds(cases, workers, budget, known=known)
-            rows = verdicts.baseline_rows(cases, data, results, "head", opts.confidence, other)
+
+            def judge(cases, results):
+                return verdicts.baseline_rows(cases, data, results, "head", opts.confidence,
+                                              other)
             title = f"working tree vs baseline {opts.baseline} ({data.get('commit', '?')[:10]})"
+            with_ref = True  # ratios to torch are what a stored baseline compares
         else:
             base_tree, base_name = repo, "the working tree itself"
             if not same_tree:
@@ -249,9 +255,12 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
             with_ref = opts.statistic == "ratio" or opts.save is not None
             results = run_rounds(cases, workers, budget, with_ref=with_ref,
                                  known=frozenset())
-            rows = verdicts.paired_rows(cases, results, "base", "head", opts.statistic,
-                                        opts.confidence)
+
+            def judge(cases, results):
+                return verdicts.paired_rows(cases, results, "base", "head", opts.statistic,
+                                            opts.confidence)
             title = f"working tree vs {base_name}, interleaved"
+        rows = _confirm(judge(cases, results), workers, budget, judge, with_ref)
     if opts.inject:
         title += f" [injected: {opts.inject}]"
     _publish(rows, title, opts)
@@ -259,6 +268,23 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
         store.save(opts.save, results, "head", cases, _meta(repo, opts, budget))
         console.print(f"baseline written: {opts.save}")
     return rows, title
+
+
+def _confirm(rows: list, workers: list[Worker], budget: float, judge, with_ref: bool
+             ) -> list:
+    """Each "slower" row measured again, in fresh worker processes, for a share of the
+    budget; it fails only if that says slower too (verdicts.confirmed says why)."""
+    flagged = [r.case for r in rows if r.verdict == stats.SLOWER]
+    if not flagged:
+        return rows
+    console.print(f"confirming {len(flagged)} slower benchmark(s) in fresh processes: "
+                  + "; ".join(f"{c.backend} {c.shape}" for c in flagged))
+    for worker in workers:
+        worker.restart()
+    again = {r.case.key: r for r in judge(flagged, run_rounds(
+        flagged, workers, budget * CONFIRM_SHARE, with_ref=with_ref))}
+    return [verdicts.confirmed(r, again[r.case.key]) if r.case.key in again else r
+            for r in rows]
 
 
 def _plan(opts: Options) -> tuple[list, float]:

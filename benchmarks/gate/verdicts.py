@@ -10,7 +10,7 @@ the reason.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.markup import escape
 from rich.table import Table
@@ -138,6 +138,37 @@ def _reference_drift(stored: list[float], now: list[float], threshold: float,
     change = stats.unpaired_change(stored, now, confidence)
     moved = change.verdict(threshold / 2) in (stats.SLOWER, stats.FASTER)
     return change.factor if moved else None
+
+
+def _said(change: stats.Change) -> str:
+    return f"{change.factor - 1:+.1%} [{change.low - 1:+.1%}, {change.high - 1:+.1%}]"
+
+
+def confirmed(first: Row, again: Row) -> Row:
+    """``first`` (a "slower" row) judged with ``again``, the same case measured once more in
+    fresh worker processes: it stays slower only if that says slower too.
+
+    Why: on a shared host a neighbour's memory traffic can slow a memory-bound backend for a
+    whole run while compute-bound torch, timed beside it, does not feel it (CI once read
+    unchanged winograd-f2 at +42% against its baseline over 62 rounds, after -5% to +2% in
+    the three runs of the minutes before). A real slowdown is there every time it is
+    measured; a state of the machine, or of one process, mostly is not. Needing both
+    squares the rate of false alarms (where the two measurements are independent) and keeps
+    the power against a slowdown well beyond the band (the self-test's 1.5x)."""
+    if again.change is None:  # the confirmation could not run: the first verdict stands
+        return replace(first, note=_joined(first.note, f"not measured again: {again.note}"))
+    if again.verdict == stats.SLOWER:
+        return replace(first, note=_joined(first.note, "confirmed in fresh processes: "
+                                           + _said(again.change)))
+    return replace(first, verdict=stats.UNSURE, drift=again.drift,
+                   not_comparable=again.not_comparable, note=_joined(
+        f"slower at first, {_said(first.change)}, but {again.verdict} when measured again "
+        f"in fresh processes, {_said(again.change)}: not a steady slowdown (the machine's "
+        "or one process's state); rerun to be sure", first.note))
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def failed(rows: list[Row]) -> bool:
