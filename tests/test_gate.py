@@ -162,6 +162,12 @@ def test_against_a_baseline_a_moved_reference_makes_a_ratio_inconclusive():
         "not comparable: the baseline is of another kind of machine (cpu_flags [amx]")
     assert row(1.0, 1.0, other_kind="x").verdict == stats.UNCHANGED
     assert row(1.5 * 1.2, 1.2).verdict == stats.SLOWER  # +50%: more than the machine moved
+    # Torch faster and the ratio up: a faster clock moves a ratio at most as far as torch
+    # (CI: the machine 27% faster, the injected +66% excused at twice that reach).
+    faster = row(1.66 * 0.73, 0.73)
+    assert faster.verdict == stats.SLOWER and not faster.not_comparable
+    assert row(1.25 * 0.73, 0.73).verdict == stats.UNSURE  # within torch's own -27%
+    assert verdicts.drift_reach(0.73, 1.66) == 1 and verdicts.drift_reach(1.2, 1.3) == 2
 
 
 def test_baseline_round_trip(tmp_path):
