@@ -533,10 +533,10 @@ def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudg
 
     drifted = rows(stats.UNSURE, "not comparable: torch itself is +28% on this shape", 1.28)
     assert cli._self_check("stored", drifted, True, drift_allowed=True)
-    assert not cli._self_check("recorded now", drifted, True, drift_allowed=False)
+    assert not cli._self_check("interleaved", drifted, True, drift_allowed=False)
     assert not cli._self_check("stored", rows(stats.UNSURE, "too short"), True,
                                drift_allowed=True)
-    assert cli._self_check("recorded now", rows(stats.SLOWER), True, drift_allowed=False)
+    assert cli._self_check("interleaved", rows(stats.SLOWER), True, drift_allowed=False)
     assert not cli._self_check("unchanged", rows(stats.SLOWER), False, drift_allowed=False)
     assert cli._self_check("unchanged", rows(stats.UNCHANGED), False, drift_allowed=False)
 
