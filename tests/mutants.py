@@ -412,6 +412,20 @@ def output_buffer_reused(input, weight, bias=None, stride=1, padding=0, dilation
     return _returned.setdefault(key, torch.empty_like(out)).copy_(out)
 
 
+_kept_weights: dict = {}
+
+
+@mutant(None, caught_by=("basic-3x3-pad1", "channels-17"))
+def weight_kept_by_address(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                           groups=1):
+    """Keeps each weight's "transform" keyed by its address, not its version counter: the
+    optimizer step that writes the weight in place between two forwards is not seen, and
+    the old weight is served (Winograd's and FFT's kept transforms must not do this)."""
+    key = (weight.data_ptr(), tuple(weight.shape), weight.dtype, weight.device)
+    kept = _kept_weights.setdefault(key, weight.clone())
+    return F.conv2d(input, kept, bias, stride, padding, dilation, groups)
+
+
 _calls = [0]
 
 

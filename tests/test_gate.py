@@ -520,7 +520,8 @@ def test_a_baseline_from_another_kind_of_machine_is_named():
 def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudgeable():
     """Against a stored file, the injected slowdown may meet a host in another state (torch
     itself moved): the gate then says "not comparable", which the self-test reports as
-    such instead of failing CI; against the baseline it records itself, it must flag."""
+    such instead of failing CI (also against the baseline it recorded minutes before);
+    interleaved, it must flag."""
     from benchmarks.gate import cli
     from benchmarks.gate.cases import GateCase
 

@@ -243,3 +243,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_a_weight_served_stale_after_an_in_place_write_is_named_as_such():
+    """The second call of a random-mode comparison doubles the weight in place (an
+    optimizer step): a transform kept by address is caught and the reason says what it
+    did; one kept by address *and* version counter is right, and passes."""
+    case = CASES_BY_ID["basic-3x3-pad1"]
+    mutants._kept_weights.clear()  # a fresh key: the first call is right, the second stale
+    stale = checker.check_case("mutants:weight_kept_by_address", case, mode="random")
+    assert stale.status == "failed", stale
+    assert "served the weight of the first call" in stale.reason, stale.reason
+    kept = {}
+
+    def kept_by_version(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        key = (weight.data_ptr(), weight._version)
+        return torch.nn.functional.conv2d(input, kept.setdefault(key, weight.clone()), bias,
+                                          stride, padding, dilation, groups)
+
+    impls.register_backend(kept_by_version, name="kept-by-version")
+    assert checker.check_case("kept-by-version", case, mode="random").status == "passed"
+    assert len(kept) == 2  # it did keep, and recompute after the write
