@@ -43,12 +43,13 @@ from impls.checker import (
     declined,
     descriptor,
     error_reason,
+    forward_bound,
     judge,
     runner,
 )
 from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
 from impls.frontend import conv2d
-from impls.reference import reference_conv2d_backward
+from impls.reference import reference_conv2d, reference_conv2d_backward
 from impls.registry import Backend, get_backend
 from impls.tolerances import backward_problem, error_bound
 
@@ -104,7 +105,7 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
         result.reason = _inexact_reason(absrefs, direction, dtype)
         if result.reason:
             return result
-    target, judged = runner(entry, case, dtype, device, autograd=True), []
+    target, judged, forward = runner(entry, case, dtype, device, autograd=True), [], None
     # The other scenarios in random mode only: a wrong gradient there is no rounding
     # matter, and each costs a backward (the suite's gradient checks took 2.5x as long).
     scenarios = SCENARIOS[direction] if mode == "random" else SCENARIOS[direction][:1]
@@ -114,12 +115,17 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
             continue
         scenario = replace(result)
         try:
-            grads = _backend_gradients(entry, case, data, go, dtype, device, requires, names)
+            out, grads = _backend_gradients(entry, case, data, go, dtype, device, requires,
+                                            names)
         except Exception as exc:
             scenario.status, scenario.reason = ERROR, error_reason(exc)
         else:
-            _compare(scenario, target, case, (x, w, go), grads,
-                     {n: refs[n] for n in names}, {n: absrefs[n] for n in names}, dtype, tf32)
+            forward = forward or _forward_reference(case, data)
+            _judge_forward(scenario, target, case, out, forward, dtype, tf32)
+            if scenario.status != FAILED:
+                _compare(scenario, target, case, (x, w, go), grads,
+                         {n: refs[n] for n in names}, {n: absrefs[n] for n in names}, dtype,
+                         tf32)
         judged.append((requires, scenario))
     # The first scenario's verdict, unless another one fails where it passed.
     bad = next(((req, j) for req, j in judged if j.status in (FAILED, ERROR)), judged[0])
@@ -204,13 +210,40 @@ def _inexact_reason(absrefs: dict, direction: str, dtype: torch.dtype) -> str:
     return ""
 
 
+def _forward_reference(case: Case, data) -> tuple:
+    """(x, w, reference output, reference of |x|, |w|, |b|), float64, for _judge_forward."""
+    x, w = data.input.double().numpy(), data.weight.double().numpy()
+    b = None if data.bias is None else data.bias.double().numpy()
+    absb = None if b is None else np.abs(b)
+    return (x, w, reference_conv2d(x, w, b, **case.kwargs()),
+            reference_conv2d(np.abs(x), np.abs(w), absb, **case.kwargs()))
+
+
+def _judge_forward(result: BackwardResult, entry: Backend, case: Case, out: np.ndarray,
+                   forward: tuple, dtype: torch.dtype, tf32: bool) -> None:
+    """Fail ``result`` if the output of the call autograd recorded is wrong. Why: a backend
+    may compute its forward another way when autograd records (fft's and triton's autograd
+    Functions, unfold's tracked path); the forward check, under no_grad, never runs that
+    way, and its gradients can be right with its output wrong (a bias the training path
+    forgets: grad_bias is sum(grad_output) either way)."""
+    x, w, ref, absref = forward
+    judged = replace(result)
+    judge(judged, out, ref, forward_bound(entry, case, result.mode, dtype, tf32, x, w, ref,
+                                          absref))
+    if judged.status == FAILED:
+        result.status = FAILED
+        result.take_errors(judged)
+        result.reason = f"the output of the call autograd recorded: {judged.detail()}"
+
+
 def _backend_gradients(entry: Backend, case: Case, data, go, dtype, device,
                        requires: tuple[str, ...], names: list[str]):
-    """The backend's gradients of ``names`` by name, the tensors named in ``requires``
-    requiring grad (see SCENARIOS)."""
+    """The backend's output and its gradients of ``names`` by name, the tensors named in
+    ``requires`` requiring grad (see SCENARIOS)."""
     x, w = case.lay_out(data.input.to(device, copy=True), data.weight.to(device, copy=True))
     x, w = x.requires_grad_("input" in requires), w.requires_grad_("weight" in requires)
-    b = None if data.bias is None else data.bias.to(device).requires_grad_("bias" in requires)
+    b = None if data.bias is None else data.bias.to(device, copy=True).requires_grad_(
+        "bias" in requires)  # a copy: .to() of a tensor already there is the filled one
     targets = {name: t for name, t in (("input", x), ("weight", w), ("bias", b))
                if name in names}
     grad_out = torch.from_numpy(go).to(device, dtype)
@@ -224,7 +257,8 @@ def _backend_gradients(entry: Backend, case: Case, data, go, dtype, device,
     missing = [name for name, g in zip(targets, grads) if g is None]
     if missing:
         raise RuntimeError(f"autograd gave no gradient for {', '.join(missing)}")
-    return {name: g.detach().to("cpu", torch.float64).numpy() for name, g in zip(targets, grads)}
+    as_numpy = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+    return as_numpy(out), {name: as_numpy(g) for name, g in zip(targets, grads)}
 
 
 def _compare(result: BackwardResult, entry: Backend, case: Case, operands, grads: dict,

@@ -328,16 +328,24 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
                          f"({np.mean(~live):.0%} by construction)")
         return
     def bound_of(ref, absref, scale=1):
-        if result.mode == "exact" and entry.exact and not tf32:
-            return np.zeros_like(ref)
-        the = problem(case, x, w)
-        return error_bound(entry.error_model, dtype, result.mode,
-                           replace(the, xw=scale * the.xw), ref, absref, tf32)
+        return forward_bound(entry, case, result.mode, dtype, tf32, x, w, ref, absref, scale)
 
     judge(result, out, ref, bound_of(ref, absref))
     if again is None or result.status != PASSED:
         return
     _judge_again(result, again, ref, absref, b, bound_of)
+
+
+def forward_bound(entry: Backend, case: Case, mode: str, dtype: torch.dtype, tf32: bool,
+                  x: np.ndarray, w: np.ndarray, ref: np.ndarray, absref: np.ndarray,
+                  scale: float = 1) -> np.ndarray:
+    """The allowed |out - ref| of a forward output: none for an exact backend on exact
+    data, else its error model's (``scale``: the weight was multiplied by it)."""
+    if mode == "exact" and entry.exact and not tf32:
+        return np.zeros_like(ref)
+    the = problem(case, x, w)
+    return error_bound(entry.error_model, dtype, mode, replace(the, xw=scale * the.xw), ref,
+                       absref, tf32)
 
 
 def _judge_again(result: CaseResult, again: np.ndarray, ref: np.ndarray, absref: np.ndarray,

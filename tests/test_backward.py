@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import impls
 from impls.backward import DIRECTIONS, check_backward, gradient_call
 from impls.cases import CASES, Case
-from impls.checker import FAILED, SKIPPED, refusal
+from impls.checker import FAILED, SKIPPED, check_case, refusal
 from impls.fill import MODES, fill
 from impls.reference import reference_conv2d_backward
 
@@ -341,3 +341,38 @@ def test_gradients_are_checked_as_training_and_fine_tuning_ask_for_them(isolated
     assert result.status == "failed" and result.reason.endswith(says), result.reason
     assert check_backward("training-only-bug", CASES[0], direction, "exact",
                           torch.float64).status == "passed"  # its own tensors alone: right
+
+
+class _BiasOnlyInInference(_Conv2dFunction):
+    """conv2d whose training path (an autograd Function) forgets the bias in its forward;
+    its gradients are right, grad_bias included (the sum of grad_output either way)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        return _Conv2dFunction.forward(ctx, x, w, None, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, go):
+        x, w = ctx.saved_tensors
+        return (torch.nn.grad.conv2d_input(x.shape, w, go, *ctx.conv),
+                torch.nn.grad.conv2d_weight(x, w.shape, go, *ctx.conv), go.sum((0, 2, 3)),
+                None, None, None, None)
+
+
+def _bias_only_in_inference(x, w, b, stride, padding, dilation, groups):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, b)):
+        return _BiasOnlyInInference.apply(x, w, b, stride, padding, dilation, groups)
+    return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("mode", MODES)
+def test_the_output_of_a_recorded_call_is_checked_too(isolated_registry, direction, mode):
+    """The forward check runs under no_grad, so a backend's training path never ran there;
+    its gradients can all be right while its output is not."""
+    impls.register_backend(_bias_only_in_inference, name="bias-only-in-inference")
+    case = next(c for c in CASES if c.id == "basic-3x3-pad1")
+    assert check_case("bias-only-in-inference", case, mode).status == "passed"
+    result = check_backward("bias-only-in-inference", case, direction, mode, torch.float64)
+    assert result.status == "failed", result
+    assert result.reason.startswith("the output of the call autograd recorded: |err|=")
