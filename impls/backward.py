@@ -246,7 +246,7 @@ def _backend_gradients(entry: Backend, case: Case, data, go, dtype, device,
         "bias" in requires)  # a copy: .to() of a tensor already there is the filled one
     targets = {name: t for name, t in (("input", x), ("weight", w), ("bias", b))
                if name in names}
-    grad_out = torch.from_numpy(go).to(device, dtype)
+    grad_out = case.lay_out_grad(torch.from_numpy(go).to(device, dtype))
     with torch.enable_grad():
         out = conv2d(x, w, b, backend=entry, **case.kwargs())
         _require_graph(out, entry)

@@ -41,8 +41,12 @@ class Case:
     #: How the backend receives the input and weight (the values are the same): "contiguous";
     #: "channels_last" (both, as a channels-last network passes them); "strided" (the input
     #: a view that steps over every other column, the weight a view of transposed storage,
-    #: as slices and permutes pass them). A kernel that reads storage as dense NCHW is
-    #: right on the first and wrong on the others.
+    #: as slices and permutes pass them); "channels_last_input" and "channels_last_weight"
+    #: (one of the two channels-last: a channels-last batch into a model not converted, or
+    #: the reverse; F.conv2d's result is channels-last either way). A kernel that reads
+    #: storage as dense NCHW is right on the first and wrong on the others, and one that
+    #: picks its path from one tensor's layout and assumes it for the other is wrong on
+    #: the last two. The gradient checks hand grad_output over in the output's layout.
     layout: str = "contiguous"
 
     @property
@@ -85,16 +89,29 @@ class Case:
 
     def lay_out(self, input: torch.Tensor, weight: torch.Tensor):
         """(input, weight) with the same values, in this case's layout (new tensors)."""
-        if self.layout == "channels_last":
-            cl = torch.channels_last
-            return input.contiguous(memory_format=cl), weight.contiguous(memory_format=cl)
+        cl = torch.channels_last
+        if self.layout.startswith("channels_last"):
+            both = self.layout == "channels_last"
+            return (input.contiguous(memory_format=cl) if both or self.layout.endswith("input")
+                    else input.contiguous(),
+                    weight.contiguous(memory_format=cl) if both or self.layout.endswith(
+                        "weight") else weight.contiguous())
         if self.layout == "strided":
-            wide = input.new_zeros(*input.shape[:3], 2 * input.shape[3])
-            wide[..., ::2] = input
-            return wide[..., ::2], weight.transpose(2, 3).contiguous().transpose(2, 3)
+            return _every_other_column(input), weight.transpose(2, 3).contiguous(
+                ).transpose(2, 3)
         if self.layout != "contiguous":
             raise ValueError(f"case {self.id}: unknown layout {self.layout!r}")
         return input, weight
+
+    def lay_out_grad(self, grad_output: torch.Tensor) -> torch.Tensor:
+        """grad_output as training hands it to this case's backward: channels-last where
+        the output is (the next layer's gradient of a channels-last activation), a view
+        stepping over every other column in the strided layout (a slice's gradient)."""
+        if self.layout.startswith("channels_last"):
+            return grad_output.contiguous(memory_format=torch.channels_last)
+        if self.layout == "strided":
+            return _every_other_column(grad_output)
+        return grad_output
 
     @property
     def stride_pair(self) -> tuple[int, int]:
@@ -194,8 +211,20 @@ CASES: tuple[Case, ...] = (
     Case("patch-4x4-stride-4",         2,  3, 16, 20,  8,  4,  4,  stride=4),
     Case("stride-2x3-dilation-2x1",    1,  3, 17, 19,  4,  3,  3,  stride=(2, 3),
          padding=(1, 2), dilation=(2, 1)),
+    # One tensor channels-last, the other not: a path chosen from one tensor's layout.
+    Case("channels-last-input-only",   2,  5, 9,  11,  6,  3,  3,  padding=1,
+         layout="channels_last_input"),
+    Case("channels-last-weight-only",  1,  6, 10,  8,  4,  3,  3,  stride=2, padding=1,
+         groups=2, layout="channels_last_weight"),
 )
 # fmt: on
+
+def _every_other_column(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s values in a view whose rows step over every other column of its storage."""
+    wide = t.new_zeros(*t.shape[:3], 2 * t.shape[3])
+    wide[..., ::2] = t
+    return wide[..., ::2]
+
 
 CASES_BY_ID = {case.id: case for case in CASES}
 assert len(CASES_BY_ID) == len(CASES), "case ids must be unique"

@@ -399,6 +399,19 @@ def storage_read_as_nchw(input, weight, bias=None, stride=1, padding=0, dilation
     return F.conv2d(dense(input), dense(weight), bias, stride, padding, dilation, groups)
 
 
+@mutant(None, lambda c: c.layout == "channels_last_input", ("channels-last-input-only",))
+def weight_layout_taken_from_input(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                                   groups=1):
+    """Picks its channels-last path from the input's layout alone and reads the weight's
+    storage as channels-last too: right when both are (a converted model), scrambled for
+    a channels-last batch into a model that was not converted."""
+    if input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous():
+        k, c, r, s = weight.shape
+        weight = torch.as_strided(weight, weight.shape, (c * r * s, 1, s * c, c),
+                                  weight.storage_offset())
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
 _returned: dict = {}
 
 
