@@ -6,7 +6,11 @@ while it hides the NaN a diverging training run would have shown. F.conv2d propa
 them: every output whose window holds the value is non-finite. A backend must keep each of
 those non-finite; it may make more so (a transform method spreads the value over its
 tile: an FFT tile, a Winograd tile, and Inf - Inf gives NaN there), which is why only
-"never hidden" is held, not F.conv2d's exact pattern (see the README).
+"never hidden" is held, not F.conv2d's exact pattern (see the README). What no method
+may do is carry the value into another image or another group's output channels: in a
+batch of requests, one request's NaN must not spoil another's result (a per-tensor scale
+taken over the whole batch does; a grouped convolution run as a dense one with zero
+blocks does too, as 0 * NaN is NaN). F.conv2d keeps images and groups apart.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from impls.frontend import conv2d
 from impls.registry import Backend, get_backend
 
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-#: The problem: a 3x3 kernel with padding and bias over one image; the value sits at WHERE.
-#: A backend declaring neither padding nor bias gets the plain one instead.
-CASES = (Case("non-finite", 1, 3, 9, 9, 4, 3, 3, padding=1),
-         Case("non-finite", 1, 3, 9, 9, 4, 3, 3, bias=False))
+#: The problem: a 3x3 kernel with padding, bias and two groups over two images; the value
+#: sits at WHERE (image 0, channel 1: group 0). A backend that declares less gets the first
+#: of the others it declares.
+CASES = (Case("non-finite", 2, 4, 9, 9, 4, 3, 3, padding=1, groups=2),
+         Case("non-finite", 2, 3, 9, 9, 4, 3, 3, padding=1),
+         Case("non-finite", 2, 3, 9, 9, 4, 3, 3, bias=False))
 WHERE = (0, 1, 4, 5)
 IDS = [f"non-finite/{name}" for name in VALUES]
 
@@ -85,7 +91,17 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
         return result
     finite = torch.isfinite(out.detach().cpu())
     hidden, elsewhere = want & finite, ~want & ~finite
-    if hidden.any():
+    images, groups = (elsewhere & apart for apart in _apart(case, want.shape))
+    if (images.any() or groups.any()) and not hidden.any():
+        first = tuple(int(i) for i in (images | groups).nonzero()[0])
+        reached = " and ".join(f"{int(n.sum())} outputs of {what}" for n, what in (
+            (images, "other images"), (groups, "other groups' output channels")) if n.any())
+        result.status = FAILED
+        result.reason = (f"a {value} in image {WHERE[0]}, input channel {WHERE[1]} made "
+                         f"{reached} non-finite; first at {first} (F.conv2d keeps images "
+                         "and groups apart: one request's NaN must not spoil another's "
+                         "result in a batch)")
+    elif hidden.any():
         first = tuple(int(i) for i in hidden.nonzero()[0])
         result.status = FAILED
         result.reason = (f"{int(hidden.sum())} of the {int(want.sum())} outputs F.conv2d makes "
@@ -98,3 +114,16 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
     else:
         result.status = PASSED
     return result
+
+
+def _apart(case: Case, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs no value at WHERE can reach in any method: (those of other images, those
+    of WHERE's image in output channels outside the group of WHERE's input channel)."""
+    per_group_in, per_group_out = case.c // case.groups, case.k // case.groups
+    group = WHERE[1] // per_group_in
+    images = torch.ones(shape, dtype=torch.bool)
+    images[WHERE[0]] = False
+    groups = torch.zeros(shape, dtype=torch.bool)
+    groups[WHERE[0]] = True
+    groups[WHERE[0], group * per_group_out:(group + 1) * per_group_out] = False
+    return images, groups

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import impls
+from impls.cases import CASES_BY_ID
 
 X = torch.randn(2, 4, 8, 8)
 W = torch.randn(6, 4, 3, 3)
@@ -270,3 +271,38 @@ def test_an_empty_input_stays_connected_to_autograd(backend, shape):
     assert out.shape == F.conv2d(x, w, b, padding=1).shape and out.requires_grad
     out.sum().backward()
     assert not w.grad.any() and not b.grad.any() and x.grad.shape == x.shape
+
+
+def _per_tensor_scale(input, weight, bias, stride, padding, dilation, groups):
+    """Dynamic quantisation's per-tensor scale, taken over the whole batch."""
+    scale = input.abs().amax().clamp_min(1e-6)
+    out = F.conv2d(input / scale, weight, None, stride, padding, dilation, groups) * scale
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def _groups_as_dense(input, weight, bias, stride, padding, dilation, groups):
+    """A grouped convolution run as one dense one, zeros between the groups' blocks."""
+    k, cg = weight.shape[:2]
+    dense = weight.new_zeros(k, cg * groups, *weight.shape[2:])
+    for g in range(groups):
+        rows = slice(g * (k // groups), (g + 1) * (k // groups))
+        dense[rows, g * cg:(g + 1) * cg] = weight[rows]
+    return F.conv2d(input, dense, bias, stride, padding, dilation, 1)
+
+
+@pytest.mark.parametrize("fn, reaches", [
+    (_per_tensor_scale, "324 outputs of other images and 162 outputs of other groups' output "
+                        "channels non-finite; first at (0, 2, 0, 0)"),
+    (_groups_as_dense, "made 18 outputs of other groups' output channels non-finite; first at "
+                       "(0, 2, 3, 4)")])
+def test_a_nan_must_not_reach_another_image_or_group(isolated_registry, fn, reaches):
+    """Right on finite data (the case table passes both), each carries one image's NaN
+    into another image's or another group's outputs, which F.conv2d never does."""
+    from impls.checker import check_case
+    from impls.non_finite import check_non_finite
+
+    impls.register_backend(fn, name="leaks")
+    assert check_case("leaks", CASES_BY_ID["groups-2"], "random").status == "passed"
+    result = check_non_finite("leaks", "nan")
+    assert result.status == "failed", result.repro()
+    assert reaches in result.reason, result.reason
