@@ -104,9 +104,10 @@ class Case:
         return input, weight
 
     def lay_out_grad(self, grad_output: torch.Tensor) -> torch.Tensor:
-        """grad_output as training hands it to this case's backward: channels-last where
-        the output is (the next layer's gradient of a channels-last activation), a view
-        stepping over every other column in the strided layout (a slice's gradient)."""
+        """grad_output as training hands it to this case's backward: channels-last in the
+        channels-last layouts (as F.conv2d's output is on the CPU: the next layer's gradient
+        of a channels-last activation), a view stepping over every other column in the
+        strided layout (a slice's gradient)."""
         if self.layout.startswith("channels_last"):
             return grad_output.contiguous(memory_format=torch.channels_last)
         if self.layout == "strided":

@@ -533,13 +533,15 @@ def test_self_test_judges_a_stored_baseline_from_another_machine_state_as_unjudg
                 verdicts.Row(other, stats.UNCHANGED)]
 
     drifted = rows(stats.UNSURE, "not comparable: torch itself is +28% on this shape", 1.28)
-    assert cli._self_check("stored", drifted, True, drift_allowed=True)
-    assert not cli._self_check("interleaved", drifted, True, drift_allowed=False)
-    assert not cli._self_check("stored", rows(stats.UNSURE, "too short"), True,
-                               drift_allowed=True)
-    assert cli._self_check("interleaved", rows(stats.SLOWER), True, drift_allowed=False)
-    assert not cli._self_check("unchanged", rows(stats.SLOWER), False, drift_allowed=False)
-    assert cli._self_check("unchanged", rows(stats.UNCHANGED), False, drift_allowed=False)
+    assert cli._self_check("stored", drifted, True, drift_allowed=True) == cli.UNJUDGED
+    assert cli._self_check("interleaved", drifted, True, drift_allowed=False) == cli.WRONG
+    assert cli._self_check("stored", rows(stats.UNSURE, "too short"), True,
+                           drift_allowed=True) == cli.WRONG
+    assert cli._self_check("interleaved", rows(stats.SLOWER), True, drift_allowed=False) == "ok"
+    assert cli._self_check("unchanged", rows(stats.SLOWER), False,
+                           drift_allowed=False) == cli.WRONG
+    assert cli._self_check("unchanged", rows(stats.UNCHANGED), False,
+                           drift_allowed=False) == "ok"
 
 
 def test_a_slower_verdict_fails_only_if_measured_again_in_fresh_processes(monkeypatch):
@@ -574,15 +576,27 @@ def test_a_slower_verdict_fails_only_if_measured_again_in_fresh_processes(monkey
     assert measured == [["unfold"]] and [w.restarts for w in workers] == [1, 1]
     assert [r.verdict for r in passing] == [stats.UNSURE, stats.UNCHANGED]
     assert not verdicts.failed(passing)
-    assert "slower at first, +40.0%" in passing[0].note and "unchanged when measured" in \
-        passing[0].note
+    assert "slower at first, +40.0% [+30.0%, +50.0%], but +0.0% [-3.0%, +3.0%] when measured" \
+        in passing[0].note
     failing = cli._confirm(first, workers, 30.0, judge_then(slow), with_ref=True)
     assert failing[0].verdict == stats.SLOWER and verdicts.failed(failing)
-    assert "confirmed in fresh processes: +40.0%" in failing[0].note
+    assert "measured again in fresh processes: +40.0%" in failing[0].note
+    # A second interval above no change upholds it, though inside the band (+6% [+2%, +9%]
+    # against 10%): a true slowdown just past the band reads so half the time.
+    near = stats.Change(1.06, 1.02, 1.09, 40, 0.99)
+    assert cli._confirm(first, workers, 30.0, judge_then(near), with_ref=True)[0].verdict \
+        == stats.SLOWER
+    # A worker that does not restart: the first verdict stands, and says so.
+    def no_restart():
+        raise cli.WorkerError("it exited")
+    workers[0].restart = no_restart
+    alone = cli._confirm(first, workers, 30.0, judge_then(same), with_ref=True)
+    assert alone[0].verdict == stats.SLOWER and "a worker did not restart" in alone[0].note
+    workers[0] = FakeWorker()
     # Nothing slower: nothing measured again, no restart.
     measured.clear()
     assert cli._confirm(first[1:], workers, 30.0, judge_then(slow), with_ref=True) == first[1:]
-    assert measured == [] and [w.restarts for w in workers] == [2, 2]
+    assert measured == [] and [w.restarts for w in workers] == [0, 3]
     # A confirmation that could not run leaves the first verdict standing.
     lost = verdicts.confirmed(first[0], verdicts.Row(victim, verdicts.ERROR, note="it exited"))
     assert lost.verdict == stats.SLOWER and "not measured again: it exited" in lost.note

@@ -3,8 +3,9 @@
 Why interleaved rounds: a shared CI machine drifts (another job starts, the clock steps
 down). Each round measures every case on every side back to back, the order of the sides
 alternating from round to round (ABBA), so a drift lands on both sides alike and cancels
-in each round's ratio. Rounds go on until a time budget is spent: the gate's cost is fixed,
-and its precision is whatever that time buys (shown as the intervals' width).
+in each round's ratio. Rounds go on until a time budget is spent (and half of it again to
+re-measure a slower case, see cli._confirm): the gate's cost is bounded, and its precision
+is whatever that time buys (shown as the intervals' width).
 
 What it must not do: run two workers at once (they would share 2 cores), or let one
 broken case end the run: a case whose worker dies or hangs is recorded as an error, the

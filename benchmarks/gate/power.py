@@ -50,10 +50,17 @@ def trial(opts: Options, victim: str, factor: float | None) -> dict:
 
 
 def _verdict(row: verdicts.Row, level: float) -> str:
+    """The row's verdict at ``level``, as the gate would have given it: a slower verdict is
+    upheld by the second measurement (verdicts.stands) judged at the same level. A row
+    slower only at the lower level was not measured again: its first verdict counts."""
     if row.samples is None:
         return row.verdict
-    change = stats.paired_change(*row.samples, confidence=level)
-    return change.verdict(row.case.threshold)
+    verdict = stats.paired_change(*row.samples, confidence=level).verdict(row.case.threshold)
+    again = row.again
+    if (verdict == stats.SLOWER and again is not None and again.samples is not None
+            and not verdicts.stands(stats.paired_change(*again.samples, confidence=level))):
+        return stats.UNSURE
+    return verdict
 
 
 def summarize(trials: list[dict], opts: Options, victim: str, seconds: float) -> str:
