@@ -359,8 +359,9 @@ def _judge_again(result: CaseResult, again: np.ndarray, ref: np.ndarray, absref:
     second = replace(result)
     if again.shape != ref2.shape:
         second.status, second.reason = FAILED, f"output shape {again.shape}"
-    else:
-        judge(second, again, ref2, bound_of(ref2, absref2, 2))
+    else:  # the convolution's own error doubles exactly with the weight: so may its bound
+        judge(second, again, ref2, np.maximum(bound_of(ref2, absref2, 2),
+                                              2 * bound_of(ref, absref)))
     if second.status == PASSED:
         return
     result.status = FAILED

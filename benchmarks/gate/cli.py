@@ -375,7 +375,9 @@ def _publish(rows, title: str, opts: Options) -> None:
     console.print(f"[{style}]{escape(line)}[/{style}]")
     warnings = []
     judged = (stats.SLOWER, stats.FASTER, stats.UNCHANGED)
-    if any(r.change is not None for r in rows) and not any(r.verdict in judged for r in rows):
+    # A row re-measured was judged (slower at first), whatever the second measurement said.
+    if any(r.change is not None for r in rows) and not any(
+            r.verdict in judged or r.again is not None for r in rows):
         warnings.append("nothing was judged: every interval straddles its band (a busy "
                         "machine, or too short a --budget); a pass here proves little")
     here = _machine(opts.device)  # read at the end: the workers' own threads are in it
