@@ -44,12 +44,13 @@ from impls.checker import (
     descriptor,
     error_reason,
     forward_bound,
+    forward_references,
     judge,
     runner,
 )
 from impls.fill import DIGITS, MODES, _nonzero_ints, _stable_hash, fill
 from impls.frontend import conv2d
-from impls.reference import reference_conv2d, reference_conv2d_backward
+from impls.reference import reference_conv2d_backward
 from impls.registry import Backend, get_backend
 from impls.tolerances import backward_problem, error_bound
 
@@ -120,7 +121,7 @@ def check_backward(backend: str | Backend, case: Case, direction: str = "backwar
         except Exception as exc:
             scenario.status, scenario.reason = ERROR, error_reason(exc)
         else:
-            forward = forward or _forward_reference(case, data)
+            forward = forward or forward_references(case, data)
             _judge_forward(scenario, target, case, out, forward, dtype, tf32)
             if scenario.status != FAILED:
                 _compare(scenario, target, case, (x, w, go), grads,
@@ -210,15 +211,6 @@ def _inexact_reason(absrefs: dict, direction: str, dtype: torch.dtype) -> str:
     return ""
 
 
-def _forward_reference(case: Case, data) -> tuple:
-    """(x, w, reference output, reference of |x|, |w|, |b|), float64, for _judge_forward."""
-    x, w = data.input.double().numpy(), data.weight.double().numpy()
-    b = None if data.bias is None else data.bias.double().numpy()
-    absb = None if b is None else np.abs(b)
-    return (x, w, reference_conv2d(x, w, b, **case.kwargs()),
-            reference_conv2d(np.abs(x), np.abs(w), absb, **case.kwargs()))
-
-
 def _judge_forward(result: BackwardResult, entry: Backend, case: Case, out: np.ndarray,
                    forward: tuple, dtype: torch.dtype, tf32: bool) -> None:
     """Fail ``result`` if the output of the call autograd recorded is wrong. Why: a backend
@@ -226,7 +218,7 @@ def _judge_forward(result: BackwardResult, entry: Backend, case: Case, out: np.n
     Functions, unfold's tracked path); the forward check, under no_grad, never runs that
     way, and its gradients can be right with its output wrong (a bias the training path
     forgets: grad_bias is sum(grad_output) either way)."""
-    x, w, ref, absref = forward
+    x, w, _, ref, absref = forward  # checker.forward_references
     judged = replace(result)
     judge(judged, out, ref, forward_bound(entry, case, result.mode, dtype, tf32, x, w, ref,
                                           absref))

@@ -89,13 +89,13 @@ class Case:
 
     def lay_out(self, input: torch.Tensor, weight: torch.Tensor):
         """(input, weight) with the same values, in this case's layout (new tensors)."""
-        cl = torch.channels_last
         if self.layout.startswith("channels_last"):
-            both = self.layout == "channels_last"
-            return (input.contiguous(memory_format=cl) if both or self.layout.endswith("input")
-                    else input.contiguous(),
-                    weight.contiguous(memory_format=cl) if both or self.layout.endswith(
-                        "weight") else weight.contiguous())
+            def layout_of(name):  # channels-last: both, or the one the layout names
+                return (torch.channels_last if self.layout in ("channels_last",
+                                                               f"channels_last_{name}")
+                        else torch.contiguous_format)
+            return (input.contiguous(memory_format=layout_of("input")),
+                    weight.contiguous(memory_format=layout_of("weight")))
         if self.layout == "strided":
             return _every_other_column(input), weight.transpose(2, 3).contiguous(
                 ).transpose(2, 3)

@@ -310,15 +310,11 @@ def _call_again(entry: Backend, data, args, case: Case, device: str) -> np.ndarr
 
 def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarray,
              dtype: torch.dtype, tf32: bool, again: np.ndarray | None = None) -> None:
-    x, w = data.input.double().numpy(), data.weight.double().numpy()
-    b = None if data.bias is None else data.bias.double().numpy()
-    ref = reference_conv2d(x, w, b, **case.kwargs())
+    x, w, b, ref, absref = forward_references(case, data)
     if out.shape != ref.shape:
         result.status = FAILED
         result.reason = f"output shape {out.shape}, expected {ref.shape}"
         return
-    absref = reference_conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b),
-                              **case.kwargs())
     # Outputs that only see padding are zero by construction; a zero elsewhere is
     # cancellation. Many of those, or nothing but structural zeros, prove too little.
     live = absref > 0
@@ -334,6 +330,16 @@ def _compare(result: CaseResult, entry: Backend, case: Case, data, out: np.ndarr
     if again is None or result.status != PASSED:
         return
     _judge_again(result, again, ref, absref, b, bound_of)
+
+
+def forward_references(case: Case, data) -> tuple:
+    """(x, w, b) of the filled ``data`` in float64, the reference output, and the reference
+    of (|x|, |w|, |b|): what a forward output is judged against and its bound built from."""
+    x, w = data.input.double().numpy(), data.weight.double().numpy()
+    b = None if data.bias is None else data.bias.double().numpy()
+    return (x, w, b, reference_conv2d(x, w, b, **case.kwargs()),
+            reference_conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b),
+                             **case.kwargs()))
 
 
 def forward_bound(entry: Backend, case: Case, mode: str, dtype: torch.dtype, tf32: bool,
