@@ -66,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--case", action="append",
                        choices=sorted(CASES_BY_ID) + MODULE_IDS + NON_FINITE_IDS,
                        metavar="ID", help="only these case ids (repeatable), module-parity "
-                       "ids (ID/padding_mode) or non-finite/nan|inf|-inf, as a repro line "
-                       "names them; default: all")
+                       "ids (ID/padding_mode) or non-finite/nan|inf|-inf (in the input; "
+                       "-in-weight, -in-bias), as a repro line names them; default: all")
     check.add_argument("--mode", action="append", choices=MODES, help="default: both")
     check.add_argument("--dtype", action="append", choices=sorted(DTYPES),
                        help="default: every dtype the backend declares")
@@ -204,8 +204,9 @@ def _items(args, entry, cases, module, non_finite, dtypes) -> list[list]:
     tail, given = [args.device, args.tf32, args.seed], args.backend
     items = [[given, "forward", dtype, case.id, mode, *tail] for case in cases
              for mode in modes for dtype in names] if "forward" in directions else []
-    if "forward" in directions:
-        items += [[given, "non-finite", dtype, i, "random", *tail] for i in non_finite
+    if "forward" in directions:  # once, its other values random unless only exact is asked
+        filled = "random" if "random" in modes else modes[0]
+        items += [[given, "non-finite", dtype, i, filled, *tail] for i in non_finite
                   for dtype in names]
     items += [[given, direction, dtype, case.id, mode, *tail] for case in cases
               for direction in DIRECTIONS if direction in directions

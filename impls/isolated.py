@@ -181,8 +181,8 @@ def row(item: list, status: str, reason: str) -> dict:
         where = descriptor(base) + (f" padding_mode={padding_mode}" if padding_mode else "")
     elif direction == "non-finite":  # not in the case table: the backend's own problem
         base = non_finite.problem(name)
-        where, features = non_finite.where(base, case.removeprefix("non-finite/")), [
-            "non-finite input"]
+        where = non_finite.where(base, case)
+        features = [f"non-finite {non_finite.parse(case)[1]}"]
     else:
         base = CASES_BY_ID[case]
         where = descriptor(base)
@@ -224,7 +224,7 @@ def check(item: list) -> dict:
     if direction == "module":
         result = check_module(entry, *_module_case(case), dtype_, seed)
     elif direction == "non-finite":
-        result = check_non_finite(entry, case.removeprefix("non-finite/"), dtype_, device, seed)
+        result = check_non_finite(entry, case, dtype_, device, seed, mode)
     elif direction == "forward":
         result = check_case(entry, CASES_BY_ID[case], mode, dtype_, device, seed, tf32)
     else:

@@ -1,4 +1,5 @@
-"""Non-finite inputs: a NaN or an Inf in the input must not come out finite.
+"""Non-finite inputs: a NaN or an Inf in the input, the weight or the bias must not come
+out finite.
 
 Why a check of its own: the case table's data are finite, so a backend that sanitises its
 input (``nan_to_num``, a clamp, a round trip through an integer type) passes every case
@@ -11,6 +12,13 @@ may do is carry the value into another image or another group's output channels:
 batch of requests, one request's NaN must not spoil another's result (a per-tensor scale
 taken over the whole batch does; a grouped convolution run as a dense one with zero
 blocks does too, as 0 * NaN is NaN). F.conv2d keeps images and groups apart.
+
+The weight and the bias get the same value, one element each, and are held to "never
+hidden" alone: a NaN weight reaches every image (F.conv2d makes a whole output channel
+non-finite from it), so there is no request to keep apart. What these catch is a backend
+that prepares its operands once and cleans them on the way (a quantisation step that
+clamps or rounds, a kept kernel transform built with ``nan_to_num``), which the input's
+check never sees.
 """
 
 from __future__ import annotations
@@ -38,13 +46,26 @@ from impls.registry import Backend, get_backend
 
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: The problem: a 3x3 kernel with padding, bias and two groups over two images; the value
-#: sits at WHERE (image 0, channel 1: group 0). A backend that declares less gets the first
-#: of the others it declares.
+#: sits at WHERE (image 0, channel 1: group 0) of the input, at WEIGHT_WHERE (output channel
+#: 1, input channel 0 of its group, kernel row 1, column 2) of the weight, at BIAS_WHERE of
+#: the bias. A backend that declares less gets the first of the others it declares.
 CASES = (Case("non-finite", 2, 4, 9, 9, 4, 3, 3, padding=1, groups=2),
          Case("non-finite", 2, 3, 9, 9, 4, 3, 3, padding=1),
          Case("non-finite", 2, 3, 9, 9, 4, 3, 3, bias=False))
 WHERE = (0, 1, 4, 5)
-IDS = [f"non-finite/{name}" for name in VALUES]
+WEIGHT_WHERE = (1, 0, 1, 2)
+BIAS_WHERE = (2,)
+#: Where the value goes, by the tensor it goes into: the input's ids carry no suffix
+#: (non-finite/nan), the others say which tensor (non-finite/nan-in-weight).
+PLACES = {"input": WHERE, "weight": WEIGHT_WHERE, "bias": BIAS_WHERE}
+IDS = [f"non-finite/{name}" + ("" if tensor == "input" else f"-in-{tensor}")
+       for tensor in PLACES for name in VALUES]
+
+
+def parse(id_: str) -> tuple[str, str]:
+    """(value, tensor) of a non-finite id (with or without the "non-finite/" prefix)."""
+    value, _, tensor = id_.removeprefix("non-finite/").partition("-in-")
+    return value, tensor or "input"
 
 
 def problem(backend: str | Backend) -> Case:
@@ -53,24 +74,31 @@ def problem(backend: str | Backend) -> Case:
     return next((c for c in CASES if not entry.unsupported(features=c.features())), CASES[0])
 
 
-def where(case: Case, value: str) -> str:
+def where(case: Case, id_: str) -> str:
     """The row's descriptor: the problem, and the value and where it sits."""
-    return f"{descriptor(case)} {value} at {WHERE}"
+    value, tensor = parse(id_)
+    return f"{descriptor(case)} {value} at {tensor}{list(PLACES[tensor])}"
 
 
-def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = torch.float32,
-                     device: str = "cpu", seed: int = 0) -> CaseResult:
-    """Put ``value`` ("nan", "inf", "-inf") into one input element and require every output
-    F.conv2d makes non-finite from it to be non-finite here too."""
+def check_non_finite(backend: str | Backend, id_: str, dtype: torch.dtype = torch.float32,
+                     device: str = "cpu", seed: int = 0, mode: str = "random") -> CaseResult:
+    """Put the value of ``id_`` ("nan", "inf", "-inf", each optionally "-in-weight" or
+    "-in-bias") into one element of its tensor, the other values filled as ``mode`` fills
+    the case table's, and require every output F.conv2d makes non-finite from it to be
+    non-finite here too."""
     entry = get_backend(backend)
     case = problem(entry)
-    result = CaseResult(entry.name, f"non-finite/{value}", "random", str(dtype).removeprefix(
-        "torch."), device, seed, SKIPPED, features=["non-finite input"],
-        descriptor=where(case, value))
+    value, tensor = parse(id_)
+    result = CaseResult(entry.name, f"non-finite/{id_.removeprefix('non-finite/')}", mode,
+                        str(dtype).removeprefix("torch."), device, seed, SKIPPED,
+                        features=[f"non-finite {tensor}"], descriptor=where(case, id_))
     if declined(result, entry, case, dtype, device, case.features()):
         return result
-    data = fill(case, "random", dtype, seed)
-    data.input[WHERE] = VALUES[value]
+    if tensor == "bias" and not case.bias:
+        result.reason = f"{entry.name} declares no bias: there is none to put a {value} in"
+        return result
+    data = fill(case, mode, dtype, seed)
+    getattr(data, tensor)[PLACES[tensor]] = VALUES[value]
     args = (data.input, data.weight, data.bias)
     # F.conv2d in float64 on the CPU says which outputs the value reaches, whatever the
     # backend's dtype and device.
@@ -91,7 +119,7 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
         return result
     finite = torch.isfinite(out.detach().cpu())
     hidden, elsewhere = want & finite, ~want & ~finite
-    images, groups = (elsewhere & apart for apart in _apart(case, want.shape))
+    images, groups = (elsewhere & apart for apart in _apart(case, want.shape, tensor))
     if (images.any() or groups.any()) and not hidden.any():
         first = tuple(int(i) for i in (images | groups).nonzero()[0])
         reached = " and ".join(f"{int(n.sum())} outputs of {what}" for n, what in (
@@ -105,7 +133,7 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
         first = tuple(int(i) for i in hidden.nonzero()[0])
         result.status = FAILED
         result.reason = (f"{int(hidden.sum())} of the {int(want.sum())} outputs F.conv2d makes "
-                         f"non-finite from a {value} in the input are finite here; first at "
+                         f"non-finite from a {value} in the {tensor} are finite here; first at "
                          f"{first} " + (
                              f"(and {int(elsewhere.sum())} others are not: the value reached "
                              "other outputs, as a shifted window or padding would make it; "
@@ -116,9 +144,13 @@ def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = to
     return result
 
 
-def _apart(case: Case, shape) -> tuple[torch.Tensor, torch.Tensor]:
+def _apart(case: Case, shape, tensor: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The outputs no value at WHERE can reach in any method: (those of other images, those
-    of WHERE's image in output channels outside the group of WHERE's input channel)."""
+    of WHERE's image in output channels outside the group of WHERE's input channel). None
+    for a value in the weight or the bias, which every image reads."""
+    if tensor != "input":
+        nowhere = torch.zeros(shape, dtype=torch.bool)
+        return nowhere, nowhere
     per_group_in, per_group_out = case.c // case.groups, case.k // case.groups
     group = WHERE[1] // per_group_in
     images = torch.ones(shape, dtype=torch.bool)

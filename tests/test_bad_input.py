@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import impls
 from impls.cases import CASES_BY_ID
+from impls.non_finite import IDS as NON_FINITE_IDS
 
 X = torch.randn(2, 4, 8, 8)
 W = torch.randn(6, 4, 3, 3)
@@ -104,12 +105,13 @@ def test_unsupported_dtype_is_refused_not_converted(backend):
         impls.conv2d(X.to(missing[0]), W.to(missing[0]), backend=backend)
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_non_finite_values_are_never_hidden(backend, value):
-    """impls check's comparison (impls.non_finite), for every backend of the run."""
+@pytest.mark.parametrize("id_", NON_FINITE_IDS)
+def test_non_finite_values_are_never_hidden(backend, id_):
+    """impls check's comparison (impls.non_finite), for every backend of the run: a value
+    in the input, the weight and the bias."""
     from impls.non_finite import check_non_finite
 
-    result = check_non_finite(backend, value)
+    result = check_non_finite(backend, id_)
     if result.status == "skipped":
         pytest.skip(result.reason)
     assert result.ok, result.repro()
@@ -132,6 +134,49 @@ def test_a_backend_that_cleans_its_input_is_caught_hiding_a_nan(isolated_registr
         assert "hide a NaN" in result.reason and "others are not" not in result.reason
         assert "--case non-finite/" + value in result.command()
         assert check_non_finite("torch", value).status == "passed"
+
+
+@pytest.mark.parametrize("tensor", ["weight", "bias"])
+def test_a_backend_that_cleans_its_weight_or_bias_is_caught(isolated_registry, tensor):
+    """A backend that prepares its operands once and cleans them (a quantisation step, a
+    kept transform built with nan_to_num) passes the case table and the input's check; the
+    weight's and the bias's must fail it, each naming the tensor, with a repro line."""
+    from impls.non_finite import check_non_finite
+
+    @impls.register_backend(name="cleans-" + tensor)
+    def cleans(input, weight, bias, stride, padding, dilation, groups):
+        if tensor == "weight":
+            weight = torch.nan_to_num(weight, posinf=1.0, neginf=-1.0)
+        elif bias is not None:
+            bias = torch.nan_to_num(bias, posinf=1.0, neginf=-1.0)
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+    assert check_non_finite("cleans-" + tensor, "nan").status == "passed"
+    for value in ("nan", "inf", "-inf"):
+        result = check_non_finite("cleans-" + tensor, f"{value}-in-{tensor}")
+        assert result.status == "failed", result.repro()
+        assert f"from a {value} in the {tensor} are finite here" in result.reason
+        assert f"--case non-finite/{value}-in-{tensor}" in result.command()
+        assert check_non_finite("torch", f"{value}-in-{tensor}").status == "passed"
+
+
+def test_non_finite_checks_follow_the_mode_and_skip_a_missing_bias(isolated_registry):
+    """Under --mode exact the check's other values are exact-mode data and its row says so
+    (it had run, and said, "random"); a backend without bias skips the bias's check with
+    the reason, rather than passing a check that put the value nowhere."""
+    from impls.non_finite import check_non_finite
+
+    result = check_non_finite("torch", "nan-in-weight", mode="exact")
+    assert result.status == "passed" and result.mode == "exact", result.repro()
+    assert "--mode exact" in result.command()
+
+    @impls.register_backend(name="no-bias", features=impls.FEATURES - {"bias"})
+    def no_bias(input, weight, bias, stride, padding, dilation, groups):
+        return F.conv2d(input, weight, None, stride, padding, dilation, groups)
+
+    skipped = check_non_finite("no-bias", "inf-in-bias")
+    assert skipped.status == "skipped" and "declares no bias" in skipped.reason
+    assert check_non_finite("no-bias", "inf-in-weight").status == "passed"
 
 
 def test_a_shifted_window_is_named_as_such_not_as_hiding_a_nan(isolated_registry):
