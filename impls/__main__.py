@@ -242,7 +242,7 @@ def _scope(results) -> str:
 
 def _kind(result) -> str:
     if result.case.startswith("non-finite/"):
-        return "non-finite inputs"
+        return "non-finite values"
     if "/" in result.case:  # a module-parity id, "case/padding_mode"
         return "module parity"
     return getattr(result, "direction", "forward")  # a BackwardResult knows its direction

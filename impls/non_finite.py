@@ -47,13 +47,16 @@ from impls.registry import Backend, get_backend
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: The problem: a 3x3 kernel with padding, bias and two groups over two images; the value
 #: sits at WHERE (image 0, channel 1: group 0) of the input, at WEIGHT_WHERE (output channel
-#: 1, input channel 0 of its group, kernel row 1, column 2) of the weight, at BIAS_WHERE of
-#: the bias. A backend that declares less gets the first of the others it declares.
+#: 1, input channel 0 of its group) of the weight, at BIAS_WHERE of the bias. A backend
+#: that declares less gets the first of the others it declares.
 CASES = (Case("non-finite", 2, 4, 9, 9, 4, 3, 3, padding=1, groups=2),
          Case("non-finite", 2, 3, 9, 9, 4, 3, 3, padding=1),
+         Case("non-finite", 2, 3, 9, 9, 4, 3, 3),
          Case("non-finite", 2, 3, 9, 9, 4, 3, 3, bias=False))
 WHERE = (0, 1, 4, 5)
-WEIGHT_WHERE = (1, 0, 1, 2)
+#: The kernel's centre tap: it never reads padding, where F.conv2d's 0 * NaN makes an
+#: output non-finite that a kernel skipping out-of-image taps rightly leaves finite.
+WEIGHT_WHERE = (1, 0, 1, 1)
 BIAS_WHERE = (2,)
 #: Where the value goes, by the tensor it goes into: the input's ids carry no suffix
 #: (non-finite/nan), the others say which tensor (non-finite/nan-in-weight).
@@ -65,6 +68,8 @@ IDS = [f"non-finite/{name}" + ("" if tensor == "input" else f"-in-{tensor}")
 def parse(id_: str) -> tuple[str, str]:
     """(value, tensor) of a non-finite id (with or without the "non-finite/" prefix)."""
     value, _, tensor = id_.removeprefix("non-finite/").partition("-in-")
+    if value not in VALUES or (tensor or "input") not in PLACES:
+        raise ValueError(f"not a non-finite id: {id_!r} (one of {', '.join(IDS)})")
     return value, tensor or "input"
 
 
@@ -80,22 +85,23 @@ def where(case: Case, id_: str) -> str:
     return f"{descriptor(case)} {value} at {tensor}{list(PLACES[tensor])}"
 
 
-def check_non_finite(backend: str | Backend, id_: str, dtype: torch.dtype = torch.float32,
+def check_non_finite(backend: str | Backend, value: str, dtype: torch.dtype = torch.float32,
                      device: str = "cpu", seed: int = 0, mode: str = "random") -> CaseResult:
-    """Put the value of ``id_`` ("nan", "inf", "-inf", each optionally "-in-weight" or
-    "-in-bias") into one element of its tensor, the other values filled as ``mode`` fills
-    the case table's, and require every output F.conv2d makes non-finite from it to be
-    non-finite here too."""
+    """Put ``value`` ("nan", "inf", "-inf" in the input; with "-in-weight" or "-in-bias",
+    as the ids of IDS name them, in that tensor) into one element, the other values filled
+    as ``mode`` fills the case table's, and require every output F.conv2d makes non-finite
+    from it to be non-finite here too."""
     entry = get_backend(backend)
     case = problem(entry)
+    id_ = value.removeprefix("non-finite/")
     value, tensor = parse(id_)
-    result = CaseResult(entry.name, f"non-finite/{id_.removeprefix('non-finite/')}", mode,
+    result = CaseResult(entry.name, f"non-finite/{id_}", mode,
                         str(dtype).removeprefix("torch."), device, seed, SKIPPED,
                         features=[f"non-finite {tensor}"], descriptor=where(case, id_))
     if declined(result, entry, case, dtype, device, case.features()):
         return result
     if tensor == "bias" and not case.bias:
-        result.reason = f"{entry.name} declares no bias: there is none to put a {value} in"
+        result.reason = f"{entry.name} declares no bias: there is none to put the value in"
         return result
     data = fill(case, mode, dtype, seed)
     getattr(data, tensor)[PLACES[tensor]] = VALUES[value]
@@ -136,8 +142,9 @@ def check_non_finite(backend: str | Backend, id_: str, dtype: torch.dtype = torc
                          f"non-finite from a {value} in the {tensor} are finite here; first at "
                          f"{first} " + (
                              f"(and {int(elsewhere.sum())} others are not: the value reached "
-                             "other outputs, as a shifted window or padding would make it; "
-                             "the case table's comparisons say where)" if elsewhere.any()
+                             "other outputs" + (", as a shifted window or padding would make "
+                                                "it" if tensor == "input" else "") +
+                             "; the case table's comparisons say where)" if elsewhere.any()
                              else "(a backend must not hide a NaN or Inf)"))
     else:
         result.status = PASSED
@@ -146,8 +153,9 @@ def check_non_finite(backend: str | Backend, id_: str, dtype: torch.dtype = torc
 
 def _apart(case: Case, shape, tensor: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The outputs no value at WHERE can reach in any method: (those of other images, those
-    of WHERE's image in output channels outside the group of WHERE's input channel). None
-    for a value in the weight or the bias, which every image reads."""
+    of WHERE's image in output channels outside the group of WHERE's input channel). Empty
+    masks for a value in the weight or the bias: every image reads those, so there is no
+    request to keep apart, and only "never hidden" is held."""
     if tensor != "input":
         nowhere = torch.zeros(shape, dtype=torch.bool)
         return nowhere, nowhere

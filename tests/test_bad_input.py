@@ -176,7 +176,34 @@ def test_non_finite_checks_follow_the_mode_and_skip_a_missing_bias(isolated_regi
 
     skipped = check_non_finite("no-bias", "inf-in-bias")
     assert skipped.status == "skipped" and "declares no bias" in skipped.reason
+
+    @impls.register_backend(name="no-padding", features=impls.FEATURES - {"padding"})
+    def no_padding(input, weight, bias, stride, padding, dilation, groups):
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+    # Declaring bias but not padding still gets a problem with a bias to put the value in.
+    assert check_non_finite("no-padding", "inf-in-bias").status == "passed"
     assert check_non_finite("no-bias", "inf-in-weight").status == "passed"
+
+
+def test_non_finite_data_follow_the_cli_mode(monkeypatch, capsys):
+    """`impls check --mode exact` fills the non-finite check's other values with exact-mode
+    data and labels its row so; with both modes, random."""
+    import json
+
+    from impls import non_finite
+    from impls.__main__ import main
+
+    filled, real = [], non_finite.fill
+    monkeypatch.setattr(non_finite, "fill",
+                        lambda case, mode, *rest: filled.append(mode) or real(case, mode, *rest))
+    for modes, want in ((["exact"], "exact"), (["exact", "random"], "random")):
+        filled.clear()
+        argv = ["check", "--backend", "torch", "--case", "non-finite/nan-in-weight",
+                "--dtype", "float32", "--in-process", "--format", "json"]
+        assert main(argv + [arg for m in modes for arg in ("--mode", m)]) == 0
+        rows = json.loads(capsys.readouterr().out)["results"]
+        assert filled == [want] and [r["mode"] for r in rows] == [want]
 
 
 def test_a_shifted_window_is_named_as_such_not_as_hiding_a_nan(isolated_registry):

@@ -656,7 +656,8 @@ def test_a_backend_that_misbehaves_on_a_nan_costs_that_comparison_only(tmp_path,
     results = {r["case"]: r for r in json.loads(run.stdout)["results"]}
     nan = results["non-finite/nan"]
     assert (nan["status"], nan["reason"]) == (status, says)
-    assert nan["descriptor"].endswith("nan at (0, 1, 4, 5)")
+    assert nan["descriptor"].endswith("nan at input[0, 1, 4, 5]")
+    assert nan["mode"] == "exact"  # --mode exact alone: its data and its row are exact-mode
     assert results["valid-3x3"]["status"] == "passed"
 
 
