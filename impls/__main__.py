@@ -122,6 +122,10 @@ def _check(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    missing = missing_device(args.device)
+    if missing:  # before availability: triton's "no CUDA device" is this, not a failure
+        print(f"error: --device {args.device}, but {missing}", file=sys.stderr)
+        return 2  # as the sweep: nothing was checked, the command cannot run here
     if not entry.available:  # every case would skip: checking nothing must not pass
         print(f"error: backend {entry.name!r} is unavailable: {entry.reason}", file=sys.stderr)
         # A spec that does not load is a typo or a missing package: bad usage, as the sweep
@@ -133,10 +137,6 @@ def _check(args) -> int:
               if not chosen or f"{mc.id}/{pm}" in chosen]
     non_finite = [i for i in NON_FINITE_IDS if not chosen or i in chosen]
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else list(entry.dtypes)
-    missing = missing_device(args.device)
-    if missing:
-        print(f"error: --device {args.device}, but {missing}", file=sys.stderr)
-        return 2  # as the sweep: nothing was checked, the command cannot run here
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cuda.matmul.allow_tf32 = args.tf32

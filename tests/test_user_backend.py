@@ -252,6 +252,16 @@ def test_check_of_an_unloadable_backend_exits_2_with_the_reason_not_a_traceback(
     assert "Traceback" not in run.stderr + run.stdout
 
 
+def test_check_on_a_device_this_machine_lacks_exits_2_whatever_the_backend(capsys):
+    """`--device cuda` without a GPU is bad usage for every backend: triton, whose probe
+    says "no CUDA device" too, had exited 1 as if its check had failed."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    for backend in ("torch", "triton"):
+        assert main(["check", "--backend", backend, "--device", "cuda"]) == 2
+        assert "--device cuda, but" in capsys.readouterr().err
+
+
 # -- declared capabilities -----------------------------------------------------------------
 
 NO_GROUPS = """
