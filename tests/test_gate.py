@@ -168,6 +168,10 @@ def test_against_a_baseline_a_moved_reference_makes_a_ratio_inconclusive():
     assert faster.verdict == stats.SLOWER and not faster.not_comparable
     assert row(1.25 * 0.73, 0.73).verdict == stats.UNSURE  # within torch's own -27%
     assert verdicts.drift_reach(0.73, 1.66) == 1 and verdicts.drift_reach(1.2, 1.3) == 2
+    # Faster verdicts by the same rule: torch faster and the ratio down is the same way.
+    assert verdicts.drift_reach(0.8, 0.7) == 2 and verdicts.drift_reach(1.2, 0.8) == 1
+    assert row(0.75 * 0.8, 0.8).verdict == stats.UNSURE  # ratio -25%, torch -20%: 2x reach
+    assert row(0.75 * 1.2, 1.2).verdict == stats.FASTER  # ratio -25% while torch +20%
 
 
 def test_baseline_round_trip(tmp_path):
@@ -600,3 +604,20 @@ def test_a_slower_verdict_fails_only_if_measured_again_in_fresh_processes(monkey
     # A confirmation that could not run leaves the first verdict standing.
     lost = verdicts.confirmed(first[0], verdicts.Row(victim, verdicts.ERROR, note="it exited"))
     assert lost.verdict == stats.SLOWER and "not measured again: it exited" in lost.note
+    # Against a stored baseline a fresh process alone moves unchanged code's ratio by up to
+    # its unwidened band: +4.5% [+3.3%, +6.0%] against a 10% band (5% unwidened) does not
+    # uphold; the same reading interleaved does, and +8% [+6%, +10%] stored does.
+    offset = stats.Change(1.045, 1.033, 1.06, 40, 0.99)
+    assert cli._confirm(first, workers, 30.0, judge_then(offset), with_ref=True,
+                        stored=True)[0].verdict == stats.UNSURE
+    assert cli._confirm(first, workers, 30.0, judge_then(offset), with_ref=True)[0].verdict \
+        == stats.SLOWER
+    past = stats.Change(1.08, 1.06, 1.10, 40, 0.99)
+    assert cli._confirm(first, workers, 30.0, judge_then(past), with_ref=True,
+                        stored=True)[0].verdict == stats.SLOWER
+    # A second measurement that found torch itself moved (not comparable) upholds nothing,
+    # and the row says why.
+    moved = verdicts.Row(victim, stats.UNSURE, slow, not_comparable="not comparable: torch "
+                         "itself is +19% on this shape since the baseline")
+    excused = verdicts.confirmed(first[0], moved)
+    assert excused.verdict == stats.UNSURE and "torch itself is +19%" in excused.note

@@ -261,7 +261,8 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
                 return verdicts.paired_rows(cases, results, "base", "head", opts.statistic,
                                             opts.confidence)
             title = f"working tree vs {base_name}, interleaved"
-        rows = _confirm(judge(cases, results), workers, budget, judge, with_ref)
+        rows = _confirm(judge(cases, results), workers, budget, judge, with_ref,
+                        stored=bool(opts.baseline))
     if opts.inject:
         title += f" [injected: {opts.inject}]"
     _publish(rows, title, opts)
@@ -271,10 +272,11 @@ def run(opts: Options, repo: Path | None = None, same_tree: bool = False):
     return rows, title
 
 
-def _confirm(rows: list, workers: list[Worker], budget: float, judge, with_ref: bool
-             ) -> list:
+def _confirm(rows: list, workers: list[Worker], budget: float, judge, with_ref: bool,
+             stored: bool = False) -> list:
     """Each "slower" row measured again, in fresh worker processes, for a share of the
-    budget; it fails only if that says slower too (verdicts.confirmed says why)."""
+    budget; it fails only if that says slower too (verdicts.confirmed says why), against
+    a ``stored`` baseline by more than a fresh process's own offset (verdicts.stands)."""
     flagged = [r.case for r in rows if r.verdict == stats.SLOWER]
     if not flagged:
         return rows
@@ -285,11 +287,17 @@ def _confirm(rows: list, workers: list[Worker], budget: float, judge, with_ref: 
             worker.restart()
         again = {r.case.key: r for r in judge(flagged, run_rounds(
             flagged, workers, budget * CONFIRM_SHARE, with_ref=with_ref))}
-    except WorkerError as exc:  # the first verdicts stand, saying why they are alone
+    except (WorkerError, OSError) as exc:  # the first verdicts stand, saying why alone
         again = {c.key: verdicts.Row(c, verdicts.ERROR, note=f"a worker did not restart: "
                                                              f"{exc}") for c in flagged}
-    return [verdicts.confirmed(r, again[r.case.key]) if r.case.key in again else r
-            for r in rows]
+    return [verdicts.confirmed(r, again[r.case.key], _margin(r.case) if stored else 0.0)
+            if r.case.key in again else r for r in rows]
+
+
+def _margin(case) -> float:
+    """A stored-baseline case's band before widening (verdicts.stands: what a fresh process
+    alone can move unchanged code's ratio by)."""
+    return case.threshold / BASELINE_BAND_SCALE
 
 
 def _plan(opts: Options) -> tuple[list, float]:

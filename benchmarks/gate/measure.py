@@ -189,8 +189,9 @@ def run_rounds(cases: list[GateCase], workers: list[Worker], budget_s: float,
             try:  # the first side sizes the blocks; every side then runs the same counts
                 calls[case.key] = calls_per_block(workers[0], case)
                 live.append(case)
-            except WorkerError as exc:
+            except WorkerError as exc:  # it killed the worker: the next case needs one
                 results[case.key][workers[0].label].error = str(exc)
+                workers[0].restart()
     nowhere = sorted({c.backend for c in cases if all(
         results[c.key][w.label].refusal.startswith("no backend ") for w in workers)}
         - (known or set()))

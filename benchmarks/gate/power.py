@@ -51,8 +51,11 @@ def trial(opts: Options, victim: str, factor: float | None) -> dict:
 
 def _verdict(row: verdicts.Row, level: float) -> str:
     """The row's verdict at ``level``, as the gate would have given it: a slower verdict is
-    upheld by the second measurement (verdicts.stands) judged at the same level. A row
-    slower only at the lower level was not measured again: its first verdict counts."""
+    upheld by the second measurement (verdicts.stands) judged at the same level. The runs
+    are made at the lowest of LEVELS, so a row slower at any level was measured again (the
+    re-measure's budget shared among those rows, which a gate at a higher level shares
+    among fewer); a row without one (its worker did not restart) keeps its first verdict,
+    as in the gate."""
     if row.samples is None:
         return row.verdict
     verdict = stats.paired_change(*row.samples, confidence=level).verdict(row.case.threshold)
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-unchanged", action="store_true",
                    help="only the injected runs (false alarms then come from the others)")
     args = p.parse_args(argv)
-    opts = Options(quick=args.quick, budget=args.budget)
+    # Run at the lowest level judged: every row slower at any level is then measured again,
+    # as a gate run at that level would measure it (_verdict).
+    opts = Options(quick=args.quick, budget=args.budget, confidence=min(LEVELS))
     factors = [*([] if args.no_unchanged else [None]), *(args.factor or [1.05, 1.10])]
     trials, start = [], time.perf_counter()
     for k in range(args.runs):

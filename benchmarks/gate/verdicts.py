@@ -161,9 +161,11 @@ def _said(change: stats.Change) -> str:
     return f"{change.factor - 1:+.1%} [{change.low - 1:+.1%}, {change.high - 1:+.1%}]"
 
 
-def confirmed(first: Row, again: Row) -> Row:
+def confirmed(first: Row, again: Row, margin: float = 0.0) -> Row:
     """``first`` (a "slower" row) judged with ``again``, the same case measured once more in
-    fresh worker processes: it stays slower unless that contradicts it (``stands``).
+    fresh worker processes: it stays slower unless that contradicts it (``stands`` with
+    ``margin``), or the second measurement found the machine in another state than the
+    baseline's (its ``not_comparable``: it cannot uphold anything then).
 
     Why: on a shared host a neighbour's memory traffic can slow a memory-bound backend for a
     whole run while compute-bound torch, timed beside it, does not feel it (CI once read
@@ -172,7 +174,7 @@ def confirmed(first: Row, again: Row) -> Row:
     measured; a state of the machine, or of one process, mostly is not."""
     if again.change is None:  # the confirmation could not run: the first verdict stands
         return replace(first, note=_joined(first.note, f"not measured again: {again.note}"))
-    if stands(again.change):
+    if not again.not_comparable and stands(again.change, margin):
         return replace(first, again=again, note=_joined(
             first.note, f"measured again in fresh processes: {_said(again.change)}"))
     return replace(first, verdict=stats.UNSURE, drift=again.drift, again=again,
@@ -182,13 +184,18 @@ def confirmed(first: Row, again: Row) -> Row:
         "state); rerun to be sure", again.not_comparable, first.note))
 
 
-def stands(again: stats.Change) -> bool:
+def stands(again: stats.Change, margin: float = 0.0) -> bool:
     """Whether a second measurement upholds a "slower" verdict: its interval lies above no
-    change (it need not clear the band again: a true slowdown just past the band reads
-    inside it half the time, and requiring that would halve the gate's power there). An
-    interval that reaches no change, or below, contradicts the first: that is what a
-    passing state of the machine leaves behind."""
-    return again.low > 1
+    change, by more than ``margin`` (it need not clear the band again: a true slowdown
+    just past the band reads inside it half the time, and requiring that would halve the
+    gate's power there). An interval that reaches no change, or below, contradicts the
+    first: that is what a passing state of the machine leaves behind.
+
+    ``margin``: 0 where both sides were timed in the same rounds (interleaved); against a
+    stored baseline, the offset a fresh process alone can give unchanged code (its band
+    before widening for a stored baseline: 5%, where ratios moved up to ~9% from process
+    to process), else a process so offset upholds a false alarm."""
+    return again.low > 1 + margin
 
 
 def _joined(*notes: str) -> str:
