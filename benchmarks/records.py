@@ -515,18 +515,20 @@ class ResultsFile:
 
     def conditions_differ(self, keys, threads: int, limit: float | None = None,
                           here: dict | None = None) -> str:
-        """Why the rows a sweep of ``keys`` would keep (see :meth:`done`) were measured under
-        other conditions than ``threads`` torch threads on the machine ``here``
-        (machine.describe(): host, CPU, torch, GPU), or "" when they were not or do not
-        say. Everything else that makes another number (dtype, device, batch, direction,
-        cache mode, TF32) is in the key, so such rows are simply not matched; the thread
+        """Why the rows of the problems of ``keys`` (any backend's: the report divides one by
+        another) were measured under other conditions than ``threads`` torch threads on the
+        machine ``here`` (machine.describe(): host, CPU, torch, GPU), or "" when they were
+        not or do not say. Everything else that makes another number (dtype, device, batch,
+        direction, cache mode, TF32) is in the key, so such rows are simply not matched; the thread
         count and the machine are not, and a sweep that reused them would divide this
         machine's times by another's, so a sweep refuses the file instead
         (benchmarks.sweep)."""
-        keys, counts, others = set(keys), {}, {}
+        # Every backend's rows of these problems: a report divides each backend's time by
+        # torch's of the same problem in the file, whichever run measured either.
+        problems, counts, others = {_problem(k) for k in keys}, {}, {}
         machines = {m["id"]: m for m in self.machines()}
         for r in self.rows():
-            if r["key"] not in keys or not settled(r, limit):
+            if _problem(r["key"]) not in problems or not settled(r, limit):
                 continue
             if r.get("threads") not in (None, threads):
                 counts[r["threads"]] = counts.get(r["threads"], 0) + 1
@@ -541,6 +543,11 @@ class ResultsFile:
             found = "; ".join(f"{n} where {why}" for why, n in others.items())
             return f"{self.path} has rows of these cases measured on another machine ({found})"
         return ""
+
+
+def _problem(key: str) -> str:
+    """A row key without its backend: the problem any backend's row of it measures."""
+    return key.partition("|")[2]
 
 
 #: What makes a machine record another machine's, as far as a kept row's time goes.

@@ -112,6 +112,8 @@ _SELECTING = ("--deselect", "--lf", "--last-failed", "--ff", "--failed-first", "
 def cli(args: argparse.Namespace) -> int:
     try:
         shard_of = sweep_plan.parse_shard(args.shard) if args.shard else None
+        if shard_of:  # as the plan records it and a merge compares it: "1/4", never "1 / 4"
+            args.shard = "/".join(map(str, shard_of))
         batch = sweep_plan.batch_of(args.batch)
         partner = sweep_plan.partner(args.paired_with)
         if partner and args.backend and partner.name not in {
@@ -362,8 +364,8 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
     """Run children until every case has a row it keeps (records.settled under ``limit``
     and ``partner``, as ``cmd``'s --limit and --paired-with)
     or one written by this sweep (from byte ``since`` of the results file on, which
-    ``cmd`` must name as its --rows-since); 0, or 2 (a child died outside any case), or
-    130 (interrupted: rerun the same command to resume)."""
+    ``cmd`` must name as its --rows-since); 0, or 2 (a child died or hung outside any case
+    having measured nothing), or 130 (interrupted: rerun the same command to resume)."""
     by_key = {c.key: c for c in cases}
     paths = _paths(results.path)
     since = results.size() if since is None else since
@@ -380,6 +382,7 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
     for _ in range(len(cases) + 1):  # every restart adds a row, so this always ends
         if not set(by_key) - done():
             return 0
+        measured = len(done())
         with open(paths["log"], "a", encoding="utf-8") as log:
             log.write(f"\n=== {records.now()} {' '.join(cmd)}\n")
             log.flush()
@@ -401,18 +404,29 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
         if in_flight is None or in_flight["key"] in done():
             # No case was cut short (or it finished just as it was killed).
             missing = set(by_key) - done()
-            if killed or child.returncode == sweep_plan.RESTART_STATUS or (
+            if killed == TIMED_OUT or child.returncode == sweep_plan.RESTART_STATUS or (
                     child.returncode in (0, 1, 5) and not missing):
                 continue  # 0/1/5: passed / some failed / nothing left; or a CUDA error
-            print(f"pytest exited with status {child.returncode} outside any case, "
-                  f"{len(missing)} cases without a row; see {paths['log']}:\n"
-                  f"{_tail(paths['log'])}", file=sys.stderr)
+            why = (f"did nothing for {_idle_s(timeout):g} s outside any case (killed)"
+                   if killed == IDLE else f"exited with status {child.returncode} outside "
+                   "any case")
+            if not missing or len(done()) > measured:
+                # Its rows are written: a death at exit costs nothing, one between cases
+                # only the child (a fresh one goes on, as after a crash inside a case).
+                print(f"warning: pytest {why}; "
+                      + ("every case has its row" if not missing else
+                         f"{len(missing)} cases left, a fresh process goes on")
+                      + f"; see {paths['log']}", file=sys.stderr)
+                continue
+            print(f"pytest {why} and measured nothing, {len(missing)} cases without a row; "
+                  f"see {paths['log']}:\n{_tail(paths['log'])}", file=sys.stderr)
             return 2
         case = by_key.get(in_flight["key"])
         if case is None:
             print(f"a case not in this sweep was in flight: {in_flight}", file=sys.stderr)
             return 2
-        status, reason = ("timeout", f"still running after {timeout:g} s: killed") if killed \
+        status, reason = ("timeout", f"still running after {timeout:g} s: killed") \
+            if killed == TIMED_OUT \
             else ("crashed", f"the process died ({_exit_reason(child.returncode)}) during this "
                              f"case; {_crash_excerpt(paths['log'])}")
         results.append(records.case_row(**case.row_fields(), status=status, reason=reason,
@@ -421,17 +435,37 @@ def supervise(cases, results: records.ResultsFile, cmd: list[str], env: dict,
     return 0 if not set(by_key) - done() else 2
 
 
-def _watch(child, heartbeat: Path, timeout: float, results, progress) -> bool:
+#: Why _watch killed a child: the case in flight ran past --timeout, or nothing happened
+#: outside any case (no case started, no row written) for _idle_s.
+TIMED_OUT, IDLE = "timeout", "idle"
+#: The least time a child may spend outside any case before it counts as hung: its start
+#: (imports, collection, measuring a fresh file's machine) must fit whatever --timeout is.
+IDLE_FLOOR_S = 600.0
+
+
+def _idle_s(timeout: float) -> float:
+    return max(timeout, IDLE_FLOOR_S)
+
+
+def _watch(child, heartbeat: Path, timeout: float, results, progress) -> str:
     """Wait for the child, printing rows as they come; kill it when the case in flight
-    passes ``timeout``. True when it was killed for that."""
+    passes ``timeout`` (TIMED_OUT), or when, outside any case, neither a case starts nor
+    a row is written for _idle_s (IDLE: a hang in the machine's measurement, at pytest's
+    session end or at interpreter exit, which no heartbeat covers). "" when it ended."""
+    size, active = results.size(), time.time()
     while child.poll() is None:
         time.sleep(0.2)
         progress.update(results)
         in_flight = _read_json(heartbeat)
         if in_flight and time.time() - in_flight["started"] > timeout:
             _kill(child)
-            return True
-    return False
+            return TIMED_OUT
+        if in_flight or results.size() != size:
+            size, active = results.size(), time.time()
+        elif time.time() - active > _idle_s(timeout):
+            _kill(child)
+            return IDLE
+    return ""
 
 
 def _interrupt(signum, frame):

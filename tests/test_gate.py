@@ -621,3 +621,67 @@ def test_a_slower_verdict_fails_only_if_measured_again_in_fresh_processes(monkey
                          "itself is +19% on this shape since the baseline")
     excused = verdicts.confirmed(first[0], moved)
     assert excused.verdict == stats.UNSURE and "torch itself is +19%" in excused.note
+
+
+def test_self_test_fails_when_no_stored_baseline_could_judge(monkeypatch, tmp_path):
+    """"Cannot judge" is allowed against each stored baseline (the machine may be in another
+    state), but a gate that excused every stored comparison is broken: the self-test fails
+    then, and passes once one stored baseline judges."""
+    from benchmarks.gate import cli
+    from benchmarks.gate.cases import GateCase
+
+    victim = GateCase(cli.SELF_TEST_VICTIM, "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
+    other = GateCase("torch", "s", "mb1ic3ih8oc4oh8kh3ph1", 0.1)
+    given = tmp_path / "stored.json"
+    judging = set()  # the stored baselines that judge (the others find torch moved)
+
+    def fake_run(opts, same_tree):
+        assert same_tree
+        if not opts.inject:
+            slow = verdicts.Row(victim, stats.UNCHANGED)
+        elif opts.baseline is None or opts.baseline in judging:
+            slow = verdicts.Row(victim, stats.SLOWER)
+        else:
+            slow = verdicts.Row(victim, stats.UNSURE, note="not comparable: torch itself",
+                                not_comparable="not comparable: torch itself")
+        return [slow, verdicts.Row(other, stats.UNCHANGED)], "title"
+
+    monkeypatch.setattr(cli, "record", lambda opts: 0)
+    monkeypatch.setattr(cli, "run", fake_run)
+    assert cli.self_test(cli.Options(quick=True, baseline=given)) == 1
+    judging.add(given)
+    assert cli.self_test(cli.Options(quick=True, baseline=given)) == 0
+
+
+def test_power_judges_each_level_with_the_second_measurement():
+    """power.py's verdict at each level applies the re-measure, as the gate does: a row
+    slower at first but not when measured again is inconclusive; without a re-measure (a
+    worker that did not restart) the first verdict counts."""
+    from benchmarks.gate import power
+    from benchmarks.gate.cases import GateCase
+
+    case = GateCase("unfold", "s", "mb1ic3ih8oc4oh8kh3ph1", 0.05)
+    base = list(noisy(40, 1.0, 0.01, seed=1))
+    first = (base, list(noisy(40, 1.2, 0.01, seed=2)))
+    calm = verdicts.Row(case, stats.UNCHANGED, samples=(base, list(noisy(40, 1.0, 0.01,
+                                                                         seed=3))))
+    steady = verdicts.Row(case, stats.SLOWER, samples=first)
+    for level in power.LEVELS:
+        assert power._verdict(verdicts.Row(case, stats.SLOWER, samples=first, again=calm),
+                              level) == stats.UNSURE
+        assert power._verdict(verdicts.Row(case, stats.SLOWER, samples=first, again=steady),
+                              level) == stats.SLOWER
+        assert power._verdict(verdicts.Row(case, stats.SLOWER, samples=first),
+                              level) == stats.SLOWER
+
+
+def test_json_rows_carry_the_second_measurement():
+    from benchmarks.gate import cli
+    from benchmarks.gate.cases import GateCase
+
+    case = GateCase("unfold", "s", "mb1ic3ih8oc4oh8kh3ph1", 0.05)
+    first, second = stats.Change(1.4, 1.3, 1.5, 40, 0.99), stats.Change(1.3, 1.2, 1.4, 20, 0.99)
+    row = verdicts.Row(case, stats.SLOWER, first, again=verdicts.Row(case, stats.SLOWER, second))
+    out = cli._row_json(row)
+    assert out["factor"] == 1.4 and out["measured_again"]["factor"] == 1.3
+    assert "measured_again" not in cli._row_json(verdicts.Row(case, stats.SLOWER, first))

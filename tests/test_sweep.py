@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -1126,3 +1127,73 @@ def test_a_resumed_sweep_says_when_its_kept_rows_are_of_another_commit(tmp_path,
     assert "this tree has uncommitted changes" in sweep._kept_from_other_code(
         results, kept([old]))
     assert sweep._kept_from_other_code(results, kept([])) == ""  # nothing kept: nothing said
+
+
+def _scripted_children(tmp_path, results, cases, script):
+    """A child command for sweep.supervise: run k appends the rows of the cases named by
+    index in ``script[k][0]`` (each "ok"), sleeps ``script[k][2]`` s, then exits with
+    status ``script[k][1]``."""
+    rows = [[json.dumps(records.case_row(**cases[i].row_fields(), status="ok", median_s=1e-3,
+                                         threads=1, gflops=cases[i].entry.flops / 1e6))
+             for i in picks] for picks, _, _ in script]
+    plan = tmp_path / "script.json"
+    plan.write_text(json.dumps({"rows": rows, "exits": [s[1] for s in script],
+                                "sleeps": [s[2] for s in script]}))
+    child = tmp_path / "child.py"
+    child.write_text(textwrap.dedent(f"""
+        import json, pathlib, sys, time
+        from benchmarks import records
+        plan = json.loads(pathlib.Path({str(plan)!r}).read_text())
+        count = pathlib.Path({str(tmp_path / "count")!r})
+        k = int(count.read_text()) if count.exists() else 0
+        count.write_text(str(k + 1))
+        for line in plan["rows"][k]:
+            records.ResultsFile(pathlib.Path({str(results.path)!r})).append(json.loads(line))
+        time.sleep(plan["sleeps"][k])
+        sys.exit(plan["exits"][k])
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return [sys.executable, str(child)], env
+
+
+@pytest.mark.parametrize("script, status, says", [
+    # Every row written, then an abort at interpreter exit: the sweep is complete.
+    ([((0, 1), 134, 0)], 0, "every case has its row"),
+    # Died between cases after measuring one: a fresh child measures the rest.
+    ([((0,), 137, 0), ((1,), 0, 0)], 0, "1 cases left, a fresh process goes on"),
+    # Died before measuring anything: nothing would change with another try.
+    ([((), 3, 0)], 2, "exited with status 3 outside any case and measured nothing"),
+    # Hung outside any case (no heartbeat, no row): killed, not waited on for ever.
+    ([((), 0, 60)], 2, "did nothing for 1 s outside any case (killed)"),
+])
+def test_a_child_lost_outside_any_case_costs_only_what_it_had_left(
+        tmp_path, capsys, monkeypatch, script, status, says):
+    """A child that dies at exit after its last row (CUDA or OpenMP teardown) had failed a
+    complete sweep with exit 2 and no report; one that died between cases had abandoned
+    the cases left; one that hung outside a case (the machine's measurement, pytest's
+    session end) was never killed."""
+    from benchmarks import sweep
+
+    monkeypatch.setattr(sweep, "IDLE_FLOOR_S", 1.0)
+    (tmp_path / "tiny").write_text(TINY)
+    cases = sweep_plan.plan([str(tmp_path / "tiny")], ["torch"], directions="forward")
+    cases = cases + sweep_plan.plan([str(tmp_path / "tiny")], ["unfold"], directions="forward")
+    results = records.ResultsFile(tmp_path / "out.jsonl")
+    cmd, env = _scripted_children(tmp_path, results, cases, script)
+    started = time.monotonic()
+    assert sweep.supervise(cases, results, cmd, env, timeout=0.5) == status
+    assert says in capsys.readouterr().err
+    assert time.monotonic() - started < 30
+
+
+def test_another_backend_cannot_join_rows_measured_with_other_threads(tmp_path):
+    """The report divides each backend's time by torch's of the same problem in the file:
+    a sweep of another backend with another thread count into a file holding torch's rows
+    had been accepted (the check read only the sweep's own backend's rows), and its
+    speedups divided a 2-thread time by a 1-thread one."""
+    _, results = _rows_for(tmp_path, threads=1, forward=("ok", "", 1e-3))
+    theirs = sweep_plan.plan([str(tmp_path / "tiny")], ["unfold"], directions="forward")
+    keys = [c.key for c in theirs]
+    assert not set(keys) & {r["key"] for r in results.rows()}  # no row of theirs yet
+    assert "(1 with 1;" in results.conditions_differ(keys, 2)
+    assert results.conditions_differ(keys, 1) == ""

@@ -43,10 +43,19 @@ def trial(opts: Options, victim: str, factor: float | None) -> dict:
         flagged = [r for r in rows if _verdict(r, level) in verdicts.FAILING]
         out[str(level)] = {
             "detected": any(r.case.backend == victim for r in flagged),
+            # Before the re-measure: what the re-measure cost or saved, told apart from noise.
+            "flagged_first": any(_first(r, level) == stats.SLOWER for r in victims),
             "detected_shapes": [r.case.shape for r in flagged if r.case.backend == victim],
             "false_alarms": [f"{r.case.backend} {r.case.shape}" for r in flagged
                              if not factor or r.case.backend != victim]}
     return out
+
+
+def _first(row: verdicts.Row, level: float) -> str:
+    """The row's verdict at ``level`` from its first measurement alone."""
+    if row.samples is None:
+        return row.verdict
+    return stats.paired_change(*row.samples, confidence=level).verdict(row.case.threshold)
 
 
 def _verdict(row: verdicts.Row, level: float) -> str:
@@ -81,6 +90,13 @@ def summarize(trials: list[dict], opts: Options, victim: str, seconds: float) ->
             alarms = sum(bool(g["false_alarms"]) for g in group)
             lines.append(f"| {level:.0%} | {label} | {len(group)} | {detected} | "
                          f"{alarms}/{len(group)} |")
+    for factor in dict.fromkeys(t["factor"] for t in trials if t["factor"]):
+        group = [t for t in trials if t["factor"] == factor]
+        first = [sum(t[str(level)].get("flagged_first", False) for t in group)
+                 for level in LEVELS]
+        lines += ["", f"At {factor - 1:+.0%}, flagged by the first measurement alone (before "
+                  "the re-measure): " + ", ".join(f"{n}/{len(group)} at {level:.0%}"
+                                                   for n, level in zip(first, LEVELS)) + "."]
     estimates = [e for t in trials if t["factor"] for e in t["victim_estimates"]]
     if estimates:
         lines += ["", f"Estimated slowdown of the victim in the injected runs: median "
