@@ -257,6 +257,10 @@ def used_features(stride: Pair, padding: Pair, dilation: Pair, groups: int,
     return {name for name, yes in used.items() if yes}
 
 
+#: The largest padding F.conv2d takes (twice it must fit a signed 64-bit size).
+MAX_PADDING = 2**62 - 1
+
+
 def normalize(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
               ) -> NormalizedCall:
     """Validate a conv2d call once and bring it to the form every backend receives."""
@@ -283,6 +287,10 @@ def normalize(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     _check_positive(groups=(groups,), stride=stride, dilation=dilation)
     if isinstance(padding, tuple) and min(padding) < 0:
         raise RuntimeError(f"negative padding is not supported: padding={padding}")
+    if isinstance(padding, tuple) and max(padding) > MAX_PADDING:  # 2x it overflows int64
+        dim = padding.index(max(padding))
+        raise RuntimeError(f"Given padding={padding[dim]} at dimension {dim}, expected "
+                           f"padding to be at most {MAX_PADDING}")
     _check_dtype_device(input, weight, bias)
 
     unbatched = input.dim() == 3
@@ -318,6 +326,8 @@ def _int(name: str, value) -> int:
         return int(value.item())
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"conv2d(): argument '{name}' must be int, not {type(value).__name__}")
+    if not -2**63 <= int(value) < 2**63:  # F.conv2d: "Overflow when unpacking long long"
+        raise ValueError(f"conv2d(): argument '{name}' overflows a 64-bit integer: {value}")
     return int(value)
 
 

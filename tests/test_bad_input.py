@@ -49,6 +49,12 @@ BAD_CALLS = {
     "weight-no-output-channels": ((X, torch.randn(0, 4, 3, 3)), {}, "weight"),
     "input-sparse": ((X.to_sparse(), W), {}, "input"),
     "weight-sparse": ((X, W.to_sparse()), {}, "weight"),
+    # Beyond 64 bits (F.conv2d: ValueError) and padding past 2**62 - 1 (RuntimeError): fft
+    # raised OverflowError, torch's backend TypeError, naive and unfold out-of-memory.
+    "stride-beyond-int64": ((X, W), {"stride": 2**70}, "stride"),
+    "padding-beyond-int64": ((X, W), {"padding": 2**70}, "padding"),
+    "groups-beyond-int64": ((X, W), {"groups": 2**70}, "groups"),
+    "padding-past-its-limit": ((X, W), {"padding": 2**62}, "padding"),
 }
 
 
