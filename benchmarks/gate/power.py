@@ -65,9 +65,7 @@ def _verdict(row: verdicts.Row, level: float) -> str:
     re-measure's budget shared among those rows, which a gate at a higher level shares
     among fewer); a row without one (its worker did not restart) keeps its first verdict,
     as in the gate."""
-    if row.samples is None:
-        return row.verdict
-    verdict = stats.paired_change(*row.samples, confidence=level).verdict(row.case.threshold)
+    verdict = _first(row, level)
     again = row.again
     if (verdict == stats.SLOWER and again is not None and again.samples is not None
             and not verdicts.stands(stats.paired_change(*again.samples, confidence=level))):
