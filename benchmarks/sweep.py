@@ -460,8 +460,9 @@ def _watch(child, heartbeat: Path, timeout: float, results, progress) -> str:
         if in_flight and time.time() - in_flight["started"] > timeout:
             _kill(child)
             return TIMED_OUT
-        if in_flight or results.size() != size:
-            size, active = results.size(), time.time()
+        grown = results.size()
+        if in_flight or grown != size:
+            size, active = grown, time.time()
         elif time.time() - active > _idle_s(timeout):
             _kill(child)
             return IDLE
